@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A real glance-api (sqlite, no keystone: every request is admin) on 127.0.0.1 against the `images` pool of
+# a cluster started by ceph-cluster.sh, as client.glance, thin provisioning on.
+#
+#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations]
+#   scripts/glance-api.sh stop DIR
+#
+# start prints `url=...` and writes it to DIR/glance.env. show_multiple_locations is on (needed to
+# register locations in Zed) unless --no-multiple-locations. The server runs in its own session; stop
+# signals that process group by the PID recorded in DIR/glance-api.pid.
+set -euo pipefail
+
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] | stop DIR" >&2; exit 2; }
+
+alive() {
+  local pid=$1 state
+  [[ -r /proc/$pid/stat ]] || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z && $state != X ]]
+}
+
+cmd_stop() {
+  local dir=$1 pid i
+  [[ -s $dir/glance-api.pid ]] || return 0
+  pid=$(<"$dir/glance-api.pid")
+  if alive "$pid"; then
+    # setsid made the server a process group leader: its workers share the group id.
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do alive "$pid" || break; sleep 0.05; done
+    if alive "$pid"; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+    for ((i = 0; i < 40; i++)); do alive "$pid" || break; sleep 0.05; done
+  fi
+  rm -f "$dir/glance-api.pid"
+}
+
+cmd_start() {
+  local dir=$1 port=$2 ceph_dir=$3; shift 3
+  local multiple=True arg
+  for arg in "$@"; do
+    case $arg in
+      --no-multiple-locations) multiple=False ;;
+      *) usage ;;
+    esac
+  done
+  [[ $port =~ ^[0-9]+$ ]] || usage
+  [[ -r $ceph_dir/ceph.conf ]] || { echo "no ceph.conf in $ceph_dir" >&2; exit 2; }
+  mkdir -p "$dir"/{staging,image-cache,locks,tasks}
+  dir=$(cd "$dir" && pwd)
+  ceph_dir=$(cd "$ceph_dir" && pwd)
+  local conf=$dir/glance-api.conf
+  cat >"$conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = $port
+workers = 1
+show_image_direct_url = True
+show_multiple_locations = $multiple
+node_staging_uri = file://$dir/staging
+image_cache_dir = $dir/image-cache
+use_keystone_limits = False
+log_file = $dir/glance-api.log
+[database]
+connection = sqlite:///$dir/glance.sqlite
+[paste_deploy]
+flavor =
+config_file = /etc/glance/glance-api-paste.ini
+[oslo_concurrency]
+lock_path = $dir/locks
+[oslo_policy]
+enforce_scope = False
+enforce_new_defaults = False
+[glance_store]
+stores = rbd,http
+default_store = rbd
+rbd_store_pool = images
+rbd_store_user = glance
+rbd_store_ceph_conf = $ceph_dir/ceph.conf
+rbd_store_chunk_size = 8
+rbd_thin_provisioning = True
+rados_connect_timeout = 10
+[os_glance_staging_store]
+filesystem_store_datadir = $dir/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $dir/tasks
+EOF
+  glance-manage --config-file "$conf" db_sync >"$dir/db_sync.log" 2>&1
+  setsid glance-api --config-file "$conf" >"$dir/glance-api.out" 2>&1 </dev/null &
+  echo $! >"$dir/glance-api.pid"
+  local i url=http://127.0.0.1:$port
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null "$url/healthcheck" 2>/dev/null; then
+      printf 'url=%s\nconf=%s\nshow_multiple_locations=%s\n' "$url" "$conf" "$multiple" | tee "$dir/glance.env"
+      return 0
+    fi
+    alive "$(<"$dir/glance-api.pid")" || break
+    sleep 0.1
+  done
+  echo "glance-api did not answer on $url; see $dir/glance-api.log and $dir/glance-api.out" >&2
+  cmd_stop "$dir"
+  exit 1
+}
+
+[[ $# -ge 2 ]] || usage
+case $1 in
+  start) [[ $# -ge 4 ]] || usage; cmd_start "${@:2}" ;;
+  stop) cmd_stop "$2" ;;
+  *) usage ;;
+esac

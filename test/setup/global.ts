@@ -1,0 +1,54 @@
+// Starts the test bed once per `vitest run` (two clusters + one glance-api) and always tears it down,
+// on success, failure, or Ctrl-C. SNAPSTORE_TESTBED=path/testbed.json reuses a running test bed (left
+// running); SNAPSTORE_KEEP_TESTBED=1 leaves the one started here running for debugging.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestProject } from 'vitest/node';
+import { down, load, up } from '../../scripts/testbed.mjs';
+
+const scripts = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts');
+
+function stopNow(root: string): void {
+  // Signal handlers cannot await: stop synchronously, glance first, by recorded PID.
+  const stop = (script: string, dir: string) => {
+    try {
+      execFileSync('bash', [join(scripts, script), 'stop', join(root, dir)], { stdio: 'ignore' });
+    } catch {
+      // Already stopped or never started.
+    }
+  };
+  stop('glance-api.sh', 'glance');
+  stop('ceph-cluster.sh', 'cluster-a');
+  stop('ceph-cluster.sh', 'cluster-b');
+}
+
+export default async function setup(project: TestProject) {
+  if (process.env.SNAPSTORE_TESTBED) {
+    project.provide('testbed', load(process.env.SNAPSTORE_TESTBED));
+    return;
+  }
+  const root = process.env.SNAPSTORE_TESTBED_DIR ?? mkdtempSync(join(tmpdir(), 'snapstore-testbed-'));
+  const keep = process.env.SNAPSTORE_KEEP_TESTBED === '1';
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!keep) stopNow(root);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const started = Date.now();
+  const env = await up(root);
+  console.error(`test bed up in ${((Date.now() - started) / 1000).toFixed(1)} s under ${root}`);
+  project.provide('testbed', env);
+  return async () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (keep) {
+      console.error(`test bed left running: SNAPSTORE_TESTBED=${join(root, 'testbed.json')}`);
+      return;
+    }
+    await down(root);
+  };
+}
