@@ -13,6 +13,7 @@
 #   client.nova-ro  rbd profile on vms, read-only rbd profile on images
 # Each has its own DIR/<name>.keyring, referenced from ceph.conf. --clone-v2 sets
 # require-min-compat-client mimic, which makes librbd default to clone format 2.
+# SNAPSTORE_MEMSTORE_BYTES sets the memstore OSD's capacity (default 4 GiB, held in RAM).
 # Daemons run daemonized with pid files under DIR/run and are stopped by PID, OSD first.
 set -euo pipefail
 
@@ -75,7 +76,7 @@ cmd_start() {
   local store_conf
   if [[ $objectstore == memstore ]]; then
     store_conf="osd objectstore = memstore
-memstore device bytes = 4294967296"
+memstore device bytes = ${SNAPSTORE_MEMSTORE_BYTES:-4294967296}"
   else
     store_conf="osd objectstore = bluestore
 bluestore block create = true

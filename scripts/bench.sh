@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `npm run bench`: install what is missing, compile src/ and bench/, then run every benchmark. Each one
+# starts and stops its own clusters; results print as tables and land as JSON in bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/prepare.sh >&2
+npx tsc -p tsconfig.bench.json
+mkdir -p bench/results
+if [[ $# -gt 0 ]]; then benches=("$@"); else benches=(build/bench/*.js); fi
+for b in "${benches[@]}"; do
+  echo "== $(basename "$b" .js)"
+  node --expose-gc "$b"
+done

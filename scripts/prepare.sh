@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Everything `npm test`, `npm run demo` and `npm run bench` need on a Debian 12 machine: the system
+# packages, the npm packages, the native addon and the compiled TypeScript. Each step is skipped when
+# its result is already up to date.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-system-deps.sh
+
+if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi
+
+# The addon is an optional dependency, so npm ci tolerates a failed build; snapstore's own runs must not.
+addon=native/build/Release/ceph_rbd.node
+if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp -newer "$addon" 2>/dev/null | head -1) ]]; then
+  npm run build:native
+fi
+
+npm run build
