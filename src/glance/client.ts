@@ -1,0 +1,555 @@
+// GlanceClient: the OpenStack Image API v2 over undici, for what snapstore needs — create/get/list/update/
+// delete images, upload and download data as streams, and register locations with whichever locations API
+// the server has (PATCH `/locations/-` up to image API 2.16, `POST /v2/images/{id}/locations` from 2.17).
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, request, type Dispatcher } from 'undici';
+import { redactSecrets } from '../errors.js';
+import {
+  GlanceConflict,
+  GlanceError,
+  GlanceInvalidResponse,
+  GlanceNoData,
+  GlanceRangeNotSupported,
+  GlanceTokenUnavailable,
+  bodyExcerpt,
+  classifyNetworkError,
+  errorForNetwork,
+  errorForResponse,
+  type GlanceErrorDetails,
+} from './errors.js';
+import { assertRbdLocationFsid } from './locations.js';
+import type {
+  AddLocationOptions,
+  AddLocationResult,
+  ByteRange,
+  CreateImageInput,
+  DownloadOptions,
+  GlanceClientOptions,
+  GlanceImage,
+  ImageApiVersion,
+  ImageDownload,
+  ImagePatchOperation,
+  ListImagesOptions,
+  RawRequest,
+  RawResponse,
+  TokenSource,
+  UploadOptions,
+  UploadSource,
+} from './types.js';
+
+const JSON_PATCH = 'application/openstack-images-v2.1-json-patch';
+const DEFAULT_TIMEOUT_MS = 60_000;
+const DEFAULT_RETRIES = 2;
+const DEFAULT_RETRY_DELAY_MS = 200;
+const MAX_RETRY_DELAY_MS = 2_000;
+/** Error bodies are read only this far: they are for a message, not for parsing. */
+const ERROR_BODY_LIMIT = 16 * 1024;
+/** The first image API version with `POST /v2/images/{id}/locations`. */
+const LOCATIONS_API_MINOR = 17;
+/** Glance's 409 texts when it refuses a location's validation_data (glance/api/v2/images.py). */
+const VALIDATION_REFUSED =
+  /os_hash_algo must be|not a valid hexadecimal|not the correct size|already set with a different value|may only be provided when image status|Conflicting values/i;
+
+interface SendOptions {
+  method: Dispatcher.HttpMethod;
+  /** Below the endpoint, query string included. */
+  path: string;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array | Readable | AsyncIterable<Uint8Array>;
+  /** False for bodies that cannot be sent twice (streams). */
+  retry?: boolean;
+  signal?: AbortSignal;
+}
+
+interface Sent {
+  res: Dispatcher.ResponseData;
+  details: GlanceErrorDetails;
+  token: string | undefined;
+}
+
+/**
+ * A typed client for the OpenStack Image API v2.
+ *
+ * Retries (with exponential backoff, at most `retries` times) only where repeating cannot do harm: GET and
+ * HEAD on 5xx, timeouts and broken connections, and any method whose connection was refused before anything
+ * was sent. Uploads are never retried. The token is sent as `X-Auth-Token` and kept out of every error.
+ */
+export class GlanceClient {
+  readonly endpoint: string;
+  readonly storeId: string | undefined;
+  private readonly tokenSource: TokenSource | undefined;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+  private readonly retryDelayMs: number;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownDispatcher: Agent | undefined;
+  private versionsCache: Promise<ImageApiVersion[]> | undefined;
+
+  constructor(options: GlanceClientOptions) {
+    this.endpoint = options.endpoint.replace(/\/+$/, '').replace(/\/v2$/, '');
+    this.tokenSource = options.token;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.retries = Math.max(0, options.retries ?? DEFAULT_RETRIES);
+    this.retryDelayMs = options.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS;
+    this.storeId = options.storeId;
+    if (options.dispatcher) {
+      this.dispatcher = options.dispatcher;
+    } else {
+      this.ownDispatcher = new Agent({ connect: { timeout: this.timeoutMs } });
+      this.dispatcher = this.ownDispatcher;
+    }
+  }
+
+  /** Closes the connection pool the client made for itself (not a dispatcher you passed). Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.ownDispatcher && !this.ownDispatcher.closed) await this.ownDispatcher.close();
+  }
+
+  // ---- versions -------------------------------------------------------------------------------------------
+
+  /** The image API versions the server lists at `GET /versions` (cached after the first success). */
+  async versions(): Promise<ImageApiVersion[]> {
+    this.versionsCache ??= this.fetchVersions().catch((err: unknown) => {
+      this.versionsCache = undefined;
+      throw err;
+    });
+    return this.versionsCache;
+  }
+
+  /** True when image API 2.17+ (with `POST /v2/images/{id}/locations`) is CURRENT or SUPPORTED. */
+  async supportsLocationsApi(): Promise<boolean> {
+    return (await this.versions()).some(
+      (v) => v.major === 2 && v.minor >= LOCATIONS_API_MINOR && (v.status === 'CURRENT' || v.status === 'SUPPORTED'),
+    );
+  }
+
+  private async fetchVersions(): Promise<ImageApiVersion[]> {
+    const sent = await this.send({ method: 'GET', path: '/versions' });
+    const body = await this.readJson<{ versions?: unknown }>(sent);
+    if (!Array.isArray(body.versions)) throw new GlanceInvalidResponse(sent.details, 'no versions list');
+    const versions: ImageApiVersion[] = [];
+    for (const v of body.versions as Array<{ id?: unknown; status?: unknown }>) {
+      const match = typeof v.id === 'string' ? /^v(\d+)(?:\.(\d+))?$/.exec(v.id) : null;
+      if (!match || typeof v.status !== 'string') continue;
+      versions.push({ id: v.id as string, major: Number(match[1]), minor: Number(match[2] ?? 0), status: v.status });
+    }
+    return versions;
+  }
+
+  // ---- images ---------------------------------------------------------------------------------------------
+
+  async createImage(input: CreateImageInput, options: { signal?: AbortSignal } = {}): Promise<GlanceImage> {
+    const body: Record<string, unknown> = { ...input.properties, name: input.name };
+    if (input.id !== undefined) body.id = input.id;
+    if (input.diskFormat !== undefined) body.disk_format = input.diskFormat;
+    if (input.containerFormat !== undefined) body.container_format = input.containerFormat;
+    if (input.visibility !== undefined) body.visibility = input.visibility;
+    if (input.minDisk !== undefined) body.min_disk = input.minDisk;
+    if (input.minRam !== undefined) body.min_ram = input.minRam;
+    if (input.protected !== undefined) body.protected = input.protected;
+    if (input.tags !== undefined) body.tags = input.tags;
+    const sent = await this.send({
+      method: 'POST',
+      path: '/v2/images',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: options.signal,
+    });
+    return this.readJson<GlanceImage>(sent);
+  }
+
+  async getImage(id: string, options: { signal?: AbortSignal } = {}): Promise<GlanceImage> {
+    const sent = await this.send({ method: 'GET', path: imagePath(id), signal: options.signal });
+    return this.readJson<GlanceImage>(sent);
+  }
+
+  /** Applies JSON-patch operations (e.g. `{ op: 'replace', path: '/name', value: 'x' }`); returns the new image. */
+  async updateImage(
+    id: string,
+    operations: ImagePatchOperation[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<GlanceImage> {
+    const sent = await this.send({
+      method: 'PATCH',
+      path: imagePath(id),
+      headers: { 'content-type': JSON_PATCH },
+      body: JSON.stringify(operations),
+      signal: options.signal,
+    });
+    return this.readJson<GlanceImage>(sent);
+  }
+
+  /**
+   * Deletes the image (and, in Glance, the stored data behind every location). With `ignoreMissing`, a
+   * missing image resolves to false instead of throwing GlanceNotFound.
+   */
+  async deleteImage(id: string, options: { ignoreMissing?: boolean; signal?: AbortSignal } = {}): Promise<boolean> {
+    try {
+      const sent = await this.send({ method: 'DELETE', path: imagePath(id), signal: options.signal });
+      await sent.res.body.dump();
+      return true;
+    } catch (err) {
+      if (options.ignoreMissing && err instanceof GlanceError && err.status === 404) return false;
+      throw err;
+    }
+  }
+
+  /** Every page of `GET /v2/images`, following `next` links. */
+  async *listImagePages(options: ListImagesOptions = {}): AsyncGenerator<GlanceImage[], void, undefined> {
+    let query = listQuery(options);
+    const seen = new Set<string>();
+    for (;;) {
+      seen.add(query);
+      const sent = await this.send({ method: 'GET', path: `/v2/images?${query}`, signal: options.signal });
+      const page = await this.readJson<{ images?: GlanceImage[]; next?: string }>(sent);
+      if (!Array.isArray(page.images)) throw new GlanceInvalidResponse(sent.details, 'no images list');
+      yield page.images;
+      if (!page.next) return;
+      // Only the query of `next` is used: its path may lack a proxy's prefix that the endpoint has.
+      const q = page.next.indexOf('?');
+      query = q >= 0 ? page.next.slice(q + 1) : '';
+      if (seen.has(query)) throw new GlanceInvalidResponse(sent.details, 'pagination loops');
+    }
+  }
+
+  /** Every image matching the filters, one at a time, fetched page by page. */
+  async *listImages(options: ListImagesOptions = {}): AsyncGenerator<GlanceImage, void, undefined> {
+    for await (const page of this.listImagePages(options)) yield* page;
+  }
+
+  /** All matching images in one array (every page fetched). */
+  async listAllImages(options: ListImagesOptions = {}): Promise<GlanceImage[]> {
+    const all: GlanceImage[] = [];
+    for await (const image of this.listImages(options)) all.push(image);
+    return all;
+  }
+
+  // ---- data -----------------------------------------------------------------------------------------------
+
+  /**
+   * `PUT /v2/images/{id}/file`: streams `data` to Glance with backpressure (never buffered whole, never
+   * retried). Give `size` to send Content-Length; otherwise the body is chunked. With a storeId the data
+   * goes to that backend (`X-Image-Meta-Store`).
+   */
+  async upload(id: string, data: UploadSource, options: UploadOptions = {}): Promise<void> {
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    const size = options.size ?? (data instanceof Uint8Array ? data.byteLength : undefined);
+    if (size !== undefined) headers['content-length'] = String(size);
+    if (this.storeId) headers['x-image-meta-store'] = this.storeId;
+    const sent = await this.send({
+      method: 'PUT',
+      path: `${imagePath(id)}/file`,
+      headers,
+      body: data,
+      retry: false,
+      signal: options.signal,
+    });
+    await sent.res.body.dump();
+  }
+
+  /**
+   * `GET /v2/images/{id}/file` as a stream. A 204 (the record exists, its data is gone) is GlanceNoData, never
+   * an empty image. A `range` is asked of Glance with a Range header; when the store cannot serve ranges the
+   * client cuts it from the full stream (unless `rangeFallback: false`).
+   */
+  async download(id: string, options: DownloadOptions = {}): Promise<ImageDownload> {
+    const path = `${imagePath(id)}/file`;
+    const { range } = options;
+    if (range) checkRange(range);
+    const headers: Record<string, string> = { accept: '*/*' };
+    if (range) headers.range = `bytes=${range.start}-${range.end ?? ''}`;
+    let sent: Sent;
+    let servedBy: ImageDownload['rangeServedBy'];
+    try {
+      sent = await this.send({ method: 'GET', path, headers, signal: options.signal });
+      servedBy = range ? 'server' : undefined;
+    } catch (err) {
+      if (!(err instanceof GlanceRangeNotSupported) || options.rangeFallback === false) throw err;
+      sent = await this.send({ method: 'GET', path, headers: { accept: '*/*' }, signal: options.signal });
+      servedBy = 'client';
+    }
+    const { res, details } = sent;
+    if (res.statusCode === 204) {
+      await res.body.dump();
+      throw new GlanceNoData({ ...details, status: 204 });
+    }
+    if (range && res.statusCode !== 206) servedBy = 'client';
+    const header = (name: string) => {
+      const v = res.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const contentLength = header('content-length') === undefined ? undefined : Number(header('content-length'));
+    let length = contentLength;
+    let slice: { skip: number; take: number | undefined } | undefined;
+    if (range && servedBy === 'client') {
+      const stop = range.end === undefined ? contentLength : Math.min(range.end + 1, contentLength ?? Infinity);
+      slice = { skip: range.start, take: stop === undefined ? undefined : Math.max(0, stop - range.start) };
+      length = slice.take;
+    }
+    const stream = Readable.from(this.bodyChunks(res.body, details, sent.token, slice), { objectMode: false });
+    return { stream, length, contentMd5: header('content-md5'), rangeServedBy: servedBy };
+  }
+
+  private async *bodyChunks(
+    body: Dispatcher.ResponseData['body'],
+    details: GlanceErrorDetails,
+    token: string | undefined,
+    slice: { skip: number; take: number | undefined } | undefined,
+  ): AsyncGenerator<Buffer, void, undefined> {
+    let skip = slice?.skip ?? 0;
+    let left = slice?.take ?? Infinity;
+    try {
+      for await (const raw of body as AsyncIterable<Buffer>) {
+        let chunk = raw;
+        if (skip > 0) {
+          if (chunk.length <= skip) {
+            skip -= chunk.length;
+            continue;
+          }
+          chunk = chunk.subarray(skip);
+          skip = 0;
+        }
+        if (chunk.length >= left) {
+          yield chunk.subarray(0, left);
+          return;
+        }
+        left -= chunk.length;
+        yield chunk;
+      }
+    } catch (err) {
+      throw errorForNetwork(details, scrubCause(err, token), 'download');
+    } finally {
+      if (!body.destroyed) body.destroy();
+    }
+  }
+
+  // ---- locations ------------------------------------------------------------------------------------------
+
+  /**
+   * Registers `url` as a location of the image. Uses `POST /v2/images/{id}/locations` when the server has
+   * image API 2.17+, else PATCH `add /locations/-` (which needs `show_multiple_locations = True`: otherwise
+   * LocationsNotAllowed). Checksums given are sent as the location's validation_data; when Glance refuses
+   * them the location is registered without them and `validationData` says why (not an error).
+   */
+  async addLocation(imageId: string, url: string, options: AddLocationOptions = {}): Promise<AddLocationResult> {
+    if (options.expectedFsid !== undefined) assertRbdLocationFsid(url, options.expectedFsid);
+    if (await this.supportsLocationsApi()) return this.addLocationByPost(imageId, url, options);
+    return this.addLocationByPatch(imageId, url, options);
+  }
+
+  private async addLocationByPatch(
+    imageId: string,
+    url: string,
+    options: AddLocationOptions,
+  ): Promise<AddLocationResult> {
+    const metadata: Record<string, unknown> = { ...options.metadata };
+    if (this.storeId) metadata.store = this.storeId;
+    const validation: Record<string, string> = {};
+    if (options.checksum !== undefined) validation.checksum = options.checksum;
+    if (options.osHashAlgo !== undefined) validation.os_hash_algo = options.osHashAlgo;
+    if (options.osHashValue !== undefined) validation.os_hash_value = options.osHashValue;
+    const add = (value: Record<string, unknown>) =>
+      this.updateImage(imageId, [{ op: 'add', path: '/locations/-', value }], { signal: options.signal });
+    if (Object.keys(validation).length === 0) {
+      return { image: await add({ url, metadata }), api: 'patch', validationData: { status: 'not-requested' } };
+    }
+    try {
+      const image = await add({ url, metadata, validation_data: validation });
+      return { image, api: 'patch', validationData: { status: 'set' } };
+    } catch (err) {
+      // Glance checks validation_data before touching the locations, so nothing was added: try without.
+      if (!(err instanceof GlanceConflict) || !VALIDATION_REFUSED.test(err.body ?? '')) throw err;
+      const image = await add({ url, metadata });
+      return {
+        image,
+        api: 'patch',
+        validationData: { status: 'rejected', reason: err.body ?? err.message, httpStatus: 409 },
+      };
+    }
+  }
+
+  private async addLocationByPost(
+    imageId: string,
+    url: string,
+    options: AddLocationOptions,
+  ): Promise<AddLocationResult> {
+    // The 2.17 API has no metadata or store field (Glance finds the store from the URL) and no md5: it
+    // computes checksum and os_hash itself, checking the os_hash given here.
+    const body: Record<string, unknown> = { url };
+    const hashes = options.osHashAlgo !== undefined || options.osHashValue !== undefined;
+    if (hashes) body.validation_data = { os_hash_algo: options.osHashAlgo, os_hash_value: options.osHashValue };
+    const sent = await this.send({
+      method: 'POST',
+      path: `${imagePath(imageId)}/locations`,
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: options.signal,
+    });
+    await sent.res.body.dump();
+    const image = await this.getImage(imageId, { signal: options.signal });
+    const requested = hashes || options.checksum !== undefined;
+    return { image, api: 'post', validationData: { status: requested ? 'deferred' : 'not-requested' } };
+  }
+
+  // ---- raw ------------------------------------------------------------------------------------------------
+
+  /**
+   * One request as given (auth added, errors mapped like every other call, not retried): for API calls this
+   * client does not wrap, and for checking how Glance answers malformed requests.
+   */
+  async rawRequest(req: RawRequest): Promise<RawResponse> {
+    const sent = await this.send({
+      method: req.method as Dispatcher.HttpMethod,
+      path: req.path,
+      headers: req.headers,
+      body: req.body,
+      retry: false,
+      signal: req.signal,
+    });
+    return { status: sent.res.statusCode, headers: sent.res.headers, text: await sent.res.body.text() };
+  }
+
+  // ---- transport ------------------------------------------------------------------------------------------
+
+  private async resolveToken(details: GlanceErrorDetails): Promise<string | undefined> {
+    if (typeof this.tokenSource !== 'function') return this.tokenSource;
+    try {
+      return await this.tokenSource();
+    } catch (err) {
+      throw new GlanceTokenUnavailable(details, { cause: err });
+    }
+  }
+
+  private async send(options: SendOptions): Promise<Sent> {
+    const { method } = options;
+    const idempotent = method === 'GET' || method === 'HEAD';
+    const maxAttempts = options.retry === false ? 1 : this.retries + 1;
+    const path = options.path.split('?')[0]!;
+    for (let attempt = 1; ; attempt++) {
+      const details: GlanceErrorDetails = { method, path, attempts: attempt };
+      const token = await this.resolveToken(details);
+      const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+      if (token !== undefined) headers['x-auth-token'] = token;
+      let res: Dispatcher.ResponseData;
+      try {
+        res = await request(this.endpoint + options.path, {
+          method,
+          headers,
+          body: options.body as Dispatcher.DispatchOptions['body'],
+          dispatcher: this.dispatcher,
+          headersTimeout: this.timeoutMs,
+          bodyTimeout: this.timeoutMs,
+          signal: options.signal,
+        });
+      } catch (err) {
+        const failure = classifyNetworkError(err);
+        const again = failure === 'refused' || (idempotent && (failure === 'broken' || failure === 'timeout'));
+        if (again && attempt < maxAttempts) {
+          await this.backoff(attempt, options.signal);
+          continue;
+        }
+        throw errorForNetwork(details, scrubCause(err, token), 'request');
+      }
+      if (res.statusCode < 400) return { res, details, token };
+      const text = await readLimited(res.body, ERROR_BODY_LIMIT);
+      const error = errorForResponse({ ...details, status: res.statusCode, body: scrubText(bodyExcerpt(text), token) });
+      if (idempotent && res.statusCode >= 500 && attempt < maxAttempts) {
+        await this.backoff(attempt, options.signal);
+        continue;
+      }
+      throw error;
+    }
+  }
+
+  private async backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+    const delay = Math.min(this.retryDelayMs * 2 ** (attempt - 1), MAX_RETRY_DELAY_MS);
+    // Jitter keeps several clients that lost the same server from coming back in step.
+    await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal });
+  }
+
+  private async readJson<T>(sent: Sent): Promise<T> {
+    let text: string;
+    try {
+      text = await sent.res.body.text();
+    } catch (err) {
+      throw errorForNetwork(sent.details, scrubCause(err, sent.token), 'response');
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      throw new GlanceInvalidResponse({ ...sent.details, status: sent.res.statusCode }, 'body is not JSON', {
+        cause: err,
+      });
+    }
+  }
+}
+
+function imagePath(id: string): string {
+  return `/v2/images/${encodeURIComponent(id)}`;
+}
+
+function checkRange(range: ByteRange): void {
+  const ok =
+    Number.isSafeInteger(range.start) &&
+    range.start >= 0 &&
+    (range.end === undefined || (Number.isSafeInteger(range.end) && range.end >= range.start));
+  if (!ok) throw new RangeError(`invalid byte range ${JSON.stringify(range)}`);
+}
+
+function listQuery(options: ListImagesOptions): string {
+  const q = new URLSearchParams();
+  if (options.pageSize !== undefined) q.set('limit', String(options.pageSize));
+  if (options.marker !== undefined) q.set('marker', options.marker);
+  if (options.name !== undefined) q.set('name', options.name);
+  if (options.status !== undefined) q.set('status', options.status);
+  if (options.visibility !== undefined) q.set('visibility', options.visibility);
+  if (options.owner !== undefined) q.set('owner', options.owner);
+  for (const tag of options.tags ?? []) q.append('tag', tag);
+  if (options.sortKey !== undefined) q.set('sort_key', options.sortKey);
+  if (options.sortDir !== undefined) q.set('sort_dir', options.sortDir);
+  for (const [k, v] of Object.entries(options.properties ?? {})) q.set(k, v);
+  return q.toString();
+}
+
+async function readLimited(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      total += chunk.length;
+      if (total >= limit) break;
+    }
+  } catch {
+    // The status says enough; a body cut short only shortens the excerpt.
+  } finally {
+    if (!body.destroyed) body.destroy();
+  }
+  return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
+}
+
+function scrubText(text: string, token: string | undefined): string {
+  const withoutToken = token ? text.split(token).join('[redacted]') : text;
+  return redactSecrets(withoutToken);
+}
+
+/** The cause as is, unless its text holds the token: then a plain Error with the same text, token removed. */
+function scrubCause(err: unknown, token: string | undefined): unknown {
+  if (!token || !(err instanceof Error)) return err;
+  const leaks = [String(err), err.stack ?? '', safeJson(err)].some((t) => t.includes(token));
+  if (!leaks) return err;
+  const clean = new Error(scrubText(err.message, token));
+  clean.name = err.name;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') Object.assign(clean, { code });
+  return clean;
+}
+
+function safeJson(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,28 @@
+// A small typed client for the OpenStack Image API v2 (Glance) on undici.
+export { GlanceClient } from './client.js';
+export {
+  GlanceBadRequest,
+  GlanceConflict,
+  GlanceError,
+  GlanceForbidden,
+  GlanceHttpError,
+  GlanceInvalidLocation,
+  GlanceInvalidResponse,
+  GlanceNoData,
+  GlanceNotFound,
+  GlanceRangeNotSupported,
+  GlanceRequestFailed,
+  GlanceServerError,
+  GlanceTimeout,
+  GlanceTokenUnavailable,
+  GlanceTooLarge,
+  GlanceUnauthorized,
+  GlanceUnavailable,
+  GlanceUnsupportedMediaType,
+  LocationFsidMismatch,
+  LocationsNotAllowed,
+  bodyExcerpt,
+  type GlanceErrorDetails,
+} from './errors.js';
+export { assertRbdLocationFsid, parseRbdUrl, type RbdLocationParts } from './locations.js';
+export type * from './types.js';
