@@ -6,8 +6,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { redactSecrets } from '../errors.js';
 import {
+  GlanceBadRequest,
   GlanceConflict,
   GlanceError,
+  GlanceForbidden,
   GlanceInvalidResponse,
   GlanceNoData,
   GlanceRangeNotSupported,
@@ -36,6 +38,7 @@ import type {
   TokenSource,
   UploadOptions,
   UploadSource,
+  ValidationDataOutcome,
 } from './types.js';
 
 const JSON_PATCH = 'application/openstack-images-v2.1-json-patch';
@@ -50,6 +53,16 @@ const LOCATIONS_API_MINOR = 17;
 /** Glance's 409 texts when it refuses a location's validation_data (glance/api/v2/images.py). */
 const VALIDATION_REFUSED =
   /os_hash_algo must be|not a valid hexadecimal|not the correct size|already set with a different value|may only be provided when image status|Conflicting values/i;
+
+function isValidationRefusal(err: unknown): err is GlanceError {
+  if (err instanceof GlanceConflict) return VALIDATION_REFUSED.test(err.body ?? '');
+  // A schema failure inside validation_data (e.g. a malformed value) is a 400 naming it.
+  return err instanceof GlanceBadRequest && /validation_data/.test(err.body ?? '');
+}
+
+function refused(err: GlanceError): ValidationDataOutcome {
+  return { status: 'rejected', reason: err.body ?? err.message, httpStatus: err.status ?? 0 };
+}
 
 interface SendOptions {
   method: Dispatcher.HttpMethod;
@@ -345,27 +358,43 @@ export class GlanceClient {
   ): Promise<AddLocationResult> {
     const metadata: Record<string, unknown> = { ...options.metadata };
     if (this.storeId) metadata.store = this.storeId;
-    const validation: Record<string, string> = {};
-    if (options.checksum !== undefined) validation.checksum = options.checksum;
-    if (options.osHashAlgo !== undefined) validation.os_hash_algo = options.osHashAlgo;
-    if (options.osHashValue !== undefined) validation.os_hash_value = options.osHashValue;
+    const { checksum, osHashAlgo, osHashValue, signal } = options;
     const add = (value: Record<string, unknown>) =>
-      this.updateImage(imageId, [{ op: 'add', path: '/locations/-', value }], { signal: options.signal });
-    if (Object.keys(validation).length === 0) {
-      return { image: await add({ url, metadata }), api: 'patch', validationData: { status: 'not-requested' } };
+      this.updateImage(imageId, [{ op: 'add', path: '/locations/-', value }], { signal });
+
+    // Glance's schema takes validation_data only with both os_hash fields; it then records all three
+    // atomically with the location, and only while the image is queued.
+    if (osHashAlgo !== undefined && osHashValue !== undefined) {
+      const validation: Record<string, string> = { os_hash_algo: osHashAlgo, os_hash_value: osHashValue };
+      if (checksum !== undefined) validation.checksum = checksum;
+      try {
+        const image = await add({ url, metadata, validation_data: validation });
+        return { image, api: 'patch', validationData: { status: 'set' } };
+      } catch (err) {
+        // Glance checks validation_data before it touches the locations, so nothing was added: try without.
+        if (!isValidationRefusal(err)) throw err;
+        const image = await add({ url, metadata });
+        return { image, api: 'patch', validationData: refused(err) };
+      }
     }
+
+    const image = await add({ url, metadata });
+    const given = Object.entries({ checksum, os_hash_algo: osHashAlgo, os_hash_value: osHashValue }).filter(
+      (e): e is [string, string] => e[1] !== undefined,
+    );
+    if (given.length === 0) return { image, api: 'patch', validationData: { status: 'not-requested' } };
+    // Without both hashes the only way left is patching the attributes, which Glance may refuse (Zed: 403
+    // read-only). The location is registered either way; the refusal is reported, not thrown.
     try {
-      const image = await add({ url, metadata, validation_data: validation });
-      return { image, api: 'patch', validationData: { status: 'set' } };
+      const updated = await this.updateImage(
+        imageId,
+        given.map(([key, value]) => ({ op: 'replace' as const, path: `/${key}`, value })),
+        { signal },
+      );
+      return { image: updated, api: 'patch', validationData: { status: 'set' } };
     } catch (err) {
-      // Glance checks validation_data before touching the locations, so nothing was added: try without.
-      if (!(err instanceof GlanceConflict) || !VALIDATION_REFUSED.test(err.body ?? '')) throw err;
-      const image = await add({ url, metadata });
-      return {
-        image,
-        api: 'patch',
-        validationData: { status: 'rejected', reason: err.body ?? err.message, httpStatus: 409 },
-      };
+      if (!(err instanceof GlanceForbidden || err instanceof GlanceBadRequest || err instanceof GlanceConflict)) throw err;
+      return { image, api: 'patch', validationData: refused(err) };
     }
   }
 

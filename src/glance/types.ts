@@ -147,7 +147,10 @@ export interface ImageDownload {
 export interface AddLocationOptions {
   /** Location metadata (PATCH API only; the 2.17 API has none). */
   metadata?: Record<string, unknown>;
-  /** md5 hex of the data; PATCH API only, and only while the image is `queued`. */
+  /**
+   * md5 hex of the data (PATCH API). Recorded with the location when both os_hash fields are given too;
+   * alone, the client tries to set it afterwards and reports the refusal in `validationData`.
+   */
   checksum?: string;
   /** Glance's `hashing_algorithm`, normally `sha512`. */
   osHashAlgo?: string;
