@@ -1,0 +1,133 @@
+// Admin calls run in async workers on the libuv pool; these are the only places that make
+// blocking librados/librbd calls.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "errors.h"
+#include "handles.h"
+
+namespace cephrbd {
+
+using ExecFn = std::function<void(Outcome&)>;               // pool thread
+using ResolveFn = std::function<Napi::Value(Napi::Env)>;    // JS thread, after success
+
+// One blocking call sequence. The promise resolves with resolve(env) (undefined when absent)
+// or rejects through CephError with the first failing call.
+class CallWorker : public Napi::AsyncWorker {
+ public:
+  static Napi::Promise Start(Napi::Env env, std::string object, std::vector<Handle*> holds,
+                             ExecFn exec, ResolveFn resolve = nullptr);
+
+ private:
+  CallWorker(Napi::Env env, std::string object, std::vector<Handle*> holds, ExecFn exec,
+             ResolveFn resolve);
+  void Execute() override;
+  void OnOK() override;
+
+  Napi::Promise::Deferred deferred_;
+  std::string object_;
+  Holds holds_;
+  ExecFn exec_;
+  ResolveFn resolve_;
+  Outcome outcome_;
+};
+
+// Work with no promise: teardown steps. then(ret) runs on the JS thread afterwards.
+class TaskWorker : public Napi::AsyncWorker {
+ public:
+  static void Start(Napi::Env env, std::function<int()> exec, std::function<void(int)> then);
+
+ private:
+  TaskWorker(Napi::Env env, std::function<int()> exec, std::function<void(int)> then);
+  void Execute() override;
+  void OnOK() override;
+
+  std::function<int()> exec_;
+  std::function<void(int)> then_;
+  int ret_ = 0;
+};
+
+// Set from JS (AbortSignal -> CancelToken.cancel()), read by librbd's progress callback thread.
+class CancelToken : public Napi::ObjectWrap<CancelToken> {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  explicit CancelToken(const Napi::CallbackInfo& info);
+  std::shared_ptr<std::atomic<bool>> flag() const { return flag_; }
+
+ private:
+  Napi::Value Cancel(const Napi::CallbackInfo& info);
+  Napi::Value Canceled(const Napi::CallbackInfo& info);
+  std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+struct ProgressSample {
+  uint64_t done;
+  uint64_t total;
+};
+
+class ProgressCallWorker;
+
+// The cbdata handed to librbd's librbd_progress_fn_t: our own C++ object, nothing managed. It
+// lives on the worker's stack for the duration of the blocking librbd call.
+class ProgressSink {
+ public:
+  // librbd_progress_fn_t. Runs on a librbd thread. Returning non-zero aborts the operation.
+  static int Callback(uint64_t offset, uint64_t total, void* arg);
+
+ private:
+  friend class ProgressCallWorker;
+  ProgressSink(ProgressCallWorker* worker,
+               const Napi::AsyncProgressWorker<ProgressSample>::ExecutionProgress* progress)
+      : worker_(worker), progress_(progress) {}
+  ProgressCallWorker* worker_;
+  const Napi::AsyncProgressWorker<ProgressSample>::ExecutionProgress* progress_;
+  std::chrono::steady_clock::time_point lastSent_{};
+};
+
+using ProgressExecFn = std::function<void(Outcome&, ProgressSink&)>;  // pool thread
+
+// A long admin call with librbd progress (flatten, remove, resize, snap remove, trash remove).
+// Progress reaches JS throttled (the worker keeps only the latest sample, sent at most every
+// 50 ms); a canceled token makes the progress callback return -ECANCELED.
+class ProgressCallWorker : public Napi::AsyncProgressWorker<ProgressSample> {
+ public:
+  // onProgress: a function or undefined; cancel: a CancelToken or undefined.
+  static Napi::Promise Start(Napi::Env env, std::string object, std::vector<Handle*> holds,
+                             Napi::Value onProgress, Napi::Value cancel, ProgressExecFn exec);
+
+ private:
+  friend class ProgressSink;
+  ProgressCallWorker(Napi::Env env, std::string object, std::vector<Handle*> holds,
+                     Napi::Value onProgress, Napi::Value cancel, ProgressExecFn exec);
+  void Execute(const ExecutionProgress& progress) override;
+  void OnProgress(const ProgressSample* data, size_t count) override;
+  void OnOK() override;
+  void Report(uint64_t done, uint64_t total);
+
+  Napi::Promise::Deferred deferred_;
+  std::string object_;
+  Holds holds_;
+  Napi::FunctionReference onProgress_;
+  std::shared_ptr<std::atomic<bool>> cancel_;
+  ProgressExecFn exec_;
+  Outcome outcome_;
+  std::atomic<uint64_t> lastTotal_{0};
+};
+
+// An already rejected promise (a call on a closed handle: the C function is never reached).
+Napi::Promise Rejected(Napi::Env env, int err, const char* call, const std::string& object);
+
+// Reads a uint64 argument given as a BigInt or a non-negative integral Number.
+uint64_t ToU64(const Napi::Value& v, const char* what);
+// Optional string argument: undefined/null -> empty.
+std::string OptString(const Napi::Value& v);
+
+}  // namespace cephrbd
