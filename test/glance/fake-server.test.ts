@@ -1,0 +1,279 @@
+// What the test bed's Glance cannot be made to do — answer 401, 413 or 5xx, stall, echo a token, or speak
+// image API 2.17 — played by a FAKE HTTP server on 127.0.0.1. Everything else is tested on real Glance.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  GlanceClient,
+  GlanceError,
+  GlanceInvalidResponse,
+  GlanceNotFound,
+  GlanceServerError,
+  GlanceTimeout,
+  GlanceTokenUnavailable,
+  GlanceTooLarge,
+  GlanceUnauthorized,
+  GlanceUnavailable,
+} from '../../src/glance/index.js';
+import { freePort } from '../../scripts/testbed.mjs';
+import { testbed } from '../support/testbed.js';
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingMessage['headers'];
+  body: string;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
+
+const TOKEN = 'gAAAAABsecret-token-value-9f8e7d6c5b4a';
+let server: Server;
+let base: string;
+let handler: Handler;
+let seen: Seen[] = [];
+const clients: GlanceClient[] = [];
+
+function client(options: Partial<ConstructorParameters<typeof GlanceClient>[0]> = {}): GlanceClient {
+  const c = new GlanceClient({ endpoint: base, token: TOKEN, retryDelayMs: 10, ...options });
+  clients.push(c);
+  return c;
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function expectNoToken(err: unknown): void {
+  expect(err).toBeInstanceOf(GlanceError);
+  const e = err as GlanceError;
+  expect(e.message).not.toContain(TOKEN);
+  expect(JSON.stringify(e)).not.toContain(TOKEN);
+  expect(String(e.cause)).not.toContain(TOKEN);
+  expect(String(e.stack)).not.toContain(TOKEN);
+  expect(e.body ?? '').not.toContain(TOKEN);
+}
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      handler(req, res, body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterEach(() => {
+  seen = [];
+});
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+describe('GlanceClient against a FAKE server (statuses real Glance cannot produce here)', () => {
+  it('sends the static token as X-Auth-Token and maps 401 to GlanceUnauthorized without leaking it', async () => {
+    handler = (_req, res) => json(res, 401, { message: 'The request you have made requires authentication.' });
+    const err = await client().getImage('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceUnauthorized);
+    expect(err).toMatchObject({ code: 'GLANCE_UNAUTHORIZED', status: 401 });
+    expect(seen[0]?.headers['x-auth-token']).toBe(TOKEN);
+    expect(seen).toHaveLength(1);
+    expectNoToken(err);
+  });
+
+  it('asks a token provider before every request', async () => {
+    let n = 0;
+    handler = (_req, res) => json(res, 200, { id: 'x', status: 'queued' });
+    const c = client({ token: async () => `tok-${++n}` });
+    await c.getImage('x');
+    await c.getImage('x');
+    expect(seen.map((s) => s.headers['x-auth-token'])).toEqual(['tok-1', 'tok-2']);
+
+    const failing = client({ token: () => Promise.reject(new Error('keystone down')) });
+    const err = await failing.getImage('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceTokenUnavailable);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('keeps the token out of errors even when the server echoes it back in the body', async () => {
+    handler = (req, res) => {
+      res.writeHead(404, { 'content-type': 'text/html' });
+      res.end(`<html><body><h1>404</h1>no image; you sent ${String(req.headers['x-auth-token'])}</body></html>`);
+    };
+    const err = await client().getImage('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceNotFound);
+    expect((err as GlanceError).body).toMatch(/^404 no image; you sent \[redacted\]$/);
+    expectNoToken(err);
+  });
+
+  it('maps 413 to GlanceTooLarge and never retries an upload', async () => {
+    handler = (_req, res) => json(res, 413, { message: 'Image exceeds the storage quota' });
+    const err = await client({ retries: 5 }).upload('img', Buffer.alloc(1024)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceTooLarge);
+    expect(err).toMatchObject({ code: 'GLANCE_TOO_LARGE', status: 413, method: 'PUT', path: '/v2/images/img/file' });
+    expect((err as GlanceError).body).toBe('Image exceeds the storage quota');
+    expect(seen).toHaveLength(1);
+    expectNoToken(err);
+  });
+
+  it('retries a GET on 5xx with backoff and succeeds when the server recovers', async () => {
+    let calls = 0;
+    handler = (_req, res) =>
+      ++calls < 3 ? json(res, 503, { message: 'busy' }) : json(res, 200, { id: 'x', status: 'active' });
+    const image = await client({ retries: 2 }).getImage('x');
+    expect(image.status).toBe('active');
+    expect(seen).toHaveLength(3);
+  });
+
+  it('gives up on 5xx after the retries with GlanceServerError; a POST on 5xx is not retried', async () => {
+    handler = (_req, res) => json(res, 500, { message: 'Internal Server Error' });
+    const err = await client({ retries: 2 }).getImage('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceServerError);
+    expect(err).toMatchObject({ code: 'GLANCE_SERVER_ERROR', status: 500 });
+    expect((err as GlanceError).context.attempts).toBe(3);
+    expect(seen).toHaveLength(3);
+
+    seen = [];
+    const post = await client({ retries: 2 }).createImage({ name: 'n' }).catch((e: unknown) => e);
+    expect(post).toBeInstanceOf(GlanceServerError);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('maps a server that never answers to GlanceTimeout', async () => {
+    handler = () => {
+      // Never respond.
+    };
+    const started = Date.now();
+    const err = await client({ timeoutMs: 300, retries: 0 }).getImage('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceTimeout);
+    expect(err).toMatchObject({ code: 'GLANCE_TIMEOUT', method: 'GET' });
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expectNoToken(err);
+  });
+
+  it('surfaces a download that stalls mid-body as GlanceTimeout on the stream', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000000' });
+      res.write(Buffer.alloc(1000));
+    };
+    const download = await client({ timeoutMs: 300 }).download('x');
+    expect(download.length).toBe(1_000_000);
+    let got = 0;
+    const err = await (async () => {
+      for await (const chunk of download.stream) got += (chunk as Buffer).length;
+    })().catch((e: unknown) => e);
+    expect(got).toBe(1000);
+    expect(err).toBeInstanceOf(GlanceTimeout);
+    expect((err as GlanceTimeout).context.phase).toBe('download');
+  });
+
+  it('uses a server Range answer (206) as is', async () => {
+    handler = (_req, res) => {
+      res.writeHead(206, { 'content-range': 'bytes 10-19/100', 'content-length': '10' });
+      res.end(Buffer.from('0123456789'));
+    };
+    const download = await client().download('x', { range: { start: 10, end: 19 } });
+    expect(seen[0]?.headers.range).toBe('bytes=10-19');
+    expect(download.rangeServedBy).toBe('server');
+    const chunks: Buffer[] = [];
+    for await (const c of download.stream) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).toString()).toBe('0123456789');
+  });
+
+  it('rejects a non-JSON success body with GlanceInvalidResponse', async () => {
+    handler = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<html>proxy login</html>');
+    };
+    await expect(client().getImage('x')).rejects.toBeInstanceOf(GlanceInvalidResponse);
+  });
+
+  it('with image API 2.17, registers locations by POST with the hashes, once /versions is cached', async () => {
+    handler = (req, res) => {
+      if (req.url === '/versions') {
+        json(res, 200, {
+          versions: [
+            { id: 'v2.17', status: 'CURRENT' },
+            { id: 'v2.16', status: 'SUPPORTED' },
+          ],
+        });
+      } else if (req.method === 'POST' && req.url === '/v2/images/img/locations') {
+        res.writeHead(202);
+        res.end();
+      } else if (req.method === 'GET' && req.url === '/v2/images/img') {
+        json(res, 200, { id: 'img', status: 'active' });
+      } else {
+        json(res, 400, { message: `unexpected ${req.method} ${req.url}` });
+      }
+    };
+    const c = client();
+    expect(await c.supportsLocationsApi()).toBe(true);
+    const result = await c.addLocation('img', 'rbd://fsid/images/x/snap', {
+      expectedFsid: 'fsid',
+      osHashAlgo: 'sha512',
+      osHashValue: 'ab',
+    });
+    expect(result).toMatchObject({ api: 'post', validationData: { status: 'deferred' }, image: { status: 'active' } });
+    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual([
+      'GET /versions',
+      'POST /v2/images/img/locations',
+      'GET /v2/images/img',
+    ]);
+    expect(JSON.parse(seen[1]!.body)).toEqual({
+      url: 'rbd://fsid/images/x/snap',
+      validation_data: { os_hash_algo: 'sha512', os_hash_value: 'ab' },
+    });
+    // /versions is asked once per client.
+    await c.addLocation('img', 'rbd://fsid/images/x/snap');
+    expect(seen.filter((s) => s.url === '/versions')).toHaveLength(1);
+  });
+
+  it('with a storeId, names the store in the PATCH location metadata and the upload header', async () => {
+    handler = (req, res) => {
+      if (req.url === '/versions') json(res, 200, { versions: [{ id: 'v2.16', status: 'CURRENT' }] });
+      else if (req.method === 'PATCH') json(res, 200, { id: 'img', status: 'active' });
+      else {
+        res.writeHead(204);
+        res.end();
+      }
+    };
+    const c = client({ storeId: 'ceph' });
+    const result = await c.addLocation('img', 'rbd://f/images/x/snap', { metadata: { a: 1 } });
+    expect(result.api).toBe('patch');
+    const patch = seen.find((s) => s.method === 'PATCH')!;
+    expect(patch.headers['content-type']).toBe('application/openstack-images-v2.1-json-patch');
+    expect(JSON.parse(patch.body)).toEqual([
+      { op: 'add', path: '/locations/-', value: { url: 'rbd://f/images/x/snap', metadata: { a: 1, store: 'ceph' } } },
+    ]);
+    await c.upload('img', Buffer.from('data'));
+    const put = seen.find((s) => s.method === 'PUT')!;
+    expect(put.headers['x-image-meta-store']).toBe('ceph');
+    expect(put.headers['content-length']).toBe('4');
+  });
+});
+
+describe('GlanceClient token hygiene against the real glance-api', () => {
+  const env = testbed();
+
+  it('keeps the token out of a real 404 and of a refused connection', async () => {
+    const real = client({ endpoint: env.glance.url });
+    const notFound = await real.getImage('00000000-0000-4000-8000-000000000001').catch((e: unknown) => e);
+    expect(notFound).toBeInstanceOf(GlanceNotFound);
+    expectNoToken(notFound);
+
+    const refused = await client({ endpoint: `http://127.0.0.1:${await freePort()}`, retries: 1 })
+      .getImage('x')
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(GlanceUnavailable);
+    expectNoToken(refused);
+  });
+});
