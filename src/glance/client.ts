@@ -475,7 +475,7 @@ export class GlanceClient {
         const failure = classifyNetworkError(err);
         const again = failure === 'refused' || (idempotent && (failure === 'broken' || failure === 'timeout'));
         if (again && attempt < maxAttempts) {
-          await this.backoff(attempt, options.signal);
+          await this.backoff(attempt, details, options.signal);
           continue;
         }
         throw errorForNetwork(details, scrubCause(err, token), 'request');
@@ -484,17 +484,21 @@ export class GlanceClient {
       const text = await readLimited(res.body, ERROR_BODY_LIMIT);
       const error = errorForResponse({ ...details, status: res.statusCode, body: scrubText(bodyExcerpt(text), token) });
       if (idempotent && res.statusCode >= 500 && attempt < maxAttempts) {
-        await this.backoff(attempt, options.signal);
+        await this.backoff(attempt, details, options.signal);
         continue;
       }
       throw error;
     }
   }
 
-  private async backoff(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+  private async backoff(attempt: number, details: GlanceErrorDetails, signal: AbortSignal | undefined): Promise<void> {
     const delay = Math.min(this.retryDelayMs * 2 ** (attempt - 1), MAX_RETRY_DELAY_MS);
-    // Jitter keeps several clients that lost the same server from coming back in step.
-    await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal });
+    try {
+      // Jitter keeps several clients that lost the same server from coming back in step.
+      await sleep(delay * (0.75 + Math.random() * 0.5), undefined, { signal });
+    } catch (err) {
+      throw errorForNetwork(details, err, 'backoff');
+    }
   }
 
   private async readJson<T>(sent: Sent): Promise<T> {

@@ -8,6 +8,7 @@ import {
   GlanceError,
   GlanceInvalidResponse,
   GlanceNotFound,
+  GlanceRequestFailed,
   GlanceServerError,
   GlanceTimeout,
   GlanceTokenUnavailable,
@@ -174,6 +175,27 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expect(got).toBe(1000);
     expect(err).toBeInstanceOf(GlanceTimeout);
     expect((err as GlanceTimeout).context.phase).toBe('download');
+  });
+
+  it('maps an aborted signal to GlanceRequestFailed (failure aborted), during a request or a backoff', async () => {
+    handler = () => {
+      // Never respond: only the signal ends this request.
+    };
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const err = await client({ timeoutMs: 30_000 }).getImage('x', { signal: controller.signal }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceRequestFailed);
+    expect((err as GlanceRequestFailed).context).toMatchObject({ failure: 'aborted', phase: 'request' });
+
+    const backingOff = new AbortController();
+    setTimeout(() => backingOff.abort(), 100);
+    const started = Date.now();
+    const refused = await client({ endpoint: `http://127.0.0.1:${await freePort()}`, retries: 5, retryDelayMs: 2_000 })
+      .getImage('x', { signal: backingOff.signal })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(GlanceRequestFailed);
+    expect((refused as GlanceRequestFailed).context).toMatchObject({ failure: 'aborted', phase: 'backoff', attempts: 1 });
+    expect(Date.now() - started).toBeLessThan(1_500);
   });
 
   it('uses a server Range answer (206) as is', async () => {

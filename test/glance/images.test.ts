@@ -124,6 +124,20 @@ describe('GlanceClient images (real glance-api)', () => {
     expect(err).toMatchObject({ code: 'GLANCE_BAD_REQUEST', status: 400, method: 'PUT' });
     expect((err as GlanceError).body).toMatch(/disk_format, container_format must be set prior to saving data/);
     expect((await client.getImage(image.id)).status).toBe('queued');
+
+    // Streamed: Glance answers before reading the body; the client reports the 400, not a broken socket,
+    // and stops pulling the source.
+    let pulled = 0;
+    async function* big() {
+      for (let i = 0; i < 256; i++) {
+        pulled++;
+        yield Buffer.alloc(1024 * 1024, 2);
+      }
+    }
+    const streamed = await client.upload(image.id, big()).catch((e: unknown) => e);
+    expect(streamed).toBeInstanceOf(GlanceBadRequest);
+    expect(pulled).toBeLessThan(256);
+    expect((await client.getImage(image.id)).status).toBe('queued');
   });
 
   it('maps an upload to an active image to GlanceConflict (409), keeping the first data', async () => {

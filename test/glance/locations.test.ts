@@ -5,6 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   GlanceError,
   GlanceInvalidLocation,
+  GlanceNoData,
   LocationFsidMismatch,
   assertRbdLocationFsid,
   parseRbdUrl,
@@ -19,6 +20,7 @@ import {
   md5,
   randomData,
   rbdImageExists,
+  removeRbdImage,
   sha512,
 } from './helpers.js';
 
@@ -109,6 +111,23 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
     expect(result.validationData.status === 'rejected' && result.validationData.reason).toMatch(/checksum.*read-only/);
     expect(result.image).toMatchObject({ status: 'active', size: data.length, checksum: null });
     expect((await client.getImage(image.id)).locations?.map((l) => l.url)).toEqual([url]);
+  });
+
+  it('turns a download whose registered RBD snapshot was removed behind Glance into GlanceNoData', async () => {
+    const name = uniqueName('glance-locgone');
+    cleanup.rbdImage(`images/${name}`);
+    const url = await makeRbdSnapshot(cluster, name, randomData(2 * MiB));
+    const image = await queuedImage('glance-locgone');
+    await client.addLocation(image.id, url, { expectedFsid: cluster.fsid });
+    // As an operator (or a buggy gc) would: unprotect, remove the snapshot, remove the image.
+    await removeRbdImage(cluster, `images/${name}`);
+    expect(await leftovers(cluster, 'images', name)).toEqual(NOTHING);
+
+    const err = await client.download(image.id).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GlanceNoData);
+    expect(err).toMatchObject({ code: 'GLANCE_NO_DATA', status: 204 });
+    // The record is still there and still claims to be active: only the client's check caught it.
+    expect((await client.getImage(image.id)).status).toBe('active');
   });
 
   it('maps a location whose RBD image does not exist to GlanceInvalidLocation (400), image still queued', async () => {
