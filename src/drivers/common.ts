@@ -1,0 +1,202 @@
+// What every driver's `add` needs: cut the input into fixed-size chunks (checking the announced size and the
+// abort signal), hash every byte, and find the runs of a chunk that are not zeros.
+import { createHash, type Hash } from 'node:crypto';
+import { InvalidRange, SizeMismatch, StoreAborted, StoreError, type StoreSource } from '../store.js';
+
+export class ImageHasher {
+  private readonly md5: Hash = createHash('md5');
+  private readonly sha512: Hash = createHash('sha512');
+
+  update(data: Uint8Array): void {
+    this.md5.update(data);
+    this.sha512.update(data);
+  }
+
+  digest(): { checksum: string; multihash: string; hashAlgo: 'sha512' } {
+    return { checksum: this.md5.digest('hex'), multihash: this.sha512.digest('hex'), hashAlgo: 'sha512' };
+  }
+}
+
+export function abortedError(signal: AbortSignal, what: string): StoreAborted {
+  return new StoreAborted(`${what} aborted`, { cause: signal.reason });
+}
+
+/** Rejects when the signal aborts; `off()` detaches the listener. */
+export function whenAborted(signal: AbortSignal | undefined, what: string): { promise: Promise<never>; off(): void } {
+  if (!signal) return { promise: new Promise<never>(() => {}), off: () => {} };
+  let onAbort: () => void = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    onAbort = () => reject(abortedError(signal, what));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  promise.catch(() => {});
+  return { promise, off: () => signal.removeEventListener('abort', onAbort) };
+}
+
+export interface Chunk {
+  /** Offset of the chunk in the image. */
+  offset: number;
+  /** The chunk's bytes; a view into a buffer handed out by `take` (exactly `chunkSize` long except the last). */
+  data: Buffer;
+  /** The whole buffer to hand back to the pool when the chunk is written. */
+  buffer: Buffer;
+}
+
+/** A fixed set of equal buffers, so a bounded number of chunks in flight means bounded memory. */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(readonly size: number, count: number) {
+    for (let i = 0; i < count; i++) this.free.push(Buffer.allocUnsafe(size));
+  }
+
+  take(): Buffer {
+    const buf = this.free.pop();
+    // A driver takes a buffer only after making room for one; running dry is a bug in the driver.
+    if (!buf) throw new Error('BufferPool exhausted');
+    return buf;
+  }
+
+  give(buf: Buffer): void {
+    this.free.push(buf);
+  }
+}
+
+function asBuffer(piece: unknown): Buffer {
+  if (Buffer.isBuffer(piece)) return piece;
+  if (piece instanceof Uint8Array) return Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+  throw new StoreError('BAD_SOURCE', `the data source yielded ${typeof piece}, not bytes (a string stream needs no encoding set)`);
+}
+
+/**
+ * Cuts `source` into chunks of `pool.size` bytes (the last may be shorter; an empty source yields none),
+ * feeding every byte to `hasher`. Each chunk's buffer comes from `pool`: the consumer gives it back.
+ * With `expectedSize`, throws SizeMismatch as soon as the source runs past it, or at its end when short.
+ * An abort rejects promptly even while the source is stalled. The source's own errors pass through as is.
+ */
+export async function* chunked(
+  source: StoreSource,
+  pool: BufferPool,
+  hasher: ImageHasher,
+  options: { expectedSize?: number; signal?: AbortSignal; what: string },
+): AsyncGenerator<Chunk, void, void> {
+  const { expectedSize, signal, what } = options;
+  const chunkSize = pool.size;
+  const iterator = iterate(source);
+  const aborted = whenAborted(signal, what);
+  let offset = 0;
+  let buffer: Buffer | null = null;
+  let filled = 0;
+  let finished = false;
+  try {
+    for (;;) {
+      if (signal?.aborted) throw abortedError(signal, what);
+      const next = await Promise.race([iterator.next(), aborted.promise]);
+      if (next.done) break;
+      let piece = asBuffer(next.value);
+      if (expectedSize !== undefined && offset + filled + piece.length > expectedSize) {
+        throw new SizeMismatch(`${what}: the data is longer than the announced ${expectedSize} bytes`, {
+          context: { expected: expectedSize, atLeast: offset + filled + piece.length },
+        });
+      }
+      hasher.update(piece);
+      while (piece.length > 0) {
+        buffer ??= pool.take();
+        const n = Math.min(piece.length, chunkSize - filled);
+        piece.copy(buffer, filled, 0, n);
+        filled += n;
+        piece = piece.subarray(n);
+        if (filled === chunkSize) {
+          const chunk: Chunk = { offset, data: buffer, buffer };
+          buffer = null;
+          offset += filled;
+          filled = 0;
+          yield chunk;
+        }
+      }
+    }
+    if (filled > 0) {
+      const chunk: Chunk = { offset, data: buffer!.subarray(0, filled), buffer: buffer! };
+      buffer = null;
+      offset += filled;
+      filled = 0;
+      yield chunk;
+    }
+    if (expectedSize !== undefined && offset !== expectedSize) {
+      throw new SizeMismatch(`${what}: the data is ${offset} bytes, ${expectedSize} were announced`, {
+        context: { expected: expectedSize, actual: offset },
+      });
+    }
+    finished = true;
+  } finally {
+    aborted.off();
+    if (buffer) pool.give(buffer);
+    if (!finished) {
+      // Stop the source (a Readable is destroyed); its own rejection here is not the error to report.
+      void Promise.resolve().then(() => iterator.return?.()).catch(() => {});
+    }
+  }
+}
+
+function iterate(source: StoreSource): AsyncIterator<unknown> {
+  const s = source as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+  const asyncIterator = s[Symbol.asyncIterator];
+  if (typeof asyncIterator === 'function') return asyncIterator.call(s);
+  const syncIterator = s[Symbol.iterator];
+  if (typeof syncIterator === 'function' && typeof source !== 'string') {
+    const sync = syncIterator.call(s);
+    return {
+      next: async () => sync.next(),
+      return: async () => sync.return?.() ?? { done: true, value: undefined },
+    };
+  }
+  throw new StoreError('BAD_SOURCE', 'the data source is neither a Readable nor an (async) iterable of bytes');
+}
+
+const ZERO_PROBE = Buffer.alloc(64 * 1024);
+
+/** True when every byte of `data` is zero. */
+export function isAllZero(data: Uint8Array): boolean {
+  for (let i = 0; i < data.length; i += ZERO_PROBE.length) {
+    const end = Math.min(i + ZERO_PROBE.length, data.length);
+    if (Buffer.compare(data.subarray(i, end), ZERO_PROBE.subarray(0, end - i)) !== 0) return false;
+  }
+  return true;
+}
+
+/**
+ * The runs of `data` that hold non-zero bytes, at `granularity` (blocks aligned to `baseOffset + k*granularity`
+ * in image coordinates are either written whole or skipped), adjacent non-zero blocks merged into one run.
+ */
+export function nonZeroRuns(data: Buffer, baseOffset: number, granularity: number): Array<{ start: number; end: number }> {
+  const runs: Array<{ start: number; end: number }> = [];
+  let pos = 0;
+  while (pos < data.length) {
+    const blockEnd = Math.min(data.length, pos + granularity - ((baseOffset + pos) % granularity));
+    const zero = isAllZero(data.subarray(pos, blockEnd));
+    if (!zero) {
+      const last = runs[runs.length - 1];
+      if (last && last.end === pos) last.end = blockEnd;
+      else runs.push({ start: pos, end: blockEnd });
+    }
+    pos = blockEnd;
+  }
+  return runs;
+}
+
+/** Validates a `get` range against an image of `size` bytes; returns [start, end) clamped to the image. */
+export function resolveRange(size: number, options: { offset?: number; length?: number } | undefined): { start: number; end: number } {
+  const offset = options?.offset ?? 0;
+  const length = options?.length;
+  if (!Number.isSafeInteger(offset) || offset < 0) {
+    throw new InvalidRange(`offset ${String(offset)} is not a non-negative integer`);
+  }
+  if (length !== undefined && (!Number.isSafeInteger(length) || length < 0)) {
+    throw new InvalidRange(`length ${String(length)} is not a non-negative integer`);
+  }
+  if (offset > size) throw new InvalidRange(`offset ${offset} is past the end of the image (${size} bytes)`);
+  const end = length === undefined ? size : Math.min(size, offset + length);
+  return { start: offset, end };
+}
+

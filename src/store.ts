@@ -1,0 +1,232 @@
+// The Store contract every driver implements (glance_store's driver.Store, typed): add a stream under an
+// image id, read it back (whole or a range), size it, delete it. Plus the error classes every driver throws,
+// so callers switch on one set of codes whatever the backend.
+import type { Readable } from 'node:stream';
+import { SnapstoreError, type ErrorContext } from './errors.js';
+
+export type { FileLocation, Location, RbdLocation } from './location.js';
+
+/** What `add` returns: enough for Glance to record the image (`locations[].url`, size, checksum, os_hash). */
+export interface AddResult {
+  /** Where the data now lives, e.g. `rbd://<fsid>/images/<id>/snap` or `file:///var/lib/glance/images/<id>`. */
+  location: string;
+  /** Bytes stored (the stream's length). */
+  size: number;
+  /** MD5 of the data, hex (Glance's legacy `checksum`). */
+  checksum: string;
+  /** SHA-512 of the data, hex (Glance's `os_hash_value`). */
+  multihash: string;
+  /** Glance's `os_hash_algo`. */
+  hashAlgo: 'sha512';
+}
+
+export interface AddOptions {
+  /** Aborting stops the write and removes whatever was created; `add` then rejects with StoreAborted. */
+  signal?: AbortSignal;
+}
+
+export interface GetOptions {
+  /** First byte to return (default 0). Must be ≤ the image size. */
+  offset?: number;
+  /** Bytes to return from `offset`; clamped to the end of the image. Default: to the end. */
+  length?: number;
+}
+
+/** Data to store: any Node Readable (binary), or an async or plain iterable of byte chunks. */
+export type StoreSource = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+
+/** Static abilities of a driver (glance_store's capability bit masks, plus what snapstore plans with). */
+export interface StoreCapabilities {
+  readAccess: boolean;
+  writeAccess: boolean;
+  /** `get` honours `offset`/`length` without reading what precedes them. */
+  readRandom: boolean;
+  /** Stored images can be the parent of copy-on-write clones in the same backend (RBD snapshots). */
+  canClone: boolean;
+  /** Zero blocks of the input take no space in the backend. */
+  thinProvisioning: boolean;
+}
+
+export interface Store {
+  /** Driver name: `rbd`, `file`. */
+  readonly kind: string;
+  /** URL schemes whose locations this driver reads, e.g. `['rbd']`, `['file', 'filesystem']`. */
+  readonly schemes: readonly string[];
+  readonly capabilities: StoreCapabilities;
+
+  /**
+   * Stores `data` under `imageId`. With `size`, the stream must yield exactly that many bytes (else
+   * SizeMismatch); without it, any length is accepted. The checksums cover every byte, zeros included.
+   * Any failure — the source erroring, a size mismatch, an abort, a backend error — leaves nothing behind.
+   * @throws StoreExists when `imageId` is already stored; InvalidImageId when it cannot name an image.
+   */
+  add(imageId: string, data: StoreSource, size?: number, options?: AddOptions): Promise<AddResult>;
+
+  /**
+   * A stream of the image's bytes (or of the range asked for).
+   * @throws StoreNotFound, BadLocation (malformed or not this driver's), ForeignLocation, InvalidRange.
+   */
+  get(location: string, options?: GetOptions): Promise<Readable>;
+
+  /** @throws StoreNotFound, BadLocation, ForeignLocation. */
+  getSize(location: string): Promise<number>;
+
+  /**
+   * Removes the image. @throws StoreNotFound when there is nothing to delete; StoreInUse when something
+   * depends on it (RBD: clones of its snapshot).
+   */
+  delete(location: string): Promise<void>;
+
+  /** Releases connections and handles the driver owns. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+interface ErrorOptions {
+  cause?: unknown;
+  context?: ErrorContext;
+}
+
+/** Any error a Store throws; `code` tells which. Used as-is for backend errors without a closer class. */
+export class StoreError extends SnapstoreError {}
+
+export class StoreNotFound extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('NOT_FOUND', message, options);
+  }
+}
+
+export class StoreExists extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('EXISTS', message, options);
+  }
+}
+
+/** The image cannot be deleted or changed because something uses it (clone children, watchers). */
+export class StoreInUse extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('IN_USE', message, options);
+  }
+}
+
+/** A location string that is malformed or that this driver does not serve. Never echoes credentials. */
+export class BadLocation extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('BAD_LOCATION', message, options);
+  }
+}
+
+/** A well-formed location that names another cluster (its fsid is not the one this store is connected to). */
+export class ForeignLocation extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('FOREIGN_LOCATION', message, options);
+  }
+}
+
+/** An image id that cannot name an image in any backend (empty, `/`, `..`, control characters, …). */
+export class InvalidImageId extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('INVALID_IMAGE_ID', message, options);
+  }
+}
+
+export class StorePermission extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('PERMISSION', message, options);
+  }
+}
+
+/** The stream was shorter or longer than the size announced to `add`. */
+export class SizeMismatch extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('SIZE_MISMATCH', message, options);
+  }
+}
+
+export class StoreFull extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('STORE_FULL', message, options);
+  }
+}
+
+/** The backend cannot be reached or used at all (connection, timeout, native addon missing). */
+export class StoreUnavailable extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('STORE_UNAVAILABLE', message, options);
+  }
+}
+
+export class StoreAborted extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('ABORTED', message, options);
+  }
+}
+
+/** `get` with an offset past the end, or a negative / non-integer offset or length. */
+export class InvalidRange extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('INVALID_RANGE', message, options);
+  }
+}
+
+export class StoreClosed extends StoreError {
+  constructor(message: string, options: ErrorOptions = {}) {
+    super('CLOSED', message, options);
+  }
+}
+
+type StoreErrorClass = new (message: string, options?: ErrorOptions) => StoreError;
+
+/** Native ceph-rbd-napi error codes → the store error that means the same to a caller. */
+const NATIVE_CODES: Record<string, StoreErrorClass | ((message: string, options: ErrorOptions) => StoreError)> = {
+  NOT_FOUND: StoreNotFound,
+  EXISTS: StoreExists,
+  BUSY: StoreInUse,
+  HAS_SNAPSHOTS: StoreInUse,
+  PERMISSION: StorePermission,
+  READ_ONLY: StorePermission,
+  NO_SPACE: StoreFull,
+  TIMEOUT: StoreUnavailable,
+  CONNECTION: StoreUnavailable,
+  NATIVE_UNAVAILABLE: StoreUnavailable,
+  CANCELED: StoreAborted,
+  CLOSED: StoreClosed,
+  INVALID_ARGUMENT: (m, o) => new StoreError('INVALID_ARGUMENT', m, o),
+  NOT_SUPPORTED: (m, o) => new StoreError('NOT_SUPPORTED', m, o),
+};
+
+function isNativeRbdError(err: unknown): err is Error & { code: string; errno?: number; call?: string } {
+  if (!(err instanceof Error)) return false;
+  const { code, errno } = err as Error & { code?: unknown; errno?: unknown };
+  return typeof code === 'string' && (typeof errno === 'number' || code === 'NATIVE_UNAVAILABLE');
+}
+
+/**
+ * Turns an error from the RBD layer (a ceph-rbd-napi RbdError, or a snapstore ceph-layer error) into the
+ * StoreError a caller switches on, keeping the original as `cause`. Store errors pass through unchanged;
+ * anything unrecognised becomes a StoreError with code `STORE_ERROR`.
+ * @param what what was being done, for the message, e.g. `removing images/1234`.
+ */
+export function mapRbdError(err: unknown, what: string, context: ErrorContext = {}): StoreError {
+  if (err instanceof StoreError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  if (err instanceof SnapstoreError) {
+    // The ceph layer's own errors (no addon, bad ceph.conf, missing keyring) make the store unusable.
+    return new StoreUnavailable(`${what}: ${detail}`, { cause: err, context: { ...err.context, ...context } });
+  }
+  if (isNativeRbdError(err)) {
+    const make = NATIVE_CODES[err.code];
+    const ctx: ErrorContext = { ...context, nativeCode: err.code };
+    if (typeof err.errno === 'number') ctx.errno = err.errno;
+    if (typeof err.call === 'string') ctx.call = err.call;
+    const message = `${what}: ${detail}`;
+    if (make) {
+      return isClass(make) ? new make(message, { cause: err, context: ctx }) : make(message, { cause: err, context: ctx });
+    }
+    return new StoreError('STORE_ERROR', message, { cause: err, context: ctx });
+  }
+  return new StoreError('STORE_ERROR', `${what}: ${detail}`, { cause: err, context });
+}
+
+function isClass(f: unknown): f is StoreErrorClass {
+  return typeof f === 'function' && f.prototype instanceof StoreError;
+}

@@ -1,0 +1,29 @@
+// FileStore against the common Store contract.
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll } from 'vitest';
+import { FileStore } from '../../src/drivers/file.js';
+import { testStore } from './suite.js';
+
+const root = mkdtempSync(join(tmpdir(), 'snapstore-conf-file-'));
+afterAll(() => rm(root, { recursive: true, force: true }));
+
+testStore(
+  'file',
+  async () => {
+    const dataDir = join(root, 'images');
+    return {
+      store: new FileStore({ dataDir }),
+      leftovers: async (marker) => {
+        try {
+          return readdirSync(dataDir).filter((name) => name.includes(marker));
+        } catch {
+          return [];
+        }
+      },
+    };
+  },
+  { readAccess: true, writeAccess: true, readRandom: true, canClone: false, thinProvisioning: true, chunkSize: 1024 * 1024 },
+);

@@ -1,0 +1,318 @@
+// The ONE suite every Store driver passes (unstorage/keyv style): a driver test file calls
+// `testStore(name, factory, options)` and nothing else is needed for the common contract.
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseLocation } from '../../src/location.js';
+import type { Store, StoreCapabilities } from '../../src/store.js';
+
+export interface StoreUnderTest {
+  store: Store;
+  /** Everything the backend holds whose name contains `marker` (images, snapshots, temp files, trash). */
+  leftovers(marker: string): Promise<string[]>;
+}
+
+export interface SuiteOptions extends StoreCapabilities {
+  /** The driver's write chunk size: sizes around it are exercised. */
+  chunkSize: number;
+}
+
+export function reference(data: Uint8Array): { checksum: string; multihash: string } {
+  return {
+    checksum: createHash('md5').update(data).digest('hex'),
+    multihash: createHash('sha512').update(data).digest('hex'),
+  };
+}
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** Yields `data` in pieces of irregular sizes (some empty), as a network stream would. */
+export async function* irregular(data: Buffer, seed = 7): AsyncGenerator<Buffer> {
+  let pos = 0;
+  let x = seed;
+  while (pos < data.length) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    const n = x % 5 === 0 ? 0 : 1 + (x % (700 * 1024));
+    yield data.subarray(pos, pos + n);
+    pos += n;
+  }
+}
+
+/** Zeros with islands of random data at the given [offset, length] pairs. */
+export function sparse(size: number, islands: Array<[number, number]>): Buffer {
+  const data = Buffer.alloc(size);
+  for (const [offset, length] of islands) randomBytes(length).copy(data, offset);
+  return data;
+}
+
+const SECRET = 'AQBx5FNhAAAAABAAtAn1Swme3Q1vC1KZ2fNtwQ==';
+
+/** Malformed locations every driver refuses with BadLocation, whatever its scheme. */
+export const MALFORMED_LOCATIONS = [
+  '',
+  'rbd://',
+  'rbd:///pool/image/snap',
+  'rbd://fsid/pool/image/snap/extra',
+  `rbd://user:${SECRET}@fsid/pool/image/snap`,
+  'file://relative/path',
+  'file:///data/../etc/passwd',
+  'file:///data/images/x?y=1',
+  'http://example.com/image',
+  'rbd://fsid/pool/imäge/snap',
+  'rbd://fsid/pool/im\nage/snap',
+];
+
+export function testStore(name: string, factory: () => Promise<StoreUnderTest>, options: SuiteOptions): void {
+  describe(`Store conformance: ${name}`, () => {
+    let store: Store;
+    let leftovers: (marker: string) => Promise<string[]>;
+    const marker = `conf-${name.replace(/[^A-Za-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
+    let serial = 0;
+    const newId = () => `${marker}-${++serial}`;
+    const c = options.chunkSize;
+
+    beforeAll(async () => {
+      ({ store, leftovers } = await factory());
+    });
+
+    afterAll(async () => {
+      await store?.close();
+    });
+
+    async function roundTrip(data: Buffer, announce: boolean, source: AsyncIterable<Buffer> | Readable = irregular(data)) {
+      const id = newId();
+      const result = await store.add(id, source, announce ? data.length : undefined);
+      expect(result.size).toBe(data.length);
+      expect({ checksum: result.checksum, multihash: result.multihash }).toEqual(reference(data));
+      expect(result.hashAlgo).toBe('sha512');
+      expect(await store.getSize(result.location)).toBe(data.length);
+      const back = await readAll(await store.get(result.location));
+      expect(back.length).toBe(data.length);
+      expect(back.equals(data)).toBe(true);
+      await store.delete(result.location);
+      expect(await leftovers(id)).toEqual([]);
+    }
+
+    it('declares its schemes and capabilities', () => {
+      expect(store.schemes.length).toBeGreaterThan(0);
+      expect(store.capabilities).toMatchObject({
+        readAccess: options.readAccess,
+        writeAccess: options.writeAccess,
+        readRandom: options.readRandom,
+        canClone: options.canClone,
+        thinProvisioning: options.thinProvisioning,
+      });
+    });
+
+    it('adds, sizes, reads and deletes an image; hashes match a reference', async () => {
+      const data = randomBytes(2 * c + 12345);
+      const id = newId();
+      const result = await store.add(id, Readable.from(irregular(data)), data.length);
+      const loc = parseLocation(result.location);
+      expect(store.schemes).toContain(loc.scheme);
+      expect(result.location).toContain(id);
+      expect(result).toMatchObject({ size: data.length, ...reference(data), hashAlgo: 'sha512' });
+      expect(await store.getSize(result.location)).toBe(data.length);
+      expect((await readAll(await store.get(result.location))).equals(data)).toBe(true);
+      await store.delete(result.location);
+      await expect(store.getSize(result.location)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(store.get(result.location)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(store.delete(result.location)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('stores an empty image, with and without a size', async () => {
+      await roundTrip(Buffer.alloc(0), true, Readable.from([]));
+      await roundTrip(Buffer.alloc(0), false, (async function* () {})());
+    });
+
+    it('stores sizes around the chunk size and a single byte', async () => {
+      for (const size of [1, c - 1, c, c + 1]) await roundTrip(randomBytes(size), true);
+    });
+
+    it('stores a stream of unknown size', async () => {
+      await roundTrip(randomBytes(3 * c + 777), false);
+    });
+
+    it('returns zeros where the input had zeros and counts them in the hashes', async () => {
+      const data = sparse(6 * c + 100, [
+        [5, 10],
+        [c - 3, 6],
+        [3 * c, c],
+        [6 * c + 99, 1],
+      ]);
+      await roundTrip(data, true);
+      await roundTrip(Buffer.alloc(2 * c + 5), false);
+    });
+
+    it('reads ranges, clamping at the end and refusing offsets past it', async () => {
+      const data = randomBytes(2 * c + 1000);
+      const { location } = await store.add(newId(), irregular(data), data.length);
+      try {
+        const range = async (offset?: number, length?: number) => readAll(await store.get(location, { offset, length }));
+        expect((await range(0, 10)).equals(data.subarray(0, 10))).toBe(true);
+        expect((await range(c - 5, 10)).equals(data.subarray(c - 5, c + 5))).toBe(true);
+        expect((await range(c + 17)).equals(data.subarray(c + 17))).toBe(true);
+        expect((await range(data.length - 3, 100)).equals(data.subarray(data.length - 3))).toBe(true);
+        expect((await range(data.length)).length).toBe(0);
+        expect((await range(5, 0)).length).toBe(0);
+        await expect(store.get(location, { offset: data.length + 1 })).rejects.toMatchObject({ code: 'INVALID_RANGE' });
+        await expect(store.get(location, { offset: -1 })).rejects.toMatchObject({ code: 'INVALID_RANGE' });
+        await expect(store.get(location, { offset: 0, length: -2 })).rejects.toMatchObject({ code: 'INVALID_RANGE' });
+        await expect(store.get(location, { offset: 1.5 })).rejects.toMatchObject({ code: 'INVALID_RANGE' });
+      } finally {
+        await store.delete(location);
+      }
+    });
+
+    it('stops cleanly when the reader stops early, and the image can be deleted after', async () => {
+      const data = randomBytes(3 * c);
+      const { location } = await store.add(newId(), irregular(data), data.length);
+      const stream = await store.get(location);
+      for await (const part of stream) {
+        expect((part as Buffer).length).toBeGreaterThan(0);
+        break;
+      }
+      expect(stream.destroyed).toBe(true);
+      await store.delete(location);
+    });
+
+    it('refuses an id that is already stored and leaves the original intact', async () => {
+      const id = newId();
+      const data = randomBytes(1000);
+      const { location } = await store.add(id, irregular(data));
+      try {
+        await expect(store.add(id, irregular(randomBytes(500)), 500)).rejects.toMatchObject({ code: 'EXISTS' });
+        expect((await readAll(await store.get(location))).equals(data)).toBe(true);
+      } finally {
+        await store.delete(location);
+      }
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('handles concurrent adds of different ids', async () => {
+      const inputs = Array.from({ length: 4 }, (_, i) => ({ id: newId(), data: randomBytes(c + i * 4099) }));
+      const results = await Promise.all(inputs.map(({ id, data }) => store.add(id, irregular(data), data.length)));
+      for (const [i, result] of results.entries()) {
+        expect(result).toMatchObject(reference(inputs[i]!.data));
+        expect((await readAll(await store.get(result.location))).equals(inputs[i]!.data)).toBe(true);
+      }
+      await Promise.all(results.map((r) => store.delete(r.location)));
+      for (const { id } of inputs) expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('lets exactly one of two concurrent adds of the same id win', async () => {
+      const id = newId();
+      const a = randomBytes(c + 1);
+      const b = randomBytes(c + 2);
+      const settled = await Promise.allSettled([store.add(id, irregular(a), a.length), store.add(id, irregular(b), b.length)]);
+      const won = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+      const lost = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+      expect(won).toHaveLength(1);
+      expect(lost).toHaveLength(1);
+      expect(lost[0]).toMatchObject({ code: 'EXISTS' });
+      const winner = won[0]!;
+      const back = await readAll(await store.get(winner.location));
+      expect(back.equals(winner.size === a.length ? a : b)).toBe(true);
+      await store.delete(winner.location);
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('refuses a stream shorter or longer than announced and leaves nothing', async () => {
+      const id = newId();
+      const data = randomBytes(c + 10);
+      await expect(store.add(id, irregular(data), data.length + 1)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+      expect(await leftovers(id)).toEqual([]);
+      await expect(store.add(id, irregular(data), data.length - 1)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+      expect(await leftovers(id)).toEqual([]);
+      await expect(store.add(id, irregular(data), 0)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+      expect(await leftovers(id)).toEqual([]);
+      // The id is free again.
+      const { location } = await store.add(id, irregular(data), data.length);
+      await store.delete(location);
+    });
+
+    it('passes a source error through and leaves nothing', async () => {
+      const id = newId();
+      const boom = new Error('source broke');
+      const failing = async function* () {
+        yield randomBytes(c);
+        yield randomBytes(c / 2);
+        throw boom;
+      };
+      await expect(store.add(id, failing(), 4 * c)).rejects.toBe(boom);
+      expect(await leftovers(id)).toEqual([]);
+      const readable = new Readable({ read() {} });
+      readable.push(randomBytes(1000));
+      setTimeout(() => readable.destroy(new Error('socket hang up')), 20);
+      await expect(store.add(id, readable)).rejects.toThrow('socket hang up');
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('aborts on the signal, before or during the write, even while the source stalls, and leaves nothing', async () => {
+      const id = newId();
+      await expect(store.add(id, irregular(randomBytes(10)), 10, { signal: AbortSignal.abort() })).rejects.toMatchObject({
+        code: 'ABORTED',
+      });
+      expect(await leftovers(id)).toEqual([]);
+
+      const stalled = new AbortController();
+      const stalling = async function* () {
+        yield randomBytes(c * 2 + 5);
+        setTimeout(() => stalled.abort(new Error('user canceled')), 20);
+        await new Promise<void>((resolve) => stalled.signal.addEventListener('abort', () => setTimeout(resolve, 1000)));
+      };
+      await expect(store.add(id, stalling(), undefined, { signal: stalled.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+      expect(await leftovers(id)).toEqual([]);
+
+      const midway = new AbortController();
+      const flowing = async function* () {
+        for (let i = 0; i < 12; i++) {
+          if (i === 6) midway.abort();
+          yield randomBytes(c / 2);
+        }
+      };
+      await expect(store.add(id, flowing(), undefined, { signal: midway.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it("refuses malformed locations and other drivers' locations with BadLocation", async () => {
+      const other = store.schemes.includes('rbd')
+        ? 'file:///var/lib/glance/images/0f3a2b4c-1111-2222-3333-444455556666'
+        : 'rbd://e0b3c4d2-0000-4000-8000-000000000000/images/0f3a2b4c/snap';
+      for (const location of [...MALFORMED_LOCATIONS, other]) {
+        for (const call of [() => store.get(location), () => store.getSize(location), () => store.delete(location)]) {
+          const err = await call().then(
+            () => null,
+            (e: unknown) => e,
+          );
+          expect(err, JSON.stringify(location)).toMatchObject({ code: 'BAD_LOCATION' });
+          expect(JSON.stringify(err) + String((err as Error).message)).not.toContain(SECRET);
+        }
+      }
+    });
+
+    it('refuses image ids that cannot name an image', async () => {
+      for (const id of ['', '.', '..', '../x', 'a/b', '.hidden', 'a b', 'é', 'a\u0000b', 'x'.repeat(256)]) {
+        await expect(store.add(id, irregular(Buffer.alloc(1)), 1), JSON.stringify(id)).rejects.toMatchObject({
+          code: 'INVALID_IMAGE_ID',
+        });
+      }
+    });
+
+    it('can be closed twice and refuses work afterwards', async () => {
+      const own = await factory();
+      await own.store.close();
+      await own.store.close();
+      await expect(own.store.add(newId(), irregular(Buffer.alloc(1)), 1)).rejects.toMatchObject({ code: 'CLOSED' });
+    });
+
+    it('leaves nothing of this suite behind', async () => {
+      expect(await leftovers(marker)).toEqual([]);
+    });
+  });
+}
