@@ -1,0 +1,35 @@
+// What the coordinator tells its logger. One event per step boundary, progress while data moves, the
+// fallback reason once, and each undo action when a run is rolled back.
+import type { StepName } from './faults.js';
+import type { Leftover, Plan, SnapshotResult } from './types.js';
+
+export type CoordinatorEvent =
+  | { type: 'plan'; source: string; plan: Plan }
+  | { type: 'step'; runId: string; path: 'direct' | 'copy'; step: StepName; state: 'start' | 'done' | 'failed'; ms?: number; error?: string }
+  | { type: 'progress'; runId: string; phase: string; done: number; total: number }
+  | { type: 'fallback'; runId: string; code: string; reason: string }
+  | { type: 'undo'; runId: string; what: string; state: 'done' | 'failed'; error?: string }
+  | { type: 'result'; runId: string; result: SnapshotResult }
+  | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string };
+
+export type Logger = (event: CoordinatorEvent) => void;
+
+/** A logger that throws must not break a snapshot. */
+export function safeLogger(logger: Logger | undefined): Logger {
+  if (!logger) return () => {};
+  return (event) => {
+    try {
+      logger(event);
+    } catch {
+      // The caller's logger failing is not the snapshot failing.
+    }
+  };
+}
+
+export function errorText(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' ? `${code}: ${err.message}` : err.message;
+  }
+  return String(err);
+}

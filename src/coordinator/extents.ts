@@ -1,0 +1,96 @@
+// The byte stream of a point-in-time RBD image (opened at a snapshot) for a Store or a Glance upload:
+// only the allocated extents are read from Ceph, several aio reads in flight at once, and holes are
+// produced as zeros without touching the cluster (stores with thin provisioning write them as holes; the
+// hashes still cover every byte, as Glance's checksum does).
+import type { Extent, Image } from 'ceph-rbd-napi';
+
+/** The largest piece read or yielded at once. */
+export const PIECE_BYTES = 4 * 1024 * 1024;
+const ZEROS = Buffer.alloc(PIECE_BYTES);
+
+export interface Piece {
+  offset: number;
+  length: number;
+  data: boolean;
+}
+
+/** [0, size) cut into pieces of at most PIECE_BYTES: data where an extent exists, holes elsewhere. */
+export function* pieces(extents: readonly Extent[], size: number): Generator<Piece> {
+  const sorted = extents.filter((e) => e.exists && e.length > 0).sort((a, b) => a.offset - b.offset);
+  let pos = 0;
+  const emit = function* (end: number, data: boolean): Generator<Piece> {
+    while (pos < end) {
+      const length = Math.min(PIECE_BYTES, end - pos);
+      yield { offset: pos, length, data };
+      pos += length;
+    }
+  };
+  for (const e of sorted) {
+    const start = Math.max(e.offset, pos);
+    const end = Math.min(e.offset + e.length, size);
+    if (end <= start) continue;
+    yield* emit(start, false);
+    yield* emit(end, true);
+  }
+  yield* emit(size, false);
+}
+
+export function allocatedBytes(extents: readonly Extent[]): number {
+  return extents.reduce((n, e) => n + (e.exists ? e.length : 0), 0);
+}
+
+export interface ExtentStreamOptions {
+  /** Reads in flight at once (default 8). */
+  parallel?: number;
+  /** Called after each piece is handed on; return false to stop (the stream then throws `stop()`). */
+  progress?: (done: number, total: number) => boolean;
+  stop?: () => unknown;
+}
+
+/**
+ * Yields the image's bytes in order. Reads run ahead of the consumer by at most `parallel` pieces, so
+ * memory stays bounded by parallel × 4 MiB whatever the image size.
+ */
+export async function* extentStream(
+  image: Pick<Image, 'read'>,
+  extents: readonly Extent[],
+  size: number,
+  options: ExtentStreamOptions = {},
+): AsyncGenerator<Buffer, void, undefined> {
+  const parallel = Math.max(1, options.parallel ?? 8);
+  const source = pieces(extents, size);
+  const window: Array<{ piece: Piece; read: Promise<Buffer> | null }> = [];
+  let done = 0;
+  const fill = () => {
+    while (window.length < parallel) {
+      const next = source.next();
+      if (next.done) return;
+      const piece = next.value;
+      const read = piece.data ? image.read(piece.offset, piece.length) : null;
+      // A read failing while earlier pieces are still being consumed is reported when its turn comes.
+      read?.catch(() => {});
+      window.push({ piece, read });
+    }
+  };
+  try {
+    fill();
+    while (window.length > 0) {
+      const { piece, read } = window.shift()!;
+      let buf: Buffer;
+      if (read) {
+        buf = await read;
+        // A snapshot cannot shrink, but a short read must never shift the bytes after it.
+        if (buf.length < piece.length) buf = Buffer.concat([buf, ZEROS.subarray(0, piece.length - buf.length)]);
+      } else {
+        buf = ZEROS.subarray(0, piece.length);
+      }
+      fill();
+      yield buf;
+      done += piece.length;
+      if (options.progress && !options.progress(done, size)) throw options.stop?.() ?? new Error('stopped');
+    }
+  } finally {
+    // Let reads still in flight finish before the caller closes the image.
+    await Promise.allSettled(window.map((w) => w.read).filter((r): r is Promise<Buffer> => r !== null));
+  }
+}

@@ -1,0 +1,49 @@
+// Fault injection for tests: the coordinator calls the injector at every step boundary of both paths (and
+// while data moves), and an injector that throws makes that step fail exactly as if the Ceph, store or
+// Glance call behind it had failed. Production code never passes one.
+
+/** Every step a snapshot can take, in the order the paths take them. */
+export const DIRECT_STEPS = [
+  'record',
+  'glance-create',
+  'snap-create',
+  'snap-protect',
+  'clone',
+  'mark-clone',
+  'flatten',
+  'snap-unprotect',
+  'snap-remove',
+  'target-snap-create',
+  'target-snap-protect',
+  'unmark-clone',
+  'glance-add-location',
+  'unrecord',
+] as const;
+
+export const COPY_STEPS = [
+  'record',
+  'glance-create',
+  'snap-create',
+  'copy',
+  'glance-add-location',
+  'snap-remove',
+  'unrecord',
+] as const;
+
+export type StepName = (typeof DIRECT_STEPS)[number] | (typeof COPY_STEPS)[number];
+
+export interface FaultPoint {
+  path: 'direct' | 'copy';
+  step: StepName;
+  /**
+   * `before`: the step's operation has not run. `after`: it ran and succeeded, but the step is made to fail
+   * anyway (what a timeout after a completed operation looks like). `progress`: data is moving (flatten,
+   * copy); `done`/`total` say how far.
+   */
+  when: 'before' | 'after' | 'progress';
+  done?: number;
+  total?: number;
+}
+
+/** Throw (or reject) to fail the step at that point. */
+export type FaultInjector = (point: FaultPoint) => void | Promise<void>;

@@ -1,0 +1,17 @@
+// The snapshot coordinator: plan (check) → direct clone path | streaming copy path, cleanup, gc.
+export { SnapshotCoordinator, type SnapshotCoordinatorOptions } from './coordinator.js';
+export {
+  BadSourceError,
+  CleanupFailedError,
+  CoordinatorClosedError,
+  ModeNotPossibleError,
+  NotConfiguredError,
+  SnapshotCancelledError,
+  SnapshotFailedError,
+  SourceNotFoundError,
+  TargetExistsError,
+} from './errors.js';
+export type { CoordinatorEvent } from './events.js';
+export { COPY_STEPS, DIRECT_STEPS, type FaultInjector, type FaultPoint, type StepName } from './faults.js';
+export { PENDING_KEY, PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX, TARGET_SNAP } from './names.js';
+export type { GcOptions, GcReport, Leftover, Plan, Reason, SnapshotOptions, SnapshotResult } from './types.js';

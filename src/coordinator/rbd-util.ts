@@ -1,0 +1,75 @@
+// Small RBD routines the paths and gc share.
+import type { Image, Ioctx } from 'ceph-rbd-napi';
+import { isNotFound } from './classify.js';
+
+export async function ignoreNotFound(p: Promise<unknown>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code;
+}
+
+/** Unprotects (when protected) and removes a snapshot; a snapshot that is already gone is fine. */
+export async function removeSnapshot(image: Image, snap: string): Promise<void> {
+  let isProtected = false;
+  try {
+    isProtected = await image.snapIsProtected(snap);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  if (isProtected) await ignoreNotFound(image.snapUnprotect(snap));
+  await ignoreNotFound(image.snapRemove(snap));
+}
+
+/**
+ * Removes an image snapstore created, with its user snapshots (unprotecting them first). Gone already is
+ * fine. Never used on anything snapstore did not create.
+ */
+export async function removeImageFully(io: Ioctx, name: string): Promise<void> {
+  let image: Image;
+  try {
+    image = await io.openImage(name);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  try {
+    for (const s of await image.snapList()) {
+      if (s.namespace === 'user') await removeSnapshot(image, s.name);
+    }
+  } finally {
+    await image.close();
+  }
+  await ignoreNotFound(io.removeImage(name));
+}
+
+/**
+ * Retries `fn` while it fails with EBUSY (a watcher going away), `attempts` times in all, waiting
+ * `delayMs` × attempt (or a flat `delayMs` without backoff) in between.
+ */
+export async function whileBusy<T>(
+  fn: () => Promise<T>,
+  { attempts = 5, delayMs = 200, backoff = true }: { attempts?: number; delayMs?: number; backoff?: boolean } = {},
+): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (i >= attempts || !isCode(err, 'BUSY')) throw err;
+      await new Promise((r) => setTimeout(r, backoff ? delayMs * i : delayMs));
+    }
+  }
+}
+
+export function isExists(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
+    if (isCode(e, 'EXISTS')) return true;
+  }
+  return false;
+}

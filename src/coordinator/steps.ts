@@ -1,0 +1,178 @@
+// The step engine both paths run on: every step is announced, timed, checked against the caller's
+// AbortSignal and the test fault injector; everything a step creates pushes its undo action on a stack,
+// and a failure anywhere unwinds that stack in reverse order. Handles that must be released on success as
+// well (open images) go on the same stack as `always` entries, so the order of release stays right.
+import { SnapshotCancelledError } from './errors.js';
+import { errorText, type Logger } from './events.js';
+import type { FaultInjector, StepName } from './faults.js';
+
+/** A step failed; `cause` is what the operation behind it threw. */
+export class StepFailure extends Error {
+  constructor(
+    readonly step: StepName,
+    override readonly cause: unknown,
+  ) {
+    super(`step ${step} failed: ${errorText(cause)}`, { cause });
+    this.name = 'StepFailure';
+  }
+}
+
+export interface UndoHandle {
+  /** The thing no longer needs undoing (it was removed by the normal flow, or handed to the caller). */
+  release(): void;
+}
+
+interface Entry {
+  what: string;
+  fn: () => Promise<void>;
+  always: boolean;
+  live: boolean;
+}
+
+export interface UndoFailure {
+  what: string;
+  error: unknown;
+}
+
+export interface StepContext {
+  runId: string;
+  path: 'direct' | 'copy';
+  emit: Logger;
+  faults?: FaultInjector | undefined;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: { phase: string; done: number; total: number }) => void) | undefined;
+}
+
+const UNDO_ATTEMPTS = 4;
+
+export class StepRunner {
+  private readonly stack: Entry[] = [];
+  /** A fault raised inside a progress callback, kept until the operation returns. */
+  private progressFault: unknown = undefined;
+
+  constructor(private readonly ctx: StepContext) {}
+
+  get runId(): string {
+    return this.ctx.runId;
+  }
+
+  throwIfAborted(): void {
+    if (this.ctx.signal?.aborted) throw new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal.reason);
+  }
+
+  async step<T>(step: StepName, action: () => Promise<T>): Promise<T> {
+    this.throwIfAborted();
+    const started = performance.now();
+    const { runId, path, emit, faults } = this.ctx;
+    emit({ type: 'step', runId, path, step, state: 'start' });
+    let result: T;
+    try {
+      if (faults) await faults({ path, step, when: 'before' });
+      this.progressFault = undefined;
+      result = await action();
+      if (this.progressFault !== undefined) throw this.progressFault;
+      if (faults) await faults({ path, step, when: 'after' });
+    } catch (err) {
+      const cause = this.progressFault ?? err;
+      this.progressFault = undefined;
+      emit({ type: 'step', runId, path, step, state: 'failed', ms: performance.now() - started, error: errorText(cause) });
+      if (cause instanceof SnapshotCancelledError) throw cause;
+      if (this.ctx.signal?.aborted) throw new SnapshotCancelledError({ runId, step }, cause);
+      throw new StepFailure(step, cause);
+    }
+    emit({ type: 'step', runId, path, step, state: 'done', ms: performance.now() - started });
+    return result;
+  }
+
+  /**
+   * Reports progress of the running step. Returns false when the operation should stop (cancelled, or a
+   * test fault fired) — native progress callbacks use this to abort flatten; copy loops check it per chunk.
+   */
+  progress(step: StepName, phase: string, done: number, total: number): boolean {
+    const { runId, path, emit, faults, onProgress } = this.ctx;
+    emit({ type: 'progress', runId, phase, done, total });
+    try {
+      onProgress?.({ phase, done, total });
+    } catch {
+      // A throwing progress callback does not fail the snapshot.
+    }
+    if (faults && this.progressFault === undefined) {
+      try {
+        const r = faults({ path, step, when: 'progress', done, total });
+        if (r instanceof Promise) r.catch(() => {});
+      } catch (err) {
+        this.progressFault = err;
+      }
+    }
+    return this.progressFault === undefined && !this.ctx.signal?.aborted;
+  }
+
+  /** The error that stopped data moving, for loops that check `progress()` themselves. */
+  stopReason(): unknown {
+    if (this.progressFault !== undefined) return this.progressFault;
+    return new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal?.reason);
+  }
+
+  /** Pushes an action run only if the snapshot fails. */
+  undo(what: string, fn: () => Promise<void>): UndoHandle {
+    return this.push(what, fn, false);
+  }
+
+  /** Pushes an action run when the snapshot ends either way (closing handles). */
+  always(what: string, fn: () => Promise<void>): UndoHandle {
+    return this.push(what, fn, true);
+  }
+
+  private push(what: string, fn: () => Promise<void>, always: boolean): UndoHandle {
+    const entry: Entry = { what, fn, always, live: true };
+    this.stack.push(entry);
+    return {
+      release: () => {
+        entry.live = false;
+      },
+    };
+  }
+
+  /** Runs every `always` entry, newest first, and forgets the undo actions: the snapshot is complete. */
+  async finish(): Promise<void> {
+    const entries = this.stack.splice(0).reverse();
+    for (const e of entries) {
+      if (!e.live || !e.always) continue;
+      try {
+        await e.fn();
+      } catch (err) {
+        this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'failed', error: errorText(err) });
+      }
+    }
+  }
+
+  /**
+   * Unwinds everything, newest first. Each action is retried a few times (a removal can meet a watcher
+   * that is going away); the ones that still fail are returned, and unwinding goes on past them.
+   */
+  async rollback(): Promise<UndoFailure[]> {
+    const failures: UndoFailure[] = [];
+    const entries = this.stack.splice(0).reverse();
+    for (const e of entries) {
+      if (!e.live) continue;
+      let lastError: unknown;
+      for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
+        try {
+          await e.fn();
+          lastError = undefined;
+          break;
+        } catch (err) {
+          lastError = err;
+          if (attempt < UNDO_ATTEMPTS) await new Promise((r) => setTimeout(r, 150 * attempt));
+        }
+      }
+      if (lastError === undefined) {
+        if (!e.always) this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'done' });
+      } else {
+        failures.push({ what: e.what, error: lastError });
+        this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'failed', error: errorText(lastError) });
+      }
+    }
+    return failures;
+  }
+}

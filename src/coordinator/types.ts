@@ -1,0 +1,63 @@
+// The coordinator's public data shapes.
+
+/** One thing `check` looked at, in words an operator can act on. */
+export interface Reason {
+  /** Stable identifier, e.g. `SAME_CLUSTER`, `TARGET_CAPS`, `CLONE_FORMAT`. */
+  code: string;
+  /** Whether this finding allows the direct path (informational findings are `ok`). */
+  ok: boolean;
+  message: string;
+  /** What to run or change to make it ok, when there is such a thing. */
+  fix?: string;
+}
+
+export interface Plan {
+  method: 'direct' | 'copy';
+  reasons: Reason[];
+}
+
+export interface SnapshotOptions {
+  /** An existing (queued) Glance image to fill, or the id of the image to create. Default: a new uuid. */
+  imageId?: string;
+  /** Name of the Glance image snapstore creates (when `imageId` is not given). */
+  name?: string;
+  /** `auto` (default) follows the plan; `direct` fails with MODE_NOT_POSSIBLE when the plan says copy. */
+  mode?: 'auto' | 'direct' | 'copy';
+  signal?: AbortSignal;
+  onProgress?: (p: { phase: string; done: number; total: number }) => void;
+}
+
+export interface SnapshotResult {
+  imageId: string;
+  /** Where the image now lives, as a store location (`rbd://fsid/pool/id/snap`, `file:///dir/id`). */
+  location: string;
+  method: 'direct' | 'copy';
+  /** Why the copy path was taken (null when direct, or when copy was the only option asked for). */
+  fallbackReason: string | null;
+  sizeBytes: number;
+  seconds: number;
+  glance: { id: string; status: string } | null;
+}
+
+/** Something a killed run left behind. */
+export interface Leftover {
+  kind: 'source-snapshot' | 'clone' | 'target' | 'glance-image' | 'run-record' | 'probe-image';
+  /** `rbd://fsid/pool/image[/snap]`, `file:///…`, `glance:<id>`, or `rbd://fsid/pool/image#<metadata key>`. */
+  location: string;
+  runId: string | null;
+  /** `host:pid` of the process that created it, when recorded. */
+  owner: string | null;
+  startedAt: string | null;
+}
+
+export interface GcOptions {
+  dryRun?: boolean;
+  /** Only leftovers at least this old (default one hour). A run whose process still lives on this host is never touched. */
+  olderThanMs?: number;
+}
+
+export interface GcReport {
+  found: Leftover[];
+  removed: Leftover[];
+  dryRun: boolean;
+}

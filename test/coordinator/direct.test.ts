@@ -1,0 +1,69 @@
+// The direct path on real clusters: clone format 2 (cluster a) and 1 (cluster b), with and without Glance.
+import { afterAll, describe, expect, it } from 'vitest';
+import { testbed, uniqueName } from '../support/testbed.js';
+import {
+  coordinator,
+  deleteGlanceImage,
+  expectClean,
+  exportMd5,
+  glanceStatus,
+  imageInfo,
+  makeDisk,
+  rbdTarget,
+  removeImage,
+  snaps,
+  sourceConfig,
+} from './helpers.js';
+import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+
+const env = testbed();
+
+describe('direct path', () => {
+  for (const name of ['a', 'b'] as const) {
+    const cluster = env.clusters[name];
+    it(`clones, flattens and snaps on cluster ${name} (clone format ${cluster.cloneFormat})`, async () => {
+      const disk = uniqueName('coord-direct');
+      const source = await makeDisk(cluster, disk, 256, 24);
+      const before = await exportMd5(cluster, `vms/${disk}`);
+      const events: CoordinatorEvent[] = [];
+      const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) }, events);
+      try {
+        const plan = await c.check(source);
+        expect(plan.method).toBe('direct');
+        expect(plan.reasons.find((r) => r.code === 'CLONE_FORMAT')?.message).toContain(`format ${cluster.cloneFormat}`);
+        const progress: number[] = [];
+        const result = await c.snapshot(source, { onProgress: (p) => progress.push(p.done) });
+        expect(result).toMatchObject({ method: 'direct', fallbackReason: null, sizeBytes: 256 * 1024 * 1024, glance: null });
+        expect(result.location).toBe(`rbd://${cluster.fsid}/images/${result.imageId}/snap`);
+        const info = await imageInfo(cluster, `images/${result.imageId}`);
+        expect(info.parent).toBeUndefined();
+        expect(await snaps(cluster, `images/${result.imageId}`)).toEqual([expect.objectContaining({ name: 'snap', protected: 'true' })]);
+        expect(await exportMd5(cluster, `images/${result.imageId}@snap`)).toBe(before);
+        expect(await exportMd5(cluster, `vms/${disk}`)).toBe(before);
+        expect(progress.length).toBeGreaterThan(0);
+        await expectClean(cluster, disk, []);
+        await removeImage(cluster, `images/${result.imageId}`);
+      } finally {
+        await c.close();
+      }
+    });
+  }
+
+  it('registers the location in Glance', async () => {
+    const cluster = env.clusters.a;
+    const disk = uniqueName('coord-glance');
+    const source = await makeDisk(cluster, disk, 128, 8);
+    const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster), glance: { endpoint: env.glance.url } });
+    try {
+      const result = await c.snapshot(source, { name: disk });
+      expect(result.method).toBe('direct');
+      expect(result.glance).toEqual({ id: result.imageId, status: 'active' });
+      expect(await glanceStatus(env.glance.url, result.imageId)).toBe('active');
+      await expectClean(cluster, disk, []);
+      await deleteGlanceImage(env.glance.url, result.imageId);
+      expect((await snaps(cluster, `images/${result.imageId}`).catch(() => 'gone'))).toBe('gone');
+    } finally {
+      await c.close();
+    }
+  });
+});
