@@ -174,59 +174,43 @@ export class StoreClosed extends StoreError {
   }
 }
 
-type StoreErrorClass = new (message: string, options?: ErrorOptions) => StoreError;
-
 /** Native ceph-rbd-napi error codes → the store error that means the same to a caller. */
-const NATIVE_CODES: Record<string, StoreErrorClass | ((message: string, options: ErrorOptions) => StoreError)> = {
-  NOT_FOUND: StoreNotFound,
-  EXISTS: StoreExists,
-  BUSY: StoreInUse,
-  HAS_SNAPSHOTS: StoreInUse,
-  PERMISSION: StorePermission,
-  READ_ONLY: StorePermission,
-  NO_SPACE: StoreFull,
-  TIMEOUT: StoreUnavailable,
-  CONNECTION: StoreUnavailable,
-  NATIVE_UNAVAILABLE: StoreUnavailable,
-  CANCELED: StoreAborted,
-  CLOSED: StoreClosed,
+const NATIVE_CODES: Record<string, (message: string, options: ErrorOptions) => StoreError> = {
+  NOT_FOUND: (m, o) => new StoreNotFound(m, o),
+  EXISTS: (m, o) => new StoreExists(m, o),
+  BUSY: (m, o) => new StoreInUse(m, o),
+  HAS_SNAPSHOTS: (m, o) => new StoreInUse(m, o),
+  PERMISSION: (m, o) => new StorePermission(m, o),
+  READ_ONLY: (m, o) => new StorePermission(m, o),
+  NO_SPACE: (m, o) => new StoreFull(m, o),
+  TIMEOUT: (m, o) => new StoreUnavailable(m, o),
+  CONNECTION: (m, o) => new StoreUnavailable(m, o),
+  NATIVE_UNAVAILABLE: (m, o) => new StoreUnavailable(m, o),
+  CEPH_CONFIG: (m, o) => new StoreUnavailable(m, o),
+  CANCELED: (m, o) => new StoreAborted(m, o),
+  CLOSED: (m, o) => new StoreClosed(m, o),
   INVALID_ARGUMENT: (m, o) => new StoreError('INVALID_ARGUMENT', m, o),
   NOT_SUPPORTED: (m, o) => new StoreError('NOT_SUPPORTED', m, o),
+  CROSS_CLUSTER: (m, o) => new StoreError('CROSS_CLUSTER', m, o),
 };
 
-function isNativeRbdError(err: unknown): err is Error & { code: string; errno?: number; call?: string } {
-  if (!(err instanceof Error)) return false;
-  const { code, errno } = err as Error & { code?: unknown; errno?: unknown };
-  return typeof code === 'string' && (typeof errno === 'number' || code === 'NATIVE_UNAVAILABLE');
-}
-
 /**
- * Turns an error from the RBD layer (a ceph-rbd-napi RbdError, or a snapstore ceph-layer error) into the
- * StoreError a caller switches on, keeping the original as `cause`. Store errors pass through unchanged;
- * anything unrecognised becomes a StoreError with code `STORE_ERROR`.
+ * Turns an error from the RBD layer (a ceph-rbd-napi RbdError, or a snapstore ceph-layer error such as
+ * CephUnavailable / CephConfigError) into the StoreError a caller switches on, keeping the original as
+ * `cause`. Store errors pass through unchanged; anything unrecognised becomes a StoreError `STORE_ERROR`.
  * @param what what was being done, for the message, e.g. `removing images/1234`.
  */
 export function mapRbdError(err: unknown, what: string, context: ErrorContext = {}): StoreError {
   if (err instanceof StoreError) return err;
   const detail = err instanceof Error ? err.message : String(err);
-  if (err instanceof SnapstoreError) {
-    // The ceph layer's own errors (no addon, bad ceph.conf, missing keyring) make the store unusable.
-    return new StoreUnavailable(`${what}: ${detail}`, { cause: err, context: { ...err.context, ...context } });
-  }
-  if (isNativeRbdError(err)) {
-    const make = NATIVE_CODES[err.code];
-    const ctx: ErrorContext = { ...context, nativeCode: err.code };
-    if (typeof err.errno === 'number') ctx.errno = err.errno;
-    if (typeof err.call === 'string') ctx.call = err.call;
-    const message = `${what}: ${detail}`;
-    if (make) {
-      return isClass(make) ? new make(message, { cause: err, context: ctx }) : make(message, { cause: err, context: ctx });
-    }
-    return new StoreError('STORE_ERROR', message, { cause: err, context: ctx });
-  }
-  return new StoreError('STORE_ERROR', `${what}: ${detail}`, { cause: err, context });
-}
-
-function isClass(f: unknown): f is StoreErrorClass {
-  return typeof f === 'function' && f.prototype instanceof StoreError;
+  const message = `${what}: ${detail}`;
+  const code = (err as { code?: unknown } | null)?.code;
+  const ctx: ErrorContext = { ...(err instanceof SnapstoreError ? err.context : {}), ...context };
+  if (typeof code === 'string') ctx.cephCode = code;
+  const { errno, call } = (err ?? {}) as { errno?: unknown; call?: unknown };
+  if (typeof errno === 'number') ctx.errno = errno;
+  if (typeof call === 'string') ctx.call = call;
+  const make = typeof code === 'string' ? NATIVE_CODES[code] : undefined;
+  if (make) return make(message, { cause: err, context: ctx });
+  return new StoreError('STORE_ERROR', message, { cause: err, context: ctx });
 }

@@ -1,6 +1,7 @@
 // What every driver's `add` needs: cut the input into fixed-size chunks (checking the announced size and the
 // abort signal), hash every byte, and find the runs of a chunk that are not zeros.
 import { createHash, type Hash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import { InvalidRange, SizeMismatch, StoreAborted, StoreError, type StoreSource } from '../store.js';
 
 export class ImageHasher {
@@ -137,6 +138,19 @@ export async function* chunked(
       void Promise.resolve().then(() => iterator.return?.()).catch(() => {});
     }
   }
+}
+
+/**
+ * Keeps an 'error' of a Readable source from becoming an uncaught exception while `add` is still preparing
+ * (creating the image) and has not started reading; the error is seen again when reading starts, because
+ * a destroyed stream's iterator rethrows `stream.errored`. Call before the first await; call the result when done.
+ */
+export function guardSource(source: StoreSource): () => void {
+  const emitter = source as Partial<Readable>;
+  if (typeof emitter.on !== 'function' || typeof emitter.off !== 'function') return () => {};
+  const ignore = () => {};
+  emitter.on('error', ignore);
+  return () => emitter.off?.('error', ignore);
 }
 
 function iterate(source: StoreSource): AsyncIterator<unknown> {

@@ -24,7 +24,7 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, ImageHasher, chunked, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, ImageHasher, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
 
 export interface FileStoreConfig {
   /** `filesystem_store_datadir`; created on first write when missing. */
@@ -124,6 +124,15 @@ export class FileStore implements Store {
   }
 
   async add(imageId: string, data: StoreSource, size?: number, options: AddOptions = {}): Promise<AddResult> {
+    const unguard = guardSource(data);
+    try {
+      return await this.write(imageId, data, size, options);
+    } finally {
+      unguard();
+    }
+  }
+
+  private async write(imageId: string, data: StoreSource, size: number | undefined, options: AddOptions): Promise<AddResult> {
     this.checkOpen();
     checkImageId(imageId);
     if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {

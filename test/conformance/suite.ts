@@ -246,11 +246,16 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       };
       await expect(store.add(id, failing(), 4 * c)).rejects.toBe(boom);
       expect(await leftovers(id)).toEqual([]);
-      const readable = new Readable({ read() {} });
-      readable.push(randomBytes(1000));
-      setTimeout(() => readable.destroy(new Error('socket hang up')), 20);
-      await expect(store.add(id, readable)).rejects.toThrow('socket hang up');
-      expect(await leftovers(id)).toEqual([]);
+      for (const delay of [-1, 0, 20]) {
+        // A Readable failing before add reads it (-1: already failed; 0: while add prepares) or while it reads.
+        const readable = new Readable({ read() {} });
+        readable.push(randomBytes(1000));
+        const fail = () => readable.destroy(new Error('socket hang up'));
+        if (delay < 0) fail();
+        else setTimeout(fail, delay);
+        await expect(store.add(id, readable)).rejects.toThrow('socket hang up');
+        expect(await leftovers(id)).toEqual([]);
+      }
     });
 
     it('aborts on the signal, before or during the write, even while the source stalls, and leaves nothing', async () => {

@@ -1,0 +1,128 @@
+// CephCluster: one connection to one Ceph cluster, as a cephx user, with cached pool handles. It loads
+// ceph-rbd-napi lazily (nothing that only uses files ever loads it) and turns "the addon is not there" into
+// one typed error. No policy: drivers and the coordinator decide what to do with the handles.
+import type * as Native from 'ceph-rbd-napi';
+import { SnapstoreError } from '../errors.js';
+import { findKeyring, readCephConf } from './conf.js';
+
+export type { Cluster as NativeCluster, Image, ImageStat, Ioctx } from 'ceph-rbd-napi';
+
+const BUILD_HINT =
+  'snapstore needs the ceph-rbd-napi addon for RBD: install librbd-dev and librados-dev, then run `npm run build:native`';
+
+/** The native addon (or librbd/librados) cannot be loaded. The message says how to fix it. */
+export class CephUnavailable extends SnapstoreError {
+  constructor(message: string, cause?: unknown) {
+    super('NATIVE_UNAVAILABLE', message, { cause });
+  }
+}
+
+/** Work asked of a CephCluster after close(). */
+export class CephClosed extends SnapstoreError {
+  constructor(message: string) {
+    super('CLOSED', message);
+  }
+}
+
+type NativeModule = typeof Native;
+let nativeModule: Promise<NativeModule> | null = null;
+
+/** Imports ceph-rbd-napi once. @throws CephUnavailable when the package or its compiled addon is missing. */
+export function loadNative(): Promise<NativeModule> {
+  // The package imports without loading the compiled addon; a missing build surfaces at connect.
+  nativeModule ??= import('ceph-rbd-napi').catch((err: unknown) => {
+    nativeModule = null;
+    throw new CephUnavailable(`${BUILD_HINT} (${err instanceof Error ? err.message : String(err)})`, err);
+  });
+  return nativeModule;
+}
+
+function asUnavailable(err: unknown): unknown {
+  if ((err as { code?: unknown })?.code === 'NATIVE_UNAVAILABLE' && !(err instanceof CephUnavailable)) {
+    return new CephUnavailable(`${BUILD_HINT}: ${(err as Error).message}`, err);
+  }
+  return err;
+}
+
+export interface CephConnectOptions {
+  /** Path of ceph.conf. */
+  confPath: string;
+  /** cephx id without `client.` (default `admin`). */
+  user?: string;
+  /** Keyring path; by default the one ceph.conf names for `client.<user>`. */
+  keyring?: string;
+  /** Connect and per-operation timeout (default 10 s). */
+  timeoutMs?: number;
+}
+
+export class CephCluster {
+  private readonly pools = new Map<string, Promise<Native.Ioctx>>();
+  private closing: Promise<void> | null = null;
+
+  private constructor(
+    /** The native connection, for calls this class does not wrap. */
+    readonly native: Native.Cluster,
+    readonly confPath: string,
+    readonly user: string,
+  ) {}
+
+  /**
+   * Connects as `client.<user>`. Checks first that ceph.conf is readable and that a keyring is found for the
+   * user, so those mistakes are reported by name.
+   * @throws CephConfigError, CephUnavailable, or ceph-rbd-napi's TimeoutError / PermissionError /
+   *   ConnectionError from connecting.
+   */
+  static async connect(options: CephConnectOptions): Promise<CephCluster> {
+    const user = options.user ?? 'admin';
+    const conf = readCephConf(options.confPath);
+    const keyring = findKeyring(conf, options.confPath, user, options.keyring);
+    const native = await loadNative();
+    try {
+      const cluster = await native.Cluster.connect({
+        confPath: options.confPath,
+        user,
+        keyring: options.keyring ?? keyring ?? undefined,
+        timeoutMs: options.timeoutMs,
+      });
+      return new CephCluster(cluster, options.confPath, user);
+    } catch (err) {
+      throw asUnavailable(err);
+    }
+  }
+
+  /** The cluster's fsid (what `rbd://<fsid>/…` locations name). */
+  get fsid(): string {
+    return this.native.fsid;
+  }
+
+  get closed(): boolean {
+    return this.closing !== null;
+  }
+
+  /**
+   * An I/O context on `pool` (and RADOS namespace), opened once and shared; closed by close().
+   * @throws ceph-rbd-napi's NotFoundError when the pool does not exist.
+   */
+  pool(name: string, namespace = ''): Promise<Native.Ioctx> {
+    if (this.closing) return Promise.reject(new CephClosed(`the connection to cluster ${this.fsid} is closed`));
+    const key = `${name}\u0000${namespace}`;
+    let ioctx = this.pools.get(key);
+    if (!ioctx) {
+      ioctx = this.native.openIoctx(name, namespace || undefined);
+      this.pools.set(key, ioctx);
+      ioctx.catch(() => this.pools.delete(key));
+    }
+    return ioctx;
+  }
+
+  /** Closes the pool handles, then the connection (each waits for its in-flight calls). Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const handles = await Promise.allSettled([...this.pools.values()]);
+      this.pools.clear();
+      await Promise.allSettled(handles.map((h) => (h.status === 'fulfilled' ? h.value.close() : undefined)));
+      await this.native.close();
+    })();
+    return this.closing;
+  }
+}
