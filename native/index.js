@@ -10,9 +10,10 @@ import { constants as osConstants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 
 const E = osConstants.errno;
-/** Not in os.constants on every platform; Linux values. */
-const EDQUOT = 122;
+/** Missing from os.constants (Linux values). */
+const ESHUTDOWN = E.ESHUTDOWN ?? 108;
 const ELIBACC = 79;
+const EDQUOT = E.EDQUOT ?? 122;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -128,7 +129,7 @@ const ERRNO_CLASSES = new Map([
   [E.ENOSYS, NotSupportedError],
   [E.EXDEV, CrossClusterError],
   [E.ENOTCONN, ConnectionError],
-  [E.ESHUTDOWN, ConnectionError],
+  [ESHUTDOWN, ConnectionError],
   [E.EBADF, ClosedError],
 ]);
 

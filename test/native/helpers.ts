@@ -1,0 +1,112 @@
+// Shared by the native addon tests: connections to the test bed's clusters and cleanup that
+// works whatever state a failed test left an image in.
+import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import * as rbd from '../../native/index.js';
+import type { ClusterInfo } from '../support/testbed.js';
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+export function connect(cluster: ClusterInfo, user = 'admin'): Promise<rbd.Cluster> {
+  return rbd.Cluster.connect({ confPath: cluster.conf, user });
+}
+
+/** Removes an image with all its snapshots (unprotecting them first), ignoring what is already gone. */
+export async function destroyImage(io: rbd.Ioctx, name: string): Promise<void> {
+  let image: rbd.Image;
+  try {
+    image = await io.openImage(name);
+  } catch (err) {
+    if (err instanceof rbd.NotFoundError) return;
+    throw err;
+  }
+  try {
+    for (const snap of await image.snapList()) {
+      if (snap.namespace !== 'user') continue;
+      if (await image.snapIsProtected(snap.name)) await image.snapUnprotect(snap.name);
+      await image.snapRemove(snap.name);
+    }
+  } finally {
+    await image.close();
+  }
+  await io.removeImage(name);
+}
+
+/** Resolves with the promise, or rejects when it takes longer than `ms` (a hang, not a slow call). */
+export async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A full garbage collection now (exposing gc at run time when the process was started without it). */
+export function forceGc(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/** Time the calling thread has spent runnable but waiting for a CPU (ms), or null without schedstats. */
+function runQueueWaitMs(): number | null {
+  try {
+    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return null;
+  }
+}
+
+export interface LagReport {
+  /** Worst delay of a 10 ms interval timer, as the event loop saw it. */
+  worstMs: number;
+  /**
+   * Worst delay once the time this thread waited on the run queue during that tick is taken
+   * out: what our own code kept the loop from running. On a loaded 2-core test machine the raw
+   * figure is dominated by CPU starvation (Ceph daemons, other test processes), which no code in
+   * this process can avoid; this one is what a blocking call on the JS thread would show up in.
+   * Equals worstMs where /proc/thread-self/schedstat is unavailable.
+   */
+  worstOwnMs: number;
+  ticks: number;
+}
+
+/** Measures event-loop delay with a 10 ms interval timer between start and stop. */
+export function lagMonitor(): { stop: () => LagReport } {
+  let last = performance.now();
+  let lastWait = runQueueWaitMs();
+  let worst = 0;
+  let worstOwn = 0;
+  let ticks = 0;
+  const tick = () => {
+    const now = performance.now();
+    const wait = runQueueWaitMs();
+    const lag = now - last - 10;
+    const starved = wait !== null && lastWait !== null ? wait - lastWait : 0;
+    worst = Math.max(worst, lag);
+    worstOwn = Math.max(worstOwn, lag - starved);
+    last = now;
+    lastWait = wait;
+    ticks++;
+  };
+  const timer = setInterval(tick, 10);
+  return {
+    stop() {
+      clearInterval(timer);
+      tick();
+      return { worstMs: worst, worstOwnMs: worstOwn, ticks };
+    },
+  };
+}
+
+/** A 4 MiB-aligned chunk whose bytes say which chunk it is. */
+export function chunk(index: number, size = 4 * MiB): Buffer {
+  const buf = Buffer.alloc(size, (index % 250) + 1);
+  buf.writeUInt32BE(index, 0);
+  return buf;
+}

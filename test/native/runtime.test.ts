@@ -1,0 +1,293 @@
+// How the addon behaves at run time on real Ceph: lazy loading, connect timeouts, the event loop
+// staying responsive during long admin calls and heavy aio, cancellation, closing with I/O in
+// flight, and memory over many open/close cycles.
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as rbd from '../../native/index.js';
+import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
+import { chunk, connect, destroyImage, forceGc, GiB, lagMonitor, MiB, within } from './helpers.js';
+
+const run = promisify(execFile);
+const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native');
+const env = testbed();
+const A = env.clusters.a;
+const MARK = uniqueName('napi-rt');
+
+let cluster: rbd.Cluster;
+let io: rbd.Ioctx;
+// A 1 GiB parent with 256 MiB written (64 distinct 4 MiB chunks) and a protected snapshot, made
+// for the flatten and aio tests.
+let parent: string;
+
+beforeAll(async () => {
+  cluster = await connect(A);
+  io = await cluster.openIoctx('vms');
+});
+
+afterAll(async () => {
+  await io?.close();
+  await cluster?.close();
+  expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+});
+
+async function freshClone(what: string): Promise<string> {
+  const child = `${MARK}-${what}`;
+  await io.clone(parent, 'base', io, child, { features: ['layering', 'deep-flatten'] });
+  return child;
+}
+
+describe('loading', () => {
+  it('importing index.js loads neither the addon nor librbd; the first use does', async () => {
+    const script = `
+      const maps = () => require('node:fs').readFileSync('/proc/self/maps', 'utf8');
+      import(${JSON.stringify(join(nativeDir, 'index.js'))}).then((m) => {
+        const before = /ceph_rbd\\.node|librbd/.test(maps());
+        const available = m.isAvailable();
+        const after = /ceph_rbd\\.node/.test(maps()) && /librbd\\.so/.test(maps());
+        console.log(JSON.stringify({ before, available, after }));
+      });`;
+    const { stdout } = await run(process.execPath, ['-e', script]);
+    expect(JSON.parse(stdout)).toEqual({ before: false, available: true, after: true });
+  });
+
+  it('without a built addon: import works, isAvailable() is false, calls reject with ONE NativeUnavailableError saying how to fix it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'napi-unbuilt-'));
+    try {
+      copyFileSync(join(nativeDir, 'index.js'), join(dir, 'index.js'));
+      writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+      const script = `
+        const m = await import(${JSON.stringify(join(dir, 'index.js'))});
+        const available = m.isAvailable();
+        const e1 = await m.Cluster.connect({ confPath: '/x' }).catch((e) => e);
+        const e2 = await m.Cluster.connect({ confPath: '/x' }).catch((e) => e);
+        console.log(JSON.stringify({ available, same: e1 === e2, isRbd: e1 instanceof m.RbdError,
+          isNU: e1 instanceof m.NativeUnavailableError, code: e1.code, message: e1.message }));`;
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+      const out = JSON.parse(stdout);
+      expect(out).toMatchObject({ available: false, same: true, isRbd: true, isNU: true, code: 'NATIVE_UNAVAILABLE' });
+      expect(out.message).toContain('not built');
+      expect(out.message).toContain('npm run build --workspace ceph-rbd-napi');
+      expect(out.message).toContain('librbd-dev');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('connect timeout', () => {
+  it('fails with TimeoutError (or ConnectionError) within about timeoutMs when no mon answers', async () => {
+    // A port on which nothing listens: take a free one and release it.
+    const port = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'napi-nomon-'));
+    try {
+      const conf = readFileSync(A.conf, 'utf8').replace(/mon host = .*/, `mon host = v2:127.0.0.1:${port}`);
+      writeFileSync(join(dir, 'ceph.conf'), conf);
+      const started = Date.now();
+      const err = await rbd.Cluster.connect({ confPath: join(dir, 'ceph.conf'), timeoutMs: 2000 }).catch((e) => e);
+      const elapsed = Date.now() - started;
+      expect(err instanceof rbd.TimeoutError || err instanceof rbd.ConnectionError).toBe(true);
+      expect(err.call).toBe('rados_connect');
+      expect(elapsed).toBeGreaterThanOrEqual(1500);
+      expect(elapsed).toBeLessThan(2000 + 3000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lag monitor', () => {
+  it('catches a loop blocked on the JS thread itself, run-queue correction included', async () => {
+    const monitor = lagMonitor();
+    await new Promise((r) => setTimeout(r, 30));
+    // Asleep on the JS thread for 80 ms: the way a synchronous librbd call would hold the loop.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 80);
+    await new Promise((r) => setTimeout(r, 30));
+    const lag = monitor.stop();
+    expect(lag.worstMs).toBeGreaterThan(60);
+    expect(lag.worstOwnMs).toBeGreaterThan(60);
+  });
+});
+
+describe('memory', () => {
+  // Runs before the tests that move hundreds of MiB through JS buffers, whose freeing would
+  // hide a leak in the RSS figures.
+  it('1000 open/close cycles of an image grow RSS by less than 30 MB after warm-up', async () => {
+    const img = `${MARK}-cycles`;
+    await io.createImage(img, 8 * MiB);
+    const seed = await io.openImage(img);
+    await seed.write(0, Buffer.alloc(4096, 1));
+    await seed.close();
+    const cycle = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const image = await io.openImage(img, { readOnly: i % 2 === 0 });
+        if (i % 10 === 0) await image.read(0, 4096);
+        await image.close();
+      }
+    };
+    await cycle(100);
+    forceGc();
+    const before = process.memoryUsage().rss;
+    const started = performance.now();
+    await cycle(1000);
+    const elapsed = performance.now() - started;
+    forceGc();
+    await new Promise((r) => setTimeout(r, 100));
+    const growth = process.memoryUsage().rss - before;
+    console.error(`1000 open/close cycles: ${(elapsed / 1000).toFixed(1)} s, RSS growth ${(growth / MiB).toFixed(1)} MiB`);
+    expect(growth).toBeLessThan(30 * 1000 * 1000);
+    await io.removeImage(img);
+  }, 120_000);
+});
+
+describe('with a 1 GiB parent holding 256 MiB', () => {
+  beforeAll(async () => {
+    parent = `${MARK}-parent`;
+    await io.createImage(parent, GiB, { features: ['layering', 'deep-flatten'] });
+    const p = await io.openImage(parent);
+    for (let batch = 0; batch < 64; batch += 16) {
+      await Promise.all(Array.from({ length: 16 }, (_, i) => p.write((batch + i) * 4 * MiB, chunk(batch + i))));
+    }
+    await p.snapCreate('base');
+    await p.snapProtect('base');
+    await p.close();
+  }, 120_000);
+
+  afterAll(async () => {
+    await destroyImage(io, parent);
+  });
+
+  describe('flatten', () => {
+    it('reports progress and is canceled by an AbortSignal (CanceledError); the clone stays usable and flattens later', async () => {
+      const child = await freshClone('cancel');
+      const image = await io.openImage(child);
+      try {
+        const controller = new AbortController();
+        const seen: Array<[number, number]> = [];
+        const err = await image
+          .flatten({
+            signal: controller.signal,
+            onProgress: (done, total) => {
+              seen.push([done, total]);
+              if (done >= 8) controller.abort();
+            },
+          })
+          .catch((e) => e);
+        expect(err).toBeInstanceOf(rbd.CanceledError);
+        expect(err).toMatchObject({ code: 'CANCELED', errno: 125, call: 'rbd_flatten_with_progress' });
+        expect(seen.length).toBeGreaterThan(0);
+        expect(seen[0]![1]).toBe(256); // 1 GiB of 4 MiB objects
+        // Still a clone, still readable and writable.
+        expect((await image.parentInfo())?.image).toBe(parent);
+        expect((await image.read(63 * 4 * MiB, 4)).readUInt32BE(0)).toBe(63);
+        await image.write(GiB - 4096, Buffer.alloc(4096, 9));
+        // An already aborted signal rejects before anything starts.
+        await expect(image.flatten({ signal: AbortSignal.abort() })).rejects.toBeInstanceOf(rbd.CanceledError);
+        await image.flatten();
+        expect(await image.parentInfo()).toBeNull();
+        expect((await image.read(17 * 4 * MiB, 4)).readUInt32BE(0)).toBe(17);
+      } finally {
+        await image.close();
+        await destroyImage(io, child);
+      }
+    });
+
+    it('keeps the event loop responsive: flattening a 1 GiB clone with 256 MiB written, worst 10 ms timer lag (less run-queue wait) < 50 ms', async () => {
+      const child = await freshClone('lag');
+      const image = await io.openImage(child);
+      try {
+        // Earlier tests' buffers are freed now, not on the JS thread while we measure.
+        forceGc();
+        const monitor = lagMonitor();
+        const started = performance.now();
+        await image.flatten({ onProgress: () => {} });
+        const elapsed = performance.now() - started;
+        const lag = monitor.stop();
+        console.error(`flatten ${elapsed.toFixed(0)} ms: worst lag ${lag.worstMs.toFixed(1)} ms, ${lag.worstOwnMs.toFixed(1)} ms without run-queue wait`);
+        expect(await image.parentInfo()).toBeNull();
+        // The measurement means something only if the flatten took a while.
+        expect(elapsed).toBeGreaterThan(200);
+        expect(lag.ticks).toBeGreaterThan(elapsed / 10 / 2);
+        expect(lag.worstOwnMs).toBeLessThan(50);
+      } finally {
+        await image.close();
+        await destroyImage(io, child);
+      }
+    });
+  });
+
+  describe('aio', () => {
+    it('64 concurrent 4 MiB reads return the right data with worst timer lag (less run-queue wait) < 50 ms', async () => {
+      const image = await io.openImage(parent, { snapshot: 'base' });
+      try {
+        const buffers = Array.from({ length: 64 }, () => Buffer.allocUnsafe(4 * MiB));
+        forceGc();
+        const monitor = lagMonitor();
+        const started = performance.now();
+        const results = await Promise.all(buffers.map((b, i) => image.read(i * 4 * MiB, 4 * MiB, b)));
+        const elapsed = performance.now() - started;
+        const lag = monitor.stop();
+        console.error(`64 x 4 MiB reads ${elapsed.toFixed(0)} ms: worst lag ${lag.worstMs.toFixed(1)} ms, ${lag.worstOwnMs.toFixed(1)} ms without run-queue wait`);
+        results.forEach((buf, i) => {
+          expect(buf.length).toBe(4 * MiB);
+          expect(buf.readUInt32BE(0)).toBe(i);
+          expect(buf[4 * MiB - 1]).toBe((i % 250) + 1);
+        });
+        expect(lag.worstOwnMs).toBeLessThan(50);
+      } finally {
+        await image.close();
+      }
+    });
+
+    it('closing an image with I/O in flight waits for it: every op settles, close resolves, nothing hangs', async () => {
+      const child = await freshClone('close-inflight');
+      const image = await io.openImage(child);
+      try {
+        const ops: Array<Promise<unknown>> = [];
+        for (let i = 0; i < 32; i++) ops.push(image.read(i * 4 * MiB, 4 * MiB));
+        for (let i = 0; i < 16; i++) ops.push(image.write((100 + i) * 4 * MiB, chunk(100 + i)));
+        ops.push(image.flush());
+        const closing = image.close();
+        expect(image.closed).toBe(true);
+        await expect(image.read(0, 1)).rejects.toBeInstanceOf(rbd.ClosedError);
+        const settled = await within(30_000, Promise.allSettled(ops), 'in-flight I/O');
+        expect(settled.every((s) => s.status === 'fulfilled')).toBe(true);
+        await within(30_000, closing, 'image close');
+        // The writes landed before the close.
+        const check = await io.openImage(child, { readOnly: true });
+        expect((await check.read(107 * 4 * MiB, 4)).readUInt32BE(0)).toBe(107);
+        await check.close();
+      } finally {
+        await destroyImage(io, child);
+      }
+    });
+
+    it('closing the Cluster and Ioctx with image I/O in flight neither crashes nor hangs; the image keeps the connection', async () => {
+      const c = await connect(A);
+      const cio = await c.openIoctx('vms');
+      const image = await cio.openImage(parent, { snapshot: 'base' });
+      const reads = Array.from({ length: 32 }, (_, i) => image.read(i * 4 * MiB, 4 * MiB));
+      const listing = cio.listImages();
+      await within(30_000, Promise.all([cio.close(), c.close()]), 'cluster/ioctx close');
+      expect((await listing).length).toBeGreaterThan(0); // in flight when close() was called: completed
+      await expect(c.listPools()).rejects.toBeInstanceOf(rbd.ClosedError);
+      const results = await within(30_000, Promise.all(reads), 'reads after cluster close');
+      results.forEach((buf, i) => expect(buf.readUInt32BE(0)).toBe(i));
+      expect((await image.read(5 * 4 * MiB, 4)).readUInt32BE(0)).toBe(5);
+      // Closing the last user shuts the connection down (rados_shutdown in a worker).
+      const more = image.read(0, 4 * MiB);
+      await within(30_000, image.close(), 'image close after cluster close');
+      expect((await more).length).toBe(4 * MiB);
+    });
+  });
+});
