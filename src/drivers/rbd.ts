@@ -9,10 +9,13 @@
 // removes the image (and its snapshot) again.
 //
 // Deleting: glance_store unprotects `snap`, removes it and removes the image, raising InUseByStore when
-// unprotect fails with EBUSY (clone children). snapstore keeps that outcome for both clone formats but
-// checks for children first: with clone v2 a snapshot that is not protected could otherwise be removed
-// into the snapshot trash while a clone still uses it, leaving the image undeletable and the location
-// broken. So a snapshot with clone children of either format → StoreInUse, and nothing is changed.
+// unprotect fails with EBUSY — which only happens for clone v1 children: with clone v2 (cluster requires
+// mimic clients) unprotect succeeds despite children and snap removal moves the snapshot to the trash, so
+// glance_store ends up with the image left, `snap` gone and the location broken. snapstore gives both
+// formats glance_store's v1 outcome: it lists the snapshot's clones first (rbd_list_children3, which fails
+// with EPERM exactly when clones live in a pool the user cannot read) and raises StoreInUse, changing
+// nothing, when there are any (trashed clones included). Likewise other snapshots on the image are
+// refused before `snap` is touched, where glance_store would remove `snap` and then fail.
 import { Readable } from 'node:stream';
 import { CephCluster, type Image, type Ioctx } from '../ceph/index.js';
 import { checkImageId, formatRbdLocation, parseRbdLocation } from '../location.js';
@@ -308,7 +311,13 @@ export class RbdStore implements Store {
       const snap = loc.snapshot;
       const image = await ceph(what, context, () => ioctx.openImage(loc.image));
       try {
-        if (await ceph(what, context, () => image.snapExists(snap))) {
+        const snaps = await ceph(what, context, () => image.snapList());
+        const others = snaps.filter((s) => s.namespace !== 'user' || s.name !== snap);
+        if (others.length > 0) {
+          const names = others.map((s) => (s.namespace === 'user' ? s.name : `${s.originalName ?? s.name} (${s.namespace})`));
+          throw new StoreInUse(`${what}: the image has other snapshots: ${names.join(', ')}`, { context: { ...context, snapshots: names } });
+        }
+        if (snaps.length > 0) {
           await this.refuseIfCloned(ioctx, loc.image, snap, what);
           const isProtected = await ceph(what, context, () => image.snapIsProtected(snap));
           if (isProtected) {
@@ -336,8 +345,11 @@ export class RbdStore implements Store {
     try {
       children = await atSnap.listChildren();
     } catch (err) {
-      // A user confined to this pool may not see the pools clones live in; unprotect's EBUSY still guards v1.
-      if ((err as { code?: unknown }).code === 'PERMISSION') return;
+      // librbd lists no children without touching other pools, and fails with EPERM only when it found
+      // clones in a pool this user cannot read (client.glance and nova's disks in `vms`): they exist.
+      if ((err as { code?: unknown }).code === 'PERMISSION') {
+        throw new StoreInUse(`${what}: snapshot @${snap} has clone(s) in a pool this user cannot read`, { cause: err, context });
+      }
       throw mapRbdError(err, `${what}: listing clones of @${snap}`, context);
     } finally {
       await atSnap.close().catch(() => {});
