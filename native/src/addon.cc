@@ -23,13 +23,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->imageCtor = Napi::Persistent(image);
   data->cancelTokenCtor = Napi::Persistent(cancel);
 
-  data->aio = AioTsfn::New(env, "ceph-rbd-aio", 0, 1, data);
-  data->aio.Unref(env);
+  data->aio->tsfn = AioTsfn::New(env, "ceph-rbd-aio", 0, 1, data);
+  data->aio->tsfn.Unref(env);
 
-  // Handles nobody closed are left to the process exit instead of being torn down while the
-  // environment goes away.
+  // Runs before Node-API tears the environment down. Handles nobody closed are left to the
+  // process exit instead of being torn down while the environment goes away.
   napi_add_env_cleanup_hook(
-      env, [](void*) { Handle::exiting.store(true); }, nullptr);
+      env,
+      [](void* arg) {
+        auto* gate = static_cast<AioGate*>(arg);
+        std::lock_guard<std::mutex> lock(gate->mutex);
+        gate->open = false;
+        Handle::exiting.store(true);
+      },
+      data->aio.get());
 
   exports.Set("NativeCluster", cluster);
   exports.Set("NativeIoctx", ioctx);

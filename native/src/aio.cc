@@ -3,7 +3,7 @@
 namespace cephrbd {
 
 AioOp::AioOp(Napi::Env env, std::vector<Handle*> holds, Settle settle)
-    : data_(Data(env)), holds_(env, std::move(holds)), settle_(std::move(settle)) {}
+    : data_(Data(env)), gate_(data_->aio), holds_(env, std::move(holds)), settle_(std::move(settle)) {}
 
 AioOp* AioOp::Create(Napi::Env env, std::vector<Handle*> holds, Settle settle) {
   auto* op = new AioOp(env, std::move(holds), std::move(settle));
@@ -12,7 +12,7 @@ AioOp* AioOp::Create(Napi::Env env, std::vector<Handle*> holds, Settle settle) {
     delete op;
     throw CephError(env, -r, "rbd_aio_create_completion", "");
   }
-  if (op->data_->aioPending++ == 0) op->data_->aio.Ref(env);
+  if (op->data_->aioPending++ == 0) op->data_->aio->tsfn.Ref(env);
   return op;
 }
 
@@ -42,9 +42,11 @@ void AioOp::OnComplete(rbd_completion_t c, void* arg) {
   op->ret_ = rbd_aio_get_return_value(c);
   rbd_aio_release(c);
   op->completion_ = nullptr;
-  // Fails only while the environment is being torn down; the op is then abandoned, because
-  // its JS references can only be dropped on the JS thread.
-  op->data_->aio.NonBlockingCall(op);
+  // Once the environment is going away the op is abandoned: its JS references can only be
+  // dropped on the JS thread.
+  std::shared_ptr<AioGate> gate = op->gate_;
+  std::lock_guard<std::mutex> lock(gate->mutex);
+  if (gate->open) gate->tsfn.NonBlockingCall(op);
 }
 
 void AioOp::SubmitFailed(Napi::Env env, int r) {
@@ -55,7 +57,7 @@ void AioOp::SubmitFailed(Napi::Env env, int r) {
 }
 
 void AioOp::Finish(Napi::Env env) {
-  if (--data_->aioPending == 0) data_->aio.Unref(env);
+  if (--data_->aioPending == 0) data_->aio->tsfn.Unref(env);
   Napi::HandleScope scope(env);
   try {
     settle_(env, ret_);

@@ -6,6 +6,7 @@
 #include <rbd/librbd.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,7 @@ class AioOp {
   void Finish(Napi::Env env);                             // JS thread; deletes this
 
   AddonData* data_;
+  std::shared_ptr<AioGate> gate_;
   Holds holds_;
   Settle settle_;
   Napi::ObjectReference kept_;

@@ -2,8 +2,8 @@
 // results are checked with the `rbd` CLI where our own code could agree with itself by mistake.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as rbd from '../../native/index.js';
-import { leftovers, NOTHING, rbd as rbdCli, rbdJson, testbed, uniqueName } from '../support/testbed.js';
-import { connect, destroyImage, MiB, within } from './helpers.js';
+import { NOTHING, rbd as rbdCli, rbdJson, testbed, uniqueName } from '../support/testbed.js';
+import { connect, destroyImage, leftoversOf, MiB, within } from './helpers.js';
 
 const env = testbed();
 const A = env.clusters.a; // clone v2 capable
@@ -25,10 +25,10 @@ afterAll(async () => {
   await vms?.close();
   await images?.close();
   await cluster?.close();
-  expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
-  expect(await leftovers(A, 'images', MARK)).toEqual(NOTHING);
-  expect(await leftovers(B, 'vms', MARK)).toEqual(NOTHING);
-  expect(await leftovers(B, 'images', MARK)).toEqual(NOTHING);
+  expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+  expect(await leftoversOf(A, 'images', MARK)).toEqual(NOTHING);
+  expect(await leftoversOf(B, 'vms', MARK)).toEqual(NOTHING);
+  expect(await leftoversOf(B, 'images', MARK)).toEqual(NOTHING);
 });
 
 function name(what: string): string {
@@ -209,7 +209,7 @@ describe('Ioctx', () => {
     await expectError(vms.createImage('', MiB), rbd.InvalidArgumentError);
     await expectError(vms.createImage(name('neg'), -1), rbd.InvalidArgumentError);
     await expectError(vms.createImage(name('feat'), MiB, { features: ['bogus'] }), rbd.InvalidArgumentError);
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 
   it('renames an image', async () => {
@@ -238,7 +238,7 @@ describe('Ioctx', () => {
     await vms.removeImage(img, { onProgress: (d, t) => seen.push([d, t]) });
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.at(-1)![0]).toBe(seen.at(-1)![1]);
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 
   it('moves to trash, lists, restores, and removes from trash', async () => {
@@ -261,7 +261,7 @@ describe('Ioctx', () => {
     await vms.trashRemove(entry!.id, { force: true, onProgress: () => {} });
     expect((await vms.trashList()).find((e) => e.id === entry!.id)).toBeUndefined();
     await expectError(vms.trashRemove(entry!.id, { force: true }), rbd.NotFoundError);
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 
   it('rejects calls after close with ClosedError; close is idempotent', async () => {
@@ -271,7 +271,7 @@ describe('Ioctx', () => {
     await expectError(io.listImages(), rbd.ClosedError, { call: 'rbd_list2', object: 'vms' });
     await expectError(io.createImage(name('closed'), MiB), rbd.ClosedError, { call: 'rbd_create4' });
     await expectError(io.openImage('x'), rbd.ClosedError, { call: 'rbd_aio_open' });
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 });
 
@@ -510,8 +510,8 @@ describe('permissions', () => {
       await ro.close();
       await images.removeImage(img);
     }
-    expect(await leftovers(A, 'images', MARK)).toEqual(NOTHING);
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'images', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 });
 
@@ -566,8 +566,8 @@ describe('clones', () => {
       await destroyImage(vms, child);
       await destroyImage(images, parent);
     }
-    expect(await leftovers(A, 'images', MARK)).toEqual(NOTHING);
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'images', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 
   it('clone v1 (cluster b): needs a protected snapshot (InvalidArgumentError), unprotect with children is BusyError', async () => {
@@ -604,7 +604,7 @@ describe('clones', () => {
       await io.close();
       await cb.close();
     }
-    expect(await leftovers(B, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(B, 'vms', MARK)).toEqual(NOTHING);
   });
 
   it('clone between two cluster connections is CrossClusterError and creates nothing', async () => {
@@ -622,7 +622,7 @@ describe('clones', () => {
       await cb.close();
       await destroyImage(vms, parent);
     }
-    expect(await leftovers(B, 'vms', MARK)).toEqual(NOTHING);
-    expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(B, 'vms', MARK)).toEqual(NOTHING);
+    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
   });
 });

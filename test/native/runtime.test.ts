@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as rbd from '../../native/index.js';
-import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
-import { chunk, connect, destroyImage, forceGc, GiB, lagMonitor, MiB, within } from './helpers.js';
+import { NOTHING, rbdJson, testbed, uniqueName } from '../support/testbed.js';
+import { chunk, connect, destroyImage, forceGc, GiB, lagMonitor, leftoversOf, MiB, within } from './helpers.js';
 
 const run = promisify(execFile);
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native');
@@ -33,7 +33,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await io?.close();
   await cluster?.close();
-  expect(await leftovers(A, 'vms', MARK)).toEqual(NOTHING);
+  expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
 });
 
 async function freshClone(what: string): Promise<string> {
@@ -102,6 +102,52 @@ describe('connect timeout', () => {
       expect(elapsed).toBeLessThan(2000 + 3000);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('lifetime', () => {
+  it('an Image dropped without close() is closed by its finalizer: its header watch goes away', async () => {
+    const img = `${MARK}-dropped`;
+    await io.createImage(img, 4 * MiB);
+    const open = async () => {
+      for (let i = 0; i < 5; i++) await (await io.openImage(img)).read(0, 16);
+    };
+    await open();
+    const watchers = async () =>
+      (await rbdJson<{ watchers: unknown[] }>(A, ['status', `vms/${img}`])).watchers.length;
+    // A collection may already have closed some of them.
+    expect(await watchers()).toBeGreaterThan(0);
+    for (let i = 0; i < 50 && (await watchers()) > 0; i++) {
+      forceGc();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(await watchers()).toBe(0);
+    await io.removeImage(img);
+  });
+
+  it('a process exiting with I/O in flight and handles left open exits cleanly', async () => {
+    const img = `${MARK}-exit`;
+    await io.createImage(img, 64 * MiB);
+    try {
+      // Read-only opens hold no header watch, so nothing lingers on the image after the exit.
+      const script = `
+        const rbd = await import(${JSON.stringify(join(nativeDir, 'index.js'))});
+        const c = await rbd.Cluster.connect({ confPath: ${JSON.stringify(A.conf)} });
+        const io = await c.openIoctx('vms');
+        const image = await io.openImage(${JSON.stringify(img)}, { readOnly: true });
+        await image.read(0, 4096);
+        if (process.argv[1] === 'exit') {
+          for (let i = 0; i < 16; i++) image.read(i * 4194304, 4194304);
+          process.exit(7);
+        }
+        console.log('left open');`;
+      const exited = await run(process.execPath, ['--input-type=module', '-e', script, 'exit'], { timeout: 30_000 }).catch((e) => e);
+      expect(exited).toMatchObject({ code: 7, signal: null });
+      const ended = await run(process.execPath, ['--input-type=module', '-e', script, 'end'], { timeout: 30_000 });
+      expect(ended.stdout).toContain('left open');
+    } finally {
+      await io.removeImage(img);
     }
   });
 });
