@@ -113,17 +113,20 @@ describe('lifetime', () => {
     const open = async () => {
       for (let i = 0; i < 5; i++) await (await io.openImage(img)).read(0, 16);
     };
-    await open();
     const watchers = async () =>
       (await rbdJson<{ watchers: unknown[] }>(A, ['status', `vms/${img}`])).watchers.length;
-    // A collection may already have closed some of them.
-    expect(await watchers()).toBeGreaterThan(0);
-    for (let i = 0; i < 50 && (await watchers()) > 0; i++) {
-      forceGc();
-      await new Promise((r) => setTimeout(r, 100));
+    try {
+      await open();
+      // A collection may already have closed some of them.
+      expect(await watchers()).toBeGreaterThan(0);
+      for (let i = 0; i < 50 && (await watchers()) > 0; i++) {
+        forceGc();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(await watchers()).toBe(0);
+    } finally {
+      await io.removeImage(img);
     }
-    expect(await watchers()).toBe(0);
-    await io.removeImage(img);
   });
 
   it('a process exiting with I/O in flight and handles left open exits cleanly', async () => {
