@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { Image, Ioctx } from 'ceph-rbd-napi';
 import type { GlanceConfig, RbdSourceConfig, TargetConfig } from '../config/types.js';
 import { GlanceClient } from '../glance/client.js';
@@ -26,9 +27,11 @@ import { allocatedBytes, extentStream } from './extents.js';
 import type { FaultInjector } from './faults.js';
 import { collectGarbage } from './gc.js';
 import {
+  GLANCE_RUN_PROPERTY,
   PENDING_KEY,
   TARGET_SNAP,
   currentOwner,
+  lockCookie,
   encodeMark,
   newRunId,
   probeImageName,
@@ -39,7 +42,8 @@ import {
 } from './names.js';
 import { blockersText, decidePlan, type CapsProbe, type DetailedPlan } from './plan.js';
 import { ignoreNotFound, isExists, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
-import { Lazy, RbdSession } from './session.js';
+import { CephCluster } from '../ceph/index.js';
+import { Lazy } from './lazy.js';
 import { formatSource, parseSource, type Source } from './source.js';
 import { StepFailure, StepRunner } from './steps.js';
 import { openTargetStore } from './targets.js';
@@ -66,7 +70,7 @@ interface Assessment {
   canonical: string;
   plan: DetailedPlan;
   /** For rbd sources. */
-  session: RbdSession | null;
+  session: CephCluster | null;
   targetFsid: string | null;
 }
 
@@ -81,8 +85,8 @@ export class SnapshotCoordinator {
   private readonly ownsGlance: boolean;
   private readonly emit: Logger;
   private readonly faults: FaultInjector | undefined;
-  private readonly sourceSession: Lazy<RbdSession>;
-  private readonly targetSession: Lazy<RbdSession>;
+  private readonly sourceSession: Lazy<CephCluster>;
+  private readonly targetSession: Lazy<CephCluster>;
   private readonly store: Lazy<Store>;
   /** Learned once per coordinator: a cluster's clone format does not change under a running service. */
   private cloneFormat: 1 | 2 | null = null;
@@ -113,14 +117,14 @@ export class SnapshotCoordinator {
     this.sourceSession = new Lazy(() => {
       const s = this.sourceConfig;
       if (!s) return Promise.reject(new NotConfiguredError('rbd:// sources need a source cluster (source config)'));
-      return RbdSession.connect(s);
+      return CephCluster.connect({ confPath: s.confPath, user: s.user, ...(s.keyring ? { keyring: s.keyring } : {}), timeoutMs: s.connectTimeoutMs });
     });
     this.targetSession = new Lazy(() => {
       const t = this.target;
       if (t.kind !== 'rbd') return Promise.reject(new NotConfiguredError('the target is not an RBD store'));
-      return RbdSession.connect(t);
+      return CephCluster.connect({ confPath: t.confPath, user: t.user, ...(t.keyring ? { keyring: t.keyring } : {}), timeoutMs: t.connectTimeoutMs });
     });
-    this.store = new Lazy(() => openTargetStore(this.target));
+    this.store = new Lazy(() => openTargetStore(this.target, () => this.targetSession.get()));
   }
 
   /** Decides direct or copy for `source` without changing anything (a scratch probe image comes and goes). */
@@ -242,7 +246,7 @@ export class SnapshotCoordinator {
   }
 
   private async inspectSource(
-    session: RbdSession,
+    session: CephCluster,
     src: RbdSource,
     canonical: string,
   ): Promise<{ features: { layering: boolean; deepFlatten: boolean }; snapProtected: boolean | null }> {
@@ -250,7 +254,7 @@ export class SnapshotCoordinator {
       new SourceNotFoundError(`source ${canonical}: ${what} does not exist`, { source: canonical }, cause);
     let io: Ioctx;
     try {
-      io = await session.ioctx(src.pool);
+      io = await session.pool(src.pool);
     } catch (err) {
       if (isNotFound(err)) throw notFound(`pool ${src.pool}`, err);
       throw err;
@@ -283,11 +287,11 @@ export class SnapshotCoordinator {
    * removed) and — once per coordinator — which clone format librbd picks on this cluster (an unprotected
    * snapshot of the scratch image cloned with librbd's default: format 1 refuses it).
    */
-  private async probe(session: RbdSession, pool: string): Promise<{ caps: CapsProbe; cloneFormat: 1 | 2 | null }> {
+  private async probe(session: CephCluster, pool: string): Promise<{ caps: CapsProbe; cloneFormat: 1 | 2 | null }> {
     let io: Ioctx;
     const name = probeImageName();
     try {
-      io = await session.ioctx(pool);
+      io = await session.pool(pool);
       await io.createImage(name, 1 << 20);
     } catch (err) {
       return { caps: { ok: false, permission: isPermission(err), error: errorText(err) }, cloneFormat: null };
@@ -435,7 +439,7 @@ export class SnapshotCoordinator {
     let exists = false;
     if (this.target.kind === 'rbd') {
       const io =
-        method === 'direct' ? await a.session!.ioctx(this.target.pool) : await (await this.targetSession.get()).ioctx(this.target.pool);
+        method === 'direct' ? await a.session!.pool(this.target.pool) : await (await this.targetSession.get()).pool(this.target.pool);
       try {
         await io.statImage(imageId);
         exists = true;
@@ -443,7 +447,7 @@ export class SnapshotCoordinator {
         if (!isNotFound(err)) throw err;
       }
     } else {
-      exists = await stat(`${this.target.dataDir}/${imageId}`).then(
+      exists = await stat(join(this.target.dataDir, imageId)).then(
         () => true,
         (err: NodeJS.ErrnoException) => {
           if (err.code === 'ENOENT') return false;
@@ -474,11 +478,23 @@ export class SnapshotCoordinator {
     };
   }
 
-  /** Writes the run record on the source image (see names.ts); its removal is the run's last step. */
-  private async writeRecord(r: StepRunner, image: Image, record: RunRecord): Promise<void> {
+  /**
+   * Opens the source image and writes the run record on it (see names.ts); its removal is the run's last
+   * step. A source opened read-only (an existing snapshot the user may only read) gets no record.
+   */
+  private async openAndRecord(r: StepRunner, source: SourceHandle, record: RunRecord): Promise<void> {
     const key = runKey(record.runId);
-    r.undo(`remove run record ${key}`, () => ignoreNotFound(image.metadataRemove(key)));
-    await r.step('record', () => image.metadataSet(key, encodeMark(record)));
+    await r.step('record', async () => {
+      const image = await source.open();
+      if (source.readOnly) return;
+      r.undo(`remove run record ${key}`, async () => ignoreNotFound((await source.get()).metadataRemove(key)));
+      await image.metadataSet(key, encodeMark(record));
+    });
+  }
+
+  private async unrecord(r: StepRunner, source: SourceHandle): Promise<void> {
+    if (source.readOnly) return;
+    await r.step('unrecord', async () => (await source.get()).metadataRemove(runKey(r.runId)));
   }
 
   private async createGlanceImage(r: StepRunner, glance: GlanceClient, imageId: string, name: string): Promise<void> {
@@ -487,7 +503,13 @@ export class SnapshotCoordinator {
       await glance.deleteImage(imageId, { ignoreMissing: true });
     });
     await r.step('glance-create', () =>
-      glance.createImage({ id: imageId, name, diskFormat: 'raw', containerFormat: 'bare' }),
+      glance.createImage({
+        id: imageId,
+        name,
+        diskFormat: 'raw',
+        containerFormat: 'bare',
+        properties: { [GLANCE_RUN_PROPERTY]: r.runId },
+      }),
     );
   }
 
@@ -504,26 +526,25 @@ export class SnapshotCoordinator {
     const fsid = session.fsid;
     const ownSnap = src.snap === null;
     const snapName = src.snap ?? sourceSnapName(r.runId);
-    const srcIo = await session.ioctx(src.pool);
-    const dstIo = await session.ioctx(pool);
+    const srcIo = await session.pool(src.pool);
+    const dstIo = await session.pool(pool);
     const glanceImage = this.glanceImage(imageId, opts);
 
-    const srcImage = await openForRecord(srcIo, src.image, ownSnap);
-    r.always('close source image', () => srcImage.close());
-    if (!srcImage.readOnly) {
-      await this.writeRecord(r, srcImage, this.record(a, r.runId, 'direct', ownSnap ? snapName : null, `rbd://${fsid}/${pool}/${imageId}`, glanceImage));
-    }
+    const source = new SourceHandle(srcIo, src.image, ownSnap);
+    r.always('close source image', () => source.close());
+    await this.openAndRecord(r, source, this.record(a, r.runId, 'direct', ownSnap ? snapName : null, `rbd://${fsid}/${pool}/${imageId}`, glanceImage));
     if (this.glance && glanceImage?.created) {
       await this.createGlanceImage(r, this.glance, imageId, opts.name ?? `${src.image} snapshot`);
     }
 
     let snapUndo = null;
     if (ownSnap) {
-      snapUndo = r.undo(`remove snapshot ${src.pool}/${src.image}@${snapName}`, () => removeSnapshot(srcImage, snapName));
-      await r.step('snap-create', () => srcImage.snapCreate(snapName));
+      snapUndo = r.undo(`remove snapshot ${src.pool}/${src.image}@${snapName}`, async () => removeSnapshot(await source.get(), snapName));
+      await r.step('snap-create', async () => (await source.get()).snapCreate(snapName));
     }
     const protectedHere = ownSnap && cloneFormat === 1;
-    if (protectedHere) await r.step('snap-protect', () => srcImage.snapProtect(snapName));
+    if (protectedHere) await r.step('snap-protect', async () => (await source.get()).snapProtect(snapName));
+    await source.close();
 
     const cloneUndo = r.undo(`remove clone ${pool}/${imageId}`, () => whileBusy(() => removeImageFully(dstIo, imageId)));
     try {
@@ -547,6 +568,7 @@ export class SnapshotCoordinator {
     };
     await r.step('mark-clone', async () => {
       clone = await dstIo.openImage(imageId);
+      await clone.lockAcquireExclusive(lockCookie(r.runId));
       await clone.metadataSet(PENDING_KEY, encodeMark(marker));
     });
     const cloneImage = clone! as Image;
@@ -568,13 +590,16 @@ export class SnapshotCoordinator {
     }
 
     if (ownSnap) {
-      if (protectedHere) await r.step('snap-unprotect', () => srcImage.snapUnprotect(snapName));
-      await r.step('snap-remove', () => srcImage.snapRemove(snapName));
+      if (protectedHere) await r.step('snap-unprotect', async () => (await source.get()).snapUnprotect(snapName));
+      await r.step('snap-remove', async () => (await source.get()).snapRemove(snapName));
       snapUndo?.release();
     }
     await r.step('target-snap-create', () => cloneImage.snapCreate(TARGET_SNAP));
     await r.step('target-snap-protect', () => cloneImage.snapProtect(TARGET_SNAP));
-    await r.step('unmark-clone', () => cloneImage.metadataRemove(PENDING_KEY));
+    await r.step('unmark-clone', async () => {
+      await cloneImage.metadataRemove(PENDING_KEY);
+      await cloneImage.unlock(lockCookie(r.runId));
+    });
     const sizeBytes = await cloneImage.size();
     const location = formatRbdLocation(fsid, pool, imageId, TARGET_SNAP);
 
@@ -586,7 +611,7 @@ export class SnapshotCoordinator {
       );
       glance = { id: added.image.id, status: added.image.status };
     }
-    if (!srcImage.readOnly) await r.step('unrecord', () => srcImage.metadataRemove(runKey(r.runId)));
+    await this.unrecord(r, source);
     return { imageId, location, sizeBytes, glance };
   }
 
@@ -605,32 +630,31 @@ export class SnapshotCoordinator {
         ? `glance:${imageId}`
         : this.target.kind === 'rbd'
           ? `rbd://${a.targetFsid}/${this.target.pool}/${imageId}`
-          : formatFileLocation(`${this.target.dataDir.replace(/\/+$/, '')}/${imageId}`);
+          : formatFileLocation(join(resolve(this.target.dataDir), imageId));
 
     let srcIo: Ioctx | null = null;
-    let srcImage: Image | null = null;
+    let source: SourceHandle | null = null;
     let snapName: string | null = null;
     const ownSnap = src.kind === 'rbd' && src.snap === null;
     if (src.kind === 'rbd') {
-      srcIo = await a.session!.ioctx(src.pool);
+      srcIo = await a.session!.pool(src.pool);
       snapName = src.snap ?? sourceSnapName(r.runId);
-      const opened = await openForRecord(srcIo, src.image, ownSnap);
-      srcImage = opened;
-      r.always('close source image', () => opened.close());
-      if (!opened.readOnly) {
-        await this.writeRecord(r, opened, this.record(a, r.runId, 'copy', ownSnap ? snapName : null, targetText, glanceImage));
-      }
+      const handle = new SourceHandle(srcIo, src.image, ownSnap);
+      source = handle;
+      r.always('close source image', () => handle.close());
+      await this.openAndRecord(r, handle, this.record(a, r.runId, 'copy', ownSnap ? snapName : null, targetText, glanceImage));
     }
     if (this.glance && glanceImage?.created) {
       await this.createGlanceImage(r, this.glance, imageId, opts.name ?? `${src.kind === 'rbd' ? src.image : 'file'} snapshot`);
     }
     let snapUndo = null;
-    if (ownSnap && srcImage && snapName) {
-      const image = srcImage;
+    if (ownSnap && source && snapName) {
+      const handle = source;
       const name = snapName;
-      snapUndo = r.undo(`remove snapshot ${(src as RbdSource).pool}/${(src as RbdSource).image}@${name}`, () => removeSnapshot(image, name));
-      await r.step('snap-create', () => image.snapCreate(name));
+      snapUndo = r.undo(`remove snapshot ${(src as RbdSource).pool}/${(src as RbdSource).image}@${name}`, async () => removeSnapshot(await handle.get(), name));
+      await r.step('snap-create', async () => (await handle.get()).snapCreate(name));
     }
+    await source?.close();
 
     let reader: Image | null = null;
     r.always('close snapshot reader', async () => {
@@ -696,30 +720,60 @@ export class SnapshotCoordinator {
         glance = { id: added.image.id, status: added.image.status };
       }
     }
-    if (ownSnap && srcImage && snapName) {
-      const image = srcImage;
+    if (ownSnap && source && snapName) {
+      const handle = source;
       const name = snapName;
-      await r.step('snap-remove', () => image.snapRemove(name));
+      await r.step('snap-remove', async () => (await handle.get()).snapRemove(name));
       snapUndo?.release();
     }
-    if (srcImage && !srcImage.readOnly) {
-      const image = srcImage;
-      await r.step('unrecord', () => image.metadataRemove(runKey(r.runId)));
-    }
+    if (source) await this.unrecord(r, source);
     return { imageId: glance?.id ?? imageId, location, sizeBytes, glance };
   }
 }
 
 /**
- * Opens the source image read-write (to take a snapshot and keep the run record). A source that is an
- * existing snapshot may be readable only: then it is opened read-only and the run keeps no record.
+ * The source image, opened read-write (to take a snapshot and keep the run record) only while it is needed:
+ * a killed process's watch on the disk's header would linger for osd_client_watch_timeout and hold up
+ * gc's work there, so the handle is closed while the long steps (flatten, copy) run and reopened after.
+ * A source that is an existing snapshot may be readable only: then it is opened read-only.
  */
-async function openForRecord(io: Ioctx, image: string, mustWrite: boolean): Promise<Image> {
-  try {
-    return await io.openImage(image);
-  } catch (err) {
-    if (mustWrite || !isPermission(err)) throw err;
-    return io.openImage(image, { readOnly: true });
+class SourceHandle {
+  private image: Promise<Image> | null = null;
+  readOnly = false;
+
+  constructor(
+    private readonly io: Ioctx,
+    private readonly name: string,
+    private readonly mustWrite: boolean,
+  ) {}
+
+  async open(): Promise<Image> {
+    try {
+      this.image = this.io.openImage(this.name);
+      return await this.image;
+    } catch (err) {
+      this.image = null;
+      if (this.mustWrite || !isPermission(err)) throw err;
+      this.readOnly = true;
+      return this.get();
+    }
+  }
+
+  get(): Promise<Image> {
+    if (!this.image) {
+      const p = this.io.openImage(this.name, this.readOnly ? { readOnly: true } : {});
+      this.image = p;
+      p.catch(() => {
+        if (this.image === p) this.image = null;
+      });
+    }
+    return this.image;
+  }
+
+  async close(): Promise<void> {
+    const p = this.image;
+    this.image = null;
+    if (p) await (await p.catch(() => null))?.close();
   }
 }
 

@@ -10,7 +10,8 @@ export type CoordinatorEvent =
   | { type: 'fallback'; runId: string; code: string; reason: string }
   | { type: 'undo'; runId: string; what: string; state: 'done' | 'failed'; error?: string }
   | { type: 'result'; runId: string; result: SnapshotResult }
-  | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string };
+  | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string }
+  | { type: 'gc-unreadable'; location: string; why: string };
 
 export type Logger = (event: CoordinatorEvent) => void;
 

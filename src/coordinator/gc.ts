@@ -1,23 +1,28 @@
 // gc: finds what killed runs left behind and removes it — only things snapstore provably made:
-//  - run records (`snapstore.run.<uuid>` metadata on source images) and everything a record lists;
+//  - run records (`snapstore.run.<uuid>` metadata on source images) and what a record lists: the source
+//    snapshot, the target (only in the configured target pool or data directory) and the Glance image (only
+//    when it carries the run's `snapstore_run` property);
 //  - `snapstore-<uuid>` snapshots on source images;
 //  - clones carrying the `snapstore.pending` marker in the target pool;
 //  - `snapstore-probe-<uuidv7>` scratch images in the target pool.
 // A leftover qualifies when it is at least `olderThanMs` old and its owner is not a live process on this
 // host (an owner on another host is judged by age alone).
 import { readdir, unlink } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
-import type { Image, Ioctx } from 'ceph-rbd-napi';
+import { basename, dirname, resolve } from 'node:path';
+import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import type { RbdSourceConfig, TargetConfig } from '../config/types.js';
 import type { GlanceClient } from '../glance/client.js';
-import { isNotFound } from './classify.js';
+import { GlanceNotFound } from '../glance/errors.js';
+import { isNotFound, isPermission } from './classify.js';
 import { errorText, type Logger } from './events.js';
 import {
+  GLANCE_RUN_PROPERTY,
   PENDING_KEY,
   RUN_KEY_PREFIX,
   decodePendingMarker,
   decodeRunRecord,
   describeOwner,
+  lockCookie,
   ownerState,
   probeTime,
   runIdOfSnap,
@@ -26,14 +31,13 @@ import {
   type RunRecord,
 } from './names.js';
 import { ignoreNotFound, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
-import type { RbdSession } from './session.js';
 import { parseSource } from './source.js';
 import type { GcOptions, GcReport, Leftover } from './types.js';
 
 export interface GcContext {
-  source: { config: RbdSourceConfig; session: () => Promise<RbdSession> } | null;
+  source: { config: RbdSourceConfig; session: () => Promise<CephCluster> } | null;
   target: TargetConfig;
-  targetSession: (() => Promise<RbdSession>) | null;
+  targetSession: (() => Promise<CephCluster>) | null;
   glance: GlanceClient | null;
   emit: Logger;
 }
@@ -42,8 +46,9 @@ const DEFAULT_OLDER_THAN_MS = 60 * 60 * 1000;
 /** A probe lives well under a second; one this young may belong to a `check` running right now. */
 const PROBE_MIN_AGE_MS = 10 * 60 * 1000;
 /**
- * A killed process's watch on an image lingers until the OSD times it out (osd_client_watch_timeout,
- * 30 s by default); until then librbd refuses to remove the image (EBUSY). gc waits that long, no longer.
+ * A killed process's watch on an image lingers until the OSD times it out (osd_client_watch_timeout, 30 s
+ * by default), and until then librbd refuses to remove the image (EBUSY). Clones carry a lock whose
+ * breaking ends that at once; for anything else gc waits this long, no longer.
  */
 const WATCH_WAIT = { attempts: 45, delayMs: 1000, backoff: false };
 
@@ -52,24 +57,29 @@ interface Removal {
   remove: () => Promise<void>;
 }
 
+interface Sessions {
+  source: CephCluster | null;
+  target: CephCluster | null;
+}
+
 export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<GcReport> {
   const olderThanMs = opts.olderThanMs ?? DEFAULT_OLDER_THAN_MS;
   const dryRun = opts.dryRun ?? false;
   const now = Date.now();
-  const sessions = await openSessions(ctx);
+  const [source, target] = await Promise.all([ctx.source?.session() ?? null, ctx.targetSession?.() ?? null]);
+  const sessions: Sessions = { source, target };
   const seen = new Set<string>();
-  /** Groups of removals; each group runs in order (a clone before its parent snapshot), groups in parallel. */
+  /** Each group runs in order (a clone before its parent snapshot, the record last); groups run in parallel. */
   const groups: Removal[][] = [];
 
-  const qualifies = (startedAt: string | number | null, owner: Owner | null, leftover: Omit<Leftover, 'runId' | 'owner' | 'startedAt'> & Partial<Leftover>): boolean => {
-    const started = typeof startedAt === 'string' ? Date.parse(startedAt) : startedAt;
-    const full = toLeftover(leftover, owner, started);
-    if (started !== null && Number.isFinite(started) && now - started < olderThanMs) {
-      ctx.emit({ type: 'gc', action: 'kept', leftover: full, why: `younger than ${olderThanMs} ms` });
+  const qualifies = (leftover: Leftover, owner: Owner | null): boolean => {
+    const started = leftover.startedAt === null ? null : Date.parse(leftover.startedAt);
+    if (started !== null && now - started < olderThanMs) {
+      ctx.emit({ type: 'gc', action: 'kept', leftover, why: `younger than ${olderThanMs} ms` });
       return false;
     }
     if (owner && ownerState(owner) === 'alive') {
-      ctx.emit({ type: 'gc', action: 'kept', leftover: full, why: `its process ${describeOwner(owner)} is still running` });
+      ctx.emit({ type: 'gc', action: 'kept', leftover, why: `its process ${describeOwner(owner)} is still running` });
       return false;
     }
     return true;
@@ -81,80 +91,75 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
     if (fresh.length) groups.push(fresh);
   };
 
-  // Source pools: run records and snapstore snapshots.
-  if (sessions.source && ctx.source) {
-    const session = sessions.source;
+  // The source pool: run records and snapstore snapshots.
+  if (source && ctx.source) {
     const pool = ctx.source.config.pool;
-    const io = await session.ioctx(pool);
+    const io = await source.pool(pool);
     for (const name of await io.listImages()) {
-      const info = await readImage(io, name, (image) => Promise.all([image.metadataList(), image.snapList()]));
+      const info = await readImage(ctx, io, name, (image) => Promise.all([image.metadataList(), image.snapList()]));
       if (!info) continue;
       const [meta, snaps] = info;
+      const where = `rbd://${source.fsid}/${pool}/${name}`;
       const recorded = new Set<string>();
       for (const [key, value] of Object.entries(meta)) {
         if (!key.startsWith(RUN_KEY_PREFIX)) continue;
         const record = decodeRunRecord(value);
         if (!record || runKey(record.runId) !== key) continue;
         if (record.sourceSnap) recorded.add(record.sourceSnap);
-        const where = `rbd://${session.fsid}/${pool}/${name}`;
-        if (!qualifies(record.startedAt, record.owner, { kind: 'run-record', location: `${where}#${key}`, runId: record.runId })) continue;
-        add(runRemovals(ctx, sessions, io, name, record));
+        const leftover = toLeftover('run-record', `${where}#${key}`, record.runId, record.owner, Date.parse(record.startedAt));
+        if (qualifies(leftover, record.owner)) add(runRemovals(ctx, sessions, io, name, record));
       }
       for (const snap of snaps) {
-        const snapName = snap.namespace === 'trash' ? snap.originalName ?? '' : snap.name;
-        const runId = runIdOfSnap(snapName);
-        if (!runId || recorded.has(snapName) || snap.namespace !== 'user') continue;
-        const location = `rbd://${session.fsid}/${pool}/${name}/${snapName}`;
-        if (!qualifies(snap.timestamp?.getTime() ?? null, null, { kind: 'source-snapshot', location, runId })) continue;
-        add([
-          {
-            leftover: toLeftover({ kind: 'source-snapshot', location, runId }, null, snap.timestamp?.getTime() ?? null),
-            remove: () => removeSourceSnapshot(io, name, snapName),
-          },
-        ]);
+        const runId = runIdOfSnap(snap.name);
+        if (snap.namespace !== 'user' || !runId || recorded.has(snap.name)) continue;
+        const leftover = toLeftover('source-snapshot', `${where}/${snap.name}`, runId, null, snap.timestamp?.getTime() ?? null);
+        if (qualifies(leftover, null)) add([{ leftover, remove: () => removeSourceSnapshot(io, name, snap.name) }]);
       }
     }
   }
 
-  // Target pool: unfinished clones and probe images.
-  const targetSession = sessions.target;
-  if (targetSession && ctx.target.kind === 'rbd') {
+  // The target pool: unfinished clones and probe images. A clone opens its parent, which only the source
+  // user (who made it) may read: in the source cluster its session goes first.
+  if (ctx.target.kind === 'rbd') {
     const pool = ctx.target.pool;
-    const io = await targetSession.ioctx(pool);
-    const probes: Array<{ name: string; parent: boolean }> = [];
-    for (const name of await io.listImages()) {
-      const location = `rbd://${targetSession.fsid}/${pool}/${name}`;
-      const born = probeTime(name);
-      if (born !== null) {
-        if (now - born < Math.max(olderThanMs, PROBE_MIN_AGE_MS)) continue;
-        const st = await io.statImage(name).catch(() => null);
-        if (st) probes.push({ name, parent: st.parent !== null });
-        continue;
+    const reader = source && target && source.fsid === target.fsid ? source : target;
+    if (reader) {
+      const io = await reader.pool(pool);
+      const probes: Array<{ name: string; parent: boolean }> = [];
+      for (const name of await io.listImages()) {
+        const location = `rbd://${reader.fsid}/${pool}/${name}`;
+        const born = probeTime(name);
+        if (born !== null) {
+          if (now - born < Math.max(olderThanMs, PROBE_MIN_AGE_MS)) continue;
+          const st = await io.statImage(name).catch(() => null);
+          if (st) probes.push({ name, parent: st.parent !== null });
+          continue;
+        }
+        const text = await readImage(ctx, io, name, (image) => image.metadataGet(PENDING_KEY));
+        const m = text === null ? null : decodePendingMarker(text);
+        if (!m) continue;
+        const started = Date.parse(m.startedAt);
+        const leftover = toLeftover('clone', location, m.runId, m.owner, started);
+        if (!qualifies(leftover, m.owner)) continue;
+        const group: Removal[] = [{ leftover, remove: () => removeClone(io, name, m.runId) }];
+        const src = markedSource(m.source, sessions);
+        if (src) {
+          group.push({
+            leftover: toLeftover('source-snapshot', `${m.source}/${m.sourceSnap}`, m.runId, m.owner, started),
+            remove: async () => removeSourceSnapshot(await src.session.pool(src.pool), src.image, m.sourceSnap),
+          });
+        }
+        add(group);
       }
-      const marker = await readImage(io, name, (image) => image.metadataGet(PENDING_KEY));
-      if (!marker) continue;
-      const m = decodePendingMarker(marker);
-      if (!m) continue;
-      if (!qualifies(m.startedAt, m.owner, { kind: 'clone', location, runId: m.runId })) continue;
-      const group: Removal[] = [
-        { leftover: toLeftover({ kind: 'clone', location, runId: m.runId }, m.owner, Date.parse(m.startedAt)), remove: () => removeImage(io, name) },
-      ];
-      const src = parseMarkedSource(m.source, sessions);
-      if (src) {
-        group.push({
-          leftover: toLeftover({ kind: 'source-snapshot', location: `${m.source}/${m.sourceSnap}`, runId: m.runId }, m.owner, Date.parse(m.startedAt)),
-          remove: async () => removeSourceSnapshot(await src.session.ioctx(src.pool), src.image, m.sourceSnap),
-        });
-      }
-      add(group);
+      // Clones of probes go before the probes they hang from.
+      probes.sort((x, y) => Number(y.parent) - Number(x.parent));
+      add(
+        probes.map(({ name }) => ({
+          leftover: toLeftover('probe-image', `rbd://${reader.fsid}/${pool}/${name}`, null, null, probeTime(name)),
+          remove: () => removeImage(io, name),
+        })),
+      );
     }
-    // Clones of probes go before the probes they hang from.
-    probes.sort((x, y) => Number(y.parent) - Number(x.parent));
-    const probeGroup = probes.map(({ name }) => ({
-      leftover: toLeftover({ kind: 'probe-image', location: `rbd://${targetSession.fsid}/${pool}/${name}`, runId: null }, null, probeTime(name)),
-      remove: () => removeImage(io, name),
-    }));
-    add(probeGroup);
   }
 
   const found = groups.flat().map((r) => r.leftover);
@@ -170,7 +175,7 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
             ctx.emit({ type: 'gc', action: 'removed', leftover: r.leftover });
           } catch (err) {
             ctx.emit({ type: 'gc', action: 'failed', leftover: r.leftover, why: errorText(err) });
-            // What depends on it (the parent snapshot of a clone that stays) must stay too.
+            // What depends on it (the parent snapshot of a clone that stays, the record) stays too.
             break;
           }
         }
@@ -180,48 +185,55 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
   return { found, removed, dryRun };
 }
 
-interface Sessions {
-  source: RbdSession | null;
-  target: RbdSession | null;
-}
-
-async function openSessions(ctx: GcContext): Promise<Sessions> {
-  const [source, target] = await Promise.all([ctx.source?.session() ?? null, ctx.targetSession?.() ?? null]);
-  return { source, target };
-}
-
-function toLeftover(l: { kind: Leftover['kind']; location: string; runId?: string | null }, owner: Owner | null, startedAt: number | null): Leftover {
+function toLeftover(kind: Leftover['kind'], location: string, runId: string | null, owner: Owner | null, startedAt: number | null): Leftover {
   return {
-    kind: l.kind,
-    location: l.location,
-    runId: l.runId ?? null,
+    kind,
+    location,
+    runId,
     owner: owner ? describeOwner(owner) : null,
     startedAt: startedAt !== null && Number.isFinite(startedAt) ? new Date(startedAt).toISOString() : null,
   };
 }
 
-/** Reads something from an image opened read-only; null when the image went away meanwhile. */
-async function readImage<T>(io: Ioctx, name: string, read: (image: Image) => Promise<T>): Promise<T | null> {
-  let image: Image;
+/**
+ * Reads something from an image opened read-only; null when the image went away meanwhile or cannot be
+ * read (reported: one unreadable image must not stop gc from cleaning the rest).
+ */
+async function readImage<T>(ctx: GcContext, io: Ioctx, name: string, read: (image: Image) => Promise<T>): Promise<T | null> {
+  let image: Image | null = null;
   try {
     image = await io.openImage(name, { readOnly: true });
-  } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
-  }
-  try {
     return await read(image);
   } catch (err) {
-    if (isNotFound(err)) return null;
-    throw err;
+    if (!isNotFound(err)) ctx.emit({ type: 'gc-unreadable', location: `${io.pool}/${name}`, why: errorText(err) });
+    return null;
   } finally {
-    await image.close();
+    await image?.close();
   }
 }
 
 /** Removes an image snapstore made, waiting out the watch of a killed process. */
 function removeImage(io: Ioctx, name: string): Promise<void> {
   return whileBusy(() => removeImageFully(io, name), WATCH_WAIT);
+}
+
+/** Breaks the run's lock on its clone (librbd blocklists the dead holder, ending its watch), then removes it. */
+async function removeClone(io: Ioctx, name: string, runId: string): Promise<void> {
+  let image: Image;
+  try {
+    image = await io.openImage(name);
+  } catch (err) {
+    if (isNotFound(err)) return;
+    throw err;
+  }
+  try {
+    for (const locker of await image.listLockers()) {
+      if (locker.cookie === lockCookie(runId)) await ignoreNotFound(image.breakLock(locker.client, locker.cookie));
+    }
+  } finally {
+    await image.close();
+  }
+  await removeImage(io, name);
 }
 
 async function removeSourceSnapshot(io: Ioctx, image: string, snap: string): Promise<void> {
@@ -239,81 +251,130 @@ async function removeSourceSnapshot(io: Ioctx, image: string, snap: string): Pro
   }
 }
 
-/** The session and pool/image a marker's `source` names, when gc can reach that cluster. */
-function parseMarkedSource(source: string, sessions: Sessions): { session: RbdSession; pool: string; image: string } | null {
+/** The sessions connected to cluster `fsid`, the source user's first. */
+function sessionsFor(fsid: string, sessions: Sessions): CephCluster[] {
+  return [sessions.source, sessions.target].filter((s): s is CephCluster => s !== null && s.fsid === fsid);
+}
+
+/** Runs `fn` with the first session allowed to (the source user made clones, the target user copies). */
+async function withSessions(list: CephCluster[], fn: (s: CephCluster) => Promise<void>): Promise<void> {
+  let denied: unknown;
+  for (const s of list) {
+    try {
+      return await fn(s);
+    } catch (err) {
+      if (!isPermission(err)) throw err;
+      denied = err;
+    }
+  }
+  throw denied;
+}
+
+/** The session and pool/image a clone marker's `source` names, when gc can reach that cluster. */
+function markedSource(source: string, sessions: Sessions): { session: CephCluster; pool: string; image: string } | null {
   try {
     const src = parseSource(source, undefined);
     if (src.kind !== 'rbd' || src.fsid === null) return null;
-    const session = [sessions.source, sessions.target].find((s) => s?.fsid === src.fsid);
+    const session = sessionsFor(src.fsid, sessions)[0];
     return session ? { session, pool: src.pool, image: src.image } : null;
   } catch {
     return null;
   }
 }
 
-/** The removals a stale run record stands for, in the order they must happen; the record goes last. */
+/**
+ * The removals a stale run record stands for, in order; the record goes last, and only when everything it
+ * lists could be reached (else a gc with the right configuration can still find the rest through it).
+ */
 function runRemovals(ctx: GcContext, sessions: Sessions, sourceIo: Ioctx, image: string, record: RunRecord): Removal[] {
   const out: Removal[] = [];
   const started = Date.parse(record.startedAt);
-  const leftover = (kind: Leftover['kind'], location: string) => toLeftover({ kind, location, runId: record.runId }, record.owner, started);
-  if (record.glance?.created && ctx.glance) {
+  const leftover = (kind: Leftover['kind'], location: string) => toLeftover(kind, location, record.runId, record.owner, started);
+  let complete = true;
+  if (record.glance?.created) {
     const glance = ctx.glance;
     const id = record.glance.id;
-    out.push({
-      leftover: leftover('glance-image', `glance:${id}`),
-      remove: async () => {
-        await glance.deleteImage(id, { ignoreMissing: true });
-      },
-    });
+    if (glance) {
+      out.push({ leftover: leftover('glance-image', `glance:${id}`), remove: () => deleteGlanceImage(glance, id, record.runId) });
+    } else {
+      complete = false;
+    }
   }
-  const target = targetRemoval(record.target, sessions);
-  if (target) out.push({ leftover: leftover(record.method === 'direct' ? 'clone' : 'target', record.target), remove: target });
+  const target = targetRemoval(ctx, sessions, record);
+  if (target) {
+    out.push({ leftover: leftover(record.method === 'direct' ? 'clone' : 'target', record.target), remove: target });
+  } else if (!record.target.startsWith('glance:')) {
+    complete = false;
+  }
   if (record.sourceSnap) {
     const snap = record.sourceSnap;
-    out.push({
-      leftover: leftover('source-snapshot', `${record.source}/${snap}`),
-      remove: () => removeSourceSnapshot(sourceIo, image, snap),
-    });
+    out.push({ leftover: leftover('source-snapshot', `${record.source}/${snap}`), remove: () => removeSourceSnapshot(sourceIo, image, snap) });
   }
-  out.push({
-    leftover: leftover('run-record', `${record.source}#${runKey(record.runId)}`),
-    remove: async () => {
-      const handle = await sourceIo.openImage(image);
-      try {
-        await ignoreNotFound(handle.metadataRemove(runKey(record.runId)));
-      } finally {
-        await handle.close();
-      }
-    },
-  });
+  const recordLeftover = leftover('run-record', `${record.source}#${runKey(record.runId)}`);
+  if (complete) {
+    out.push({
+      leftover: recordLeftover,
+      remove: async () => {
+        const handle = await sourceIo.openImage(image);
+        try {
+          await ignoreNotFound(handle.metadataRemove(runKey(record.runId)));
+        } finally {
+          await handle.close();
+        }
+      },
+    });
+  } else {
+    ctx.emit({ type: 'gc', action: 'kept', leftover: recordLeftover, why: `${record.target} is not reachable with this configuration` });
+  }
   return out;
 }
 
-/** How to remove a run's target; null when gc cannot reach it (another cluster, a Glance image it did not make). */
-function targetRemoval(target: string, sessions: Sessions): (() => Promise<void>) | null {
+/** Deletes a Glance image only if it is the one the run created (it carries the run's id). */
+async function deleteGlanceImage(glance: GlanceClient, id: string, runId: string): Promise<void> {
+  try {
+    const image = await glance.getImage(id);
+    if (image[GLANCE_RUN_PROPERTY] !== runId) return;
+  } catch (err) {
+    if (err instanceof GlanceNotFound) return;
+    throw err;
+  }
+  await glance.deleteImage(id, { ignoreMissing: true });
+}
+
+/**
+ * How to remove a run's target — only in the configured target pool or data directory (a record is data
+ * anyone with write access to the source pool could forge); null when this configuration cannot reach it.
+ */
+function targetRemoval(ctx: GcContext, sessions: Sessions, record: RunRecord): (() => Promise<void>) | null {
+  const target = record.target;
   if (target.startsWith('rbd://')) {
+    if (ctx.target.kind !== 'rbd') return null;
     const parts = target.slice('rbd://'.length).split('/').map(decodeURIComponent);
-    if (parts.length !== 3) return null;
+    if (parts.length !== 3 || parts[1] !== ctx.target.pool) return null;
     const [fsid, pool, name] = parts as [string, string, string];
-    const session = [sessions.target, sessions.source].find((s) => s?.fsid === fsid);
-    if (!session) return null;
-    return async () => removeImage(await session.ioctx(pool), name);
+    const reachable = sessionsFor(fsid, sessions);
+    if (reachable.length === 0) return null;
+    return () =>
+      withSessions(reachable, async (s) => {
+        const io = await s.pool(pool);
+        await (record.method === 'direct' ? removeClone(io, name, record.runId) : removeImage(io, name));
+      });
   }
   if (target.startsWith('file://')) {
+    if (ctx.target.kind !== 'file') return null;
     const path = decodeURI(target.slice('file://'.length));
+    const dir = dirname(path);
+    if (dir !== resolve(ctx.target.dataDir)) return null;
     return async () => {
       await unlink(path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
       // FileStore writes through `.<id>.<random>.tmp` in the same directory.
       const prefix = `.${basename(path)}.`;
-      const dir = dirname(path);
-      const names = await readdir(dir).catch(() => [] as string[]);
-      for (const n of names) {
+      for (const n of await readdir(dir).catch(() => [] as string[])) {
         if (n.startsWith(prefix) && n.endsWith('.tmp')) await unlink(`${dir}/${n}`).catch(() => {});
       }
     };
   }
-  // `glance:<id>`: Glance stored it; the Glance image (if the run made it) is removed on its own.
   return null;
 }

@@ -60,6 +60,18 @@ export function probeTime(name: string): number | null {
   return parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
 }
 
+/**
+ * Cookie of the advisory lock a run holds on its clone while it works on it. Its point is gc: breaking it
+ * makes librbd blocklist the (dead) holder, which drops the holder's watch at once — otherwise librbd
+ * refuses to remove the clone until the OSD times the watch out.
+ */
+export function lockCookie(runId: string): string {
+  return `${SNAP_PREFIX}${runId}`;
+}
+
+/** Glance property naming the run that created an image: gc deletes a Glance image only when it matches. */
+export const GLANCE_RUN_PROPERTY = 'snapstore_run';
+
 export function runKey(runId: string): string {
   return `${RUN_KEY_PREFIX}${runId}`;
 }

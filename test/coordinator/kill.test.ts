@@ -1,0 +1,107 @@
+// kill -9 of a process in the middle of a flatten and in the middle of a copy, then gc: nothing of either
+// run is left, and the disks are unchanged.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import { testbed, uniqueName } from '../support/testbed.js';
+import { coordinator, expectClean, exportMd5, makeDisk, rbdTarget, snaps, sourceConfig } from './helpers.js';
+
+const env = testbed();
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+// Inside the repository so that the compiled files resolve ceph-rbd-napi and undici from node_modules.
+const buildDir = join(root, 'node_modules', '.cache', `coordinator-kill-${process.pid}`);
+const modulePath = join(buildDir, 'coordinator', 'index.js');
+
+beforeAll(async () => {
+  // The coordinator and what it imports, compiled to plain JS a child `node` can run.
+  await promisify(execFile)(
+    'npx',
+    ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
+      '--target', 'ES2022', '--skipLibCheck', '--strict', '--types', 'node', 'src/coordinator/index.ts'],
+    { cwd: root },
+  );
+}, 120_000);
+
+afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
+
+/** Starts a snapshot in a child process; resolves once `when` matches one of its events. */
+function startChild(args: object, when: (e: CoordinatorEvent) => boolean): { child: ChildProcess; reached: Promise<CoordinatorEvent[]> } {
+  const child = spawn(process.execPath, [join(here, 'fixtures', 'snapshot-child.mjs'), modulePath, JSON.stringify(args)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const seen: CoordinatorEvent[] = [];
+  const reached = new Promise<CoordinatorEvent[]>((resolveReached, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      const e = JSON.parse(line) as CoordinatorEvent | { type: 'finished' };
+      if (e.type === 'finished') return reject(new Error('the child finished before the kill point'));
+      seen.push(e);
+      if (when(e)) resolveReached(seen);
+    });
+    child.on('exit', (code, signal) => reject(new Error(`child exited (${code ?? signal}) before the kill point`)));
+  });
+  return { child, reached };
+}
+
+async function kill9(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+describe('kill -9, then gc', () => {
+  it('leaves nothing after a process dies mid-flatten and another mid-copy', async () => {
+    const cluster = env.clusters.a;
+    const flatDisk = uniqueName('coord-kill-flat');
+    const copyDisk = uniqueName('coord-kill-copy');
+    const dataDir = mkdtempSync(join(tmpdir(), 'coord-kill-'));
+    const [flatSource, copySource] = await Promise.all([
+      makeDisk(cluster, flatDisk, 256, 128),
+      makeDisk(cluster, copyDisk, 256, 128),
+    ]);
+    const [flatBefore, copyBefore] = await Promise.all([exportMd5(cluster, `vms/${flatDisk}`), exportMd5(cluster, `vms/${copyDisk}`)]);
+
+    const mid = (phase: string) => (e: CoordinatorEvent) => e.type === 'progress' && e.phase === phase && e.done > 0 && e.done < e.total;
+    const flat = startChild({ options: { source: sourceConfig(cluster), target: rbdTarget(cluster) }, source: flatSource, snapshot: {} }, mid('flatten'));
+    const copy = startChild(
+      { options: { source: sourceConfig(cluster), target: { kind: 'file', dataDir } }, source: copySource, snapshot: {} },
+      mid('copy'),
+    );
+    await Promise.all([flat.reached, copy.reached]);
+    await Promise.all([kill9(flat.child), kill9(copy.child)]);
+
+    // The runs did leave things behind: snapshots on the disks, the half-flattened clone, the partial file.
+    expect((await snaps(cluster, `vms/${flatDisk}`)).map((s) => s.name)).toEqual([expect.stringMatching(/^snapstore-/)]);
+    expect((await snaps(cluster, `vms/${copyDisk}`)).map((s) => s.name)).toEqual([expect.stringMatching(/^snapstore-/)]);
+    expect(readdirSync(dataDir).length).toBeGreaterThan(0);
+
+    const events: CoordinatorEvent[] = [];
+    const gcFlat = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) }, events);
+    const gcCopy = coordinator({ source: sourceConfig(cluster), target: { kind: "file", dataDir } }, events);
+    try {
+      const dry = await gcFlat.gc({ olderThanMs: 0, dryRun: true });
+      expect(dry.removed).toEqual([]);
+      expect(dry.found.map((l) => l.kind)).toEqual(expect.arrayContaining(['clone', 'source-snapshot', 'run-record']));
+      const started = Date.now();
+      const report = await gcFlat.gc({ olderThanMs: 0 });
+      console.log('gc flat', Date.now() - started, report.removed.length);
+      const started2 = Date.now();
+      const report2 = await gcCopy.gc({ olderThanMs: 0 });
+      console.log('gc copy', Date.now() - started2, report2.removed.length);
+    } finally {
+      await gcFlat.close();
+      await gcCopy.close();
+    }
+    await expectClean(cluster, flatDisk, []);
+    await expectClean(cluster, copyDisk, []);
+    expect(readdirSync(dataDir)).toEqual([]);
+    expect(await exportMd5(cluster, `vms/${flatDisk}`)).toBe(flatBefore);
+    expect(await exportMd5(cluster, `vms/${copyDisk}`)).toBe(copyBefore);
+  }, 180_000);
+});
