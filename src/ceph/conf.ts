@@ -39,6 +39,15 @@ function expandMetavariables(path: string, user: string): string {
     .replace(/\$type|\$\{type\}/g, 'client');
 }
 
+function keyringHasEntity(path: string, user: string): boolean {
+  try {
+    return readIniFile(path).has(`client.${user}`);
+  } catch {
+    // Unparsable as text: leave the judgement to librados.
+    return true;
+  }
+}
+
 function readable(path: string): boolean {
   try {
     accessSync(path, fsConstants.R_OK);
@@ -61,6 +70,12 @@ export function findKeyring(conf: IniSections, confPath: string, user: string, e
         user,
       });
     }
+    if (!explicit.endsWith('.bin') && !keyringHasEntity(explicit, user)) {
+      throw new CephConfigError(`the keyring ${explicit} given for client.${user} holds no key for client.${user}`, {
+        keyring: explicit,
+        user,
+      });
+    }
     return explicit;
   }
   const auth = cephOption(conf, user, 'auth client required') ?? cephOption(conf, user, 'auth supported');
@@ -72,7 +87,18 @@ export function findKeyring(conf: IniSections, confPath: string, user: string, e
     .filter(Boolean)
     .map((p) => expandMetavariables(p, user));
   const found = candidates.find(readable);
-  if (found) return found;
+  if (found) {
+    // librados uses the first keyring that exists; a text keyring without the user's entry fails auth later
+    // with a bare ENOENT (typically [global] keyring pointing at admin's keyring).
+    if (!found.endsWith('.bin') && !keyringHasEntity(found, user)) {
+      const from = named ? `[${named.section}] keyring in ${confPath}` : "librados' default keyring search";
+      throw new CephConfigError(
+        `the keyring ${found} (from ${from}) holds no key for client.${user}. Add "[client.${user}] keyring = /path/to/ceph.client.${user}.keyring" to ${confPath} or pass the keyring path explicitly`,
+        { confPath, user, keyring: found },
+      );
+    }
+    return found;
+  }
   const where = named ? `[${named.section}] keyring in ${confPath} names ${candidates.join(', ')}` : `${confPath} names no keyring for client.${user} and none of librados' defaults exists (${candidates.join(', ')})`;
   throw new CephConfigError(
     `no readable keyring for client.${user}: ${where}. Add "[client.${user}] keyring = /path/to/ceph.client.${user}.keyring" to ${confPath} or pass the keyring path explicitly`,

@@ -22,17 +22,28 @@ export function abortedError(signal: AbortSignal, what: string): StoreAborted {
   return new StoreAborted(`${what} aborted`, { cause: signal.reason });
 }
 
-/** Rejects when the signal aborts; `off()` detaches the listener. */
-export function whenAborted(signal: AbortSignal | undefined, what: string): { promise: Promise<never>; off(): void } {
-  if (!signal) return { promise: new Promise<never>(() => {}), off: () => {} };
-  let onAbort: () => void = () => {};
-  const promise = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortedError(signal, what));
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
+/**
+ * `iterator.next()`, rejecting with StoreAborted as soon as `signal` aborts even if the source stalls. The
+ * listener lives for this one call: racing against a long-lived "aborted" promise instead would attach a
+ * reaction per call that keeps every result (every input buffer) reachable until the signal settles.
+ */
+function nextOrAbort<T>(iterator: AsyncIterator<T>, signal: AbortSignal | undefined, what: string): Promise<IteratorResult<T>> {
+  if (!signal) return iterator.next();
+  if (signal.aborted) return Promise.reject(abortedError(signal, what));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(abortedError(signal, what));
+    signal.addEventListener('abort', onAbort, { once: true });
+    iterator.next().then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
   });
-  promise.catch(() => {});
-  return { promise, off: () => signal.removeEventListener('abort', onAbort) };
 }
 
 export interface Chunk {
@@ -85,15 +96,13 @@ export async function* chunked(
   const { expectedSize, signal, what } = options;
   const chunkSize = pool.size;
   const iterator = iterate(source);
-  const aborted = whenAborted(signal, what);
   let offset = 0;
   let buffer: Buffer | null = null;
   let filled = 0;
   let finished = false;
   try {
     for (;;) {
-      if (signal?.aborted) throw abortedError(signal, what);
-      const next = await Promise.race([iterator.next(), aborted.promise]);
+      const next = await nextOrAbort(iterator, signal, what);
       if (next.done) break;
       let piece = asBuffer(next.value);
       if (expectedSize !== undefined && offset + filled + piece.length > expectedSize) {
@@ -131,7 +140,6 @@ export async function* chunked(
     }
     finished = true;
   } finally {
-    aborted.off();
     if (buffer) pool.give(buffer);
     if (!finished) {
       // Stop the source (a Readable is destroyed); its own rejection here is not the error to report.

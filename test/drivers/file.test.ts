@@ -5,6 +5,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSyn
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../../src/drivers/file.js';
 import { readAll, reference } from '../conformance/suite.js';
@@ -130,6 +132,29 @@ describe('FileStore', () => {
     expect(location).toBe(`file://${root}/alias-dir/via-alias`);
     expect(await store.getSize(`file://${real}/via-alias`)).toBe(5);
     expect(await store.getSize(`filesystem://${root}/alias-dir/via-alias`)).toBe(5);
+  });
+
+  it('does not keep input buffers alive while writing (with and without an abort signal)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const store = new FileStore({ dataDir: join(root, 'gc') });
+    for (const signal of [undefined, new AbortController().signal]) {
+      const refs: Array<WeakRef<Buffer>> = [];
+      let alive = -1;
+      async function* source() {
+        for (let i = 0; i < 24; i++) {
+          const piece = randomBytes(MiB);
+          refs.push(new WeakRef(piece));
+          yield piece;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+        gc();
+        alive = refs.slice(0, 20).filter((r) => r.deref() !== undefined).length;
+      }
+      const { location } = await store.add(`gc-${signal ? 'signal' : 'plain'}`, source(), undefined, { signal });
+      expect(alive).toBe(0);
+      await store.delete(location);
+    }
   });
 
   it('creates a missing data directory on first write', async () => {

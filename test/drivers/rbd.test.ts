@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RbdStore, type RbdStoreConfig } from '../../src/drivers/rbd.js';
 import { formatRbdLocation } from '../../src/location.js';
 import { readAll, reference } from '../conformance/suite.js';
-import { NOTHING, leftovers, rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
+import { NOTHING, rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
+import { stableLeftovers as leftovers } from '../conformance/rbd-support.js';
 
 const env = testbed();
 const { a, b } = env.clusters;
