@@ -1,1 +1,14 @@
+// snapstore's public API. Importing it never loads the native addon: only connecting to Ceph does.
 export const VERSION = '0.1.0';
+
+export { SnapstoreError, redactSecrets, type ErrorContext } from './errors.js';
+export * from './store.js';
+export * from './location.js';
+export { FileStore, type FileStoreConfig } from './drivers/file.js';
+export { RbdStore, RBD_SNAPSHOT, type RbdStoreConfig } from './drivers/rbd.js';
+export { CephCluster, CephUnavailable, CephConfigError, type CephConnectOptions } from './ceph/index.js';
+export * from './coordinator/index.js';
+export * from './glance/index.js';
+export { loadConfig } from './config/load.js';
+export { ConfigError } from './config/ini.js';
+export type * from './config/types.js';

@@ -50,26 +50,35 @@ export interface PoolContents {
   trash: string[];
 }
 
-/** Everything in a pool, as `rbd ls`, `rbd snap ls --all` and `rbd trash ls --all` see it. */
-export async function poolContents(cluster: ClusterInfo, pool: string): Promise<PoolContents> {
-  const images = await rbdJson<string[]>(cluster, ['ls', pool]);
+/**
+ * Images, snapshots (`image@snap`, trash namespace included) and trash entries of a pool that pass
+ * `keep`, as `rbd ls`, `rbd snap ls --all` and `rbd trash ls --all` see them. Other test files create and
+ * delete images concurrently: an image that vanishes between the listing and its `snap ls` is skipped.
+ */
+export async function poolContents(
+  cluster: ClusterInfo,
+  pool: string,
+  keep: (name: string) => boolean = () => true,
+): Promise<PoolContents> {
+  const all = await rbdJson<string[]>(cluster, ['ls', pool]);
   const snapshots: string[] = [];
-  for (const image of images) {
-    const snaps = await rbdJson<Array<{ name: string }>>(cluster, ['snap', 'ls', '--all', `${pool}/${image}`]);
-    snapshots.push(...snaps.map((s) => `${image}@${s.name}`));
+  const present: string[] = [];
+  for (const image of all) {
+    try {
+      const snaps = await rbdJson<Array<{ name: string }>>(cluster, ['snap', 'ls', '--all', `${pool}/${image}`]);
+      snapshots.push(...snaps.map((s) => `${image}@${s.name}`).filter(keep));
+      present.push(image);
+    } catch (err) {
+      if (!/No such file or directory|error opening image/.test(String((err as { stderr?: string }).stderr ?? err))) throw err;
+    }
   }
   const trash = await rbdJson<Array<{ name: string }>>(cluster, ['trash', 'ls', '--all', pool]);
-  return { images, snapshots, trash: trash.map((t) => t.name) };
+  return { images: present.filter(keep), snapshots, trash: trash.map((t) => t.name).filter(keep) };
 }
 
-/** Images, snapshots and trash entries in a pool whose image name contains `marker`. */
+/** Images, snapshots (`image@snap`) and trash entries in a pool whose name contains `marker`. */
 export async function leftovers(cluster: ClusterInfo, pool: string, marker: string): Promise<PoolContents> {
-  const all = await poolContents(cluster, pool);
-  return {
-    images: all.images.filter((n) => n.includes(marker)),
-    snapshots: all.snapshots.filter((n) => n.includes(marker)),
-    trash: all.trash.filter((n) => n.includes(marker)),
-  };
+  return poolContents(cluster, pool, (name) => name.includes(marker));
 }
 
 export const NOTHING: PoolContents = { images: [], snapshots: [], trash: [] };

@@ -1,0 +1,90 @@
+// Shared pieces of the benchmarks: clusters they start and stop themselves, the rbd CLI, timing, medians,
+// peak RSS and event-loop lag sampling, and the result table.
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { ClusterInfo } from '../scripts/testbed.mjs';
+
+const run = promisify(execFile);
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+export async function rbd(cluster: ClusterInfo, args: string[], user = 'admin'): Promise<string> {
+  const { stdout } = await run('rbd', ['-c', cluster.conf, '--id', user, ...args], { maxBuffer: 1 << 26 });
+  return stdout;
+}
+
+/** `rbd export SRC - | rbd import - DST` between two clusters, as an operator would pipe them. */
+export function rbdPipe(from: ClusterInfo, src: string, to: ClusterInfo, dst: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const exp = spawn('rbd', ['-c', from.conf, '--id', 'admin', 'export', '--no-progress', src, '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const imp = spawn('rbd', ['-c', to.conf, '--id', 'admin', 'import', '--no-progress', '-', dst], { stdio: ['pipe', 'ignore', 'inherit'] });
+    exp.stdout.pipe(imp.stdin);
+    let pending = 2;
+    const done = (name: string) => (code: number | null) => {
+      if (code !== 0) reject(new Error(`rbd ${name} exited ${code}`));
+      else if (--pending === 0) resolve();
+    };
+    exp.on('close', done('export'));
+    imp.on('close', done('import'));
+  });
+}
+
+export async function usedBytes(cluster: ClusterInfo, image: string): Promise<number> {
+  const du = JSON.parse(await rbd(cluster, ['du', '--format', 'json', image])) as {
+    images: Array<{ name: string; snapshot?: string; used_size: number }>;
+  };
+  return du.images.filter((i) => !i.snapshot).reduce((a, i) => a + i.used_size, 0);
+}
+
+export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t0 = process.hrtime.bigint();
+  const value = await fn();
+  return [Number(process.hrtime.bigint() - t0) / 1e9, value];
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** Worst event-loop lag seen by a 10 ms timer while `fn` runs. */
+export async function withLag<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  let worst = 0;
+  let last = performance.now();
+  const timer = setInterval(() => {
+    const now = performance.now();
+    worst = Math.max(worst, now - last - 10);
+    last = now;
+  }, 10);
+  try {
+    const value = await fn();
+    return [worst, value];
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+export function peakRssMiB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+export interface Row {
+  [column: string]: string | number;
+}
+
+export function printTable(title: string, rows: Row[]): void {
+  const cols = Object.keys(rows[0] ?? {});
+  const fmt = (v: string | number) => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(3)) : v);
+  process.stdout.write(`\n${title}\n\n| ${cols.join(' | ')} |\n|${cols.map(() => '---').join('|')}|\n`);
+  for (const r of rows) process.stdout.write(`| ${cols.map((c) => fmt(r[c]!)).join(' | ')} |\n`);
+}
+
+export function saveJson(name: string, value: unknown): void {
+  const dir = join(repoRoot, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`\n(JSON: bench/results/${name}.json)\n`);
+}

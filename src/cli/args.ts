@@ -1,0 +1,130 @@
+// Command-line grammar of `snapstore`. Parsing is strict: an unknown flag, a missing value or a stray
+// argument is a UsageError (exit 2), never a guess.
+import { parseArgs } from 'node:util';
+import { UsageError } from './output.js';
+
+export const COMMANDS = ['snapshot', 'check', 'add', 'get', 'size', 'delete', 'gc'] as const;
+export type CommandName = (typeof COMMANDS)[number];
+
+export interface Invocation {
+  command: CommandName;
+  positionals: string[];
+  configs: string[];
+  json: boolean;
+  debug: boolean;
+  imageId?: string;
+  name?: string;
+  mode: 'auto' | 'direct' | 'copy';
+  output?: string;
+  size?: number;
+  dryRun: boolean;
+  olderThanSeconds?: number;
+}
+
+export const USAGE = `usage: snapstore <command> [options]
+
+commands:
+  snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
+                    [--image-id ID] [--name NAME] [--mode auto|direct|copy]
+  check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why; changes nothing
+  add FILE|-        store a file (or stdin) as a new image [--image-id ID] [--size BYTES]
+  get LOCATION      write an image to stdout or -o FILE
+  size LOCATION     print an image's size in bytes
+  delete LOCATION   delete an image from the store
+  gc                remove leftovers of killed snapshot runs [--dry-run] [--older-than SECONDS]
+
+SOURCE is rbd://FSID/POOL/IMAGE (an instance disk), rbd://FSID/POOL/IMAGE/SNAP, or file:///PATH.
+
+options for every command:
+  --config FILE     nova.conf / glance-api.conf / ceph-related files, merged in order (repeatable)
+  --json            print exactly one JSON object on stdout
+  --debug           show stack traces
+Glance token: the OS_AUTH_TOKEN environment variable (never a flag: flags are visible to other users).
+exit status: 0 ok, 1 operation failed (after cleanup), 2 bad input or config`;
+
+const POSITIONALS: Record<CommandName, [number, string]> = {
+  snapshot: [1, 'SOURCE'],
+  check: [1, 'SOURCE'],
+  add: [1, 'FILE or -'],
+  get: [1, 'LOCATION'],
+  size: [1, 'LOCATION'],
+  delete: [1, 'LOCATION'],
+  gc: [0, ''],
+};
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], dflt: T): T {
+  if (value === undefined) return dflt;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new UsageError(`--${flag} must be one of ${allowed.join(', ')}, not "${value}"`);
+  }
+  return value as T;
+}
+
+function nonNegativeInt(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new UsageError(`--${flag} must be a whole number, not "${value}"`);
+  }
+  return Number(value);
+}
+
+/** `help` / `version` for those requests, which the caller answers itself. */
+export function parseInvocation(argv: string[]): Invocation | 'help' | 'version' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        config: { type: 'string', multiple: true, short: 'c' },
+        json: { type: 'boolean' },
+        debug: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+        'image-id': { type: 'string' },
+        name: { type: 'string' },
+        mode: { type: 'string' },
+        output: { type: 'string', short: 'o' },
+        size: { type: 'string' },
+        'dry-run': { type: 'boolean' },
+        'older-than': { type: 'string' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split('\n')[0]} (see snapstore --help)`);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return 'help';
+  if (values.version) return 'version';
+  const [command, ...rest] = positionals;
+  if (!command) throw new UsageError('no command given (see snapstore --help)');
+  if (!(COMMANDS as readonly string[]).includes(command)) {
+    throw new UsageError(`unknown command "${command}" (commands: ${COMMANDS.join(', ')})`);
+  }
+  const cmd = command as CommandName;
+  const [count, what] = POSITIONALS[cmd];
+  if (rest.length !== count) {
+    throw new UsageError(
+      count === 0 ? `${cmd} takes no arguments, got "${rest.join(' ')}"` : `${cmd} needs exactly one ${what}, got ${rest.length}`,
+    );
+  }
+  const imageId = values['image-id'];
+  if (imageId !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(imageId)) {
+    throw new UsageError('--image-id must be 1-128 characters of letters, digits, ".", "_" or "-"');
+  }
+  return {
+    command: cmd,
+    positionals: rest,
+    configs: values.config ?? [],
+    json: values.json ?? false,
+    debug: values.debug ?? false,
+    imageId,
+    name: values.name,
+    mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
+    output: values.output,
+    size: nonNegativeInt('size', values.size),
+    dryRun: values['dry-run'] ?? false,
+    olderThanSeconds: nonNegativeInt('older-than', values['older-than']),
+  };
+}

@@ -1,0 +1,199 @@
+// What each `snapstore` command does, on the config the operator's files describe. Every command closes
+// what it opened, so the process ends on its own.
+import { randomUUID } from 'node:crypto';
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { loadConfig } from '../config/load.js';
+import type { GlanceConfig, SnapstoreConfig, TargetConfig } from '../config/types.js';
+import type { CoordinatorEvent, Plan, SnapshotCoordinator } from '../coordinator/index.js';
+import type { Store } from '../store.js';
+import type { Invocation } from './args.js';
+import { UsageError, type Output } from './output.js';
+
+function configured(inv: Invocation): SnapstoreConfig {
+  if (inv.configs.length === 0) throw new UsageError(`${inv.command} needs --config FILE (nova.conf, glance-api.conf)`);
+  return loadConfig(inv.configs);
+}
+
+function requireTarget(cfg: SnapstoreConfig): TargetConfig {
+  if (!cfg.target) {
+    throw new UsageError(`no image store configured: give a glance-api.conf with [glance_store] (read: ${cfg.files.join(', ')})`);
+  }
+  return cfg.target;
+}
+
+function glanceWithToken(glance: GlanceConfig | undefined): GlanceConfig | undefined {
+  if (!glance) return undefined;
+  const token = process.env.OS_AUTH_TOKEN;
+  return token ? { ...glance, token } : glance;
+}
+
+async function openStore(target: TargetConfig): Promise<Store> {
+  if (target.kind === 'file') {
+    const { FileStore } = await import('../drivers/file.js');
+    return new FileStore({ dataDir: target.dataDir });
+  }
+  const { RbdStore } = await import('../drivers/rbd.js');
+  return RbdStore.connect({
+    confPath: target.confPath,
+    user: target.user,
+    pool: target.pool,
+    ...(target.keyring ? { keyring: target.keyring } : {}),
+    chunkSizeMiB: target.chunkSizeMiB,
+    thinProvisioning: target.thinProvisioning,
+    connectTimeoutMs: target.connectTimeoutMs,
+  });
+}
+
+async function withStore<T>(inv: Invocation, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(requireTarget(configured(inv)));
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function withCoordinator<T>(inv: Invocation, out: Output, fn: (c: SnapshotCoordinator) => Promise<T>): Promise<T> {
+  const cfg = configured(inv);
+  const target = requireTarget(cfg);
+  const { SnapshotCoordinator } = await import('../coordinator/index.js');
+  const logger = (e: CoordinatorEvent) => {
+    if (e.type === 'fallback') out.info(`falling back to copy: ${e.reason}`);
+    else if (e.type === 'undo' && e.state === 'failed') out.info(`cleanup of ${e.what} failed: ${e.error ?? ''}`);
+  };
+  const glance = glanceWithToken(cfg.glance);
+  const coordinator = new SnapshotCoordinator({
+    ...(cfg.source ? { source: cfg.source } : {}),
+    target,
+    ...(glance ? { glance } : {}),
+    logger,
+  });
+  try {
+    return await fn(coordinator);
+  } finally {
+    await coordinator.close();
+  }
+}
+
+function renderPlan(plan: Plan): string {
+  const lines = [`method: ${plan.method}`];
+  for (const r of plan.reasons) {
+    lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
+    if (r.fix) lines.push(`        fix: ${r.fix}`);
+  }
+  return lines.join('\n');
+}
+
+async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
+  const source = inv.positionals[0]!;
+  const result = await withCoordinator(inv, out, (c) =>
+    c.snapshot(source, {
+      mode: inv.mode,
+      signal,
+      ...(inv.imageId ? { imageId: inv.imageId } : {}),
+      ...(inv.name ? { name: inv.name } : {}),
+      onProgress: (p) => out.progress(p.phase, p.done, p.total),
+    }),
+  );
+  out.endProgress();
+  const human = [
+    `image ${result.imageId} stored by ${result.method} in ${result.seconds.toFixed(2)} s`,
+    `location ${result.location}`,
+    `size ${result.sizeBytes} bytes`,
+    ...(result.fallbackReason ? [`copy because: ${result.fallbackReason}`] : []),
+    ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
+  ].join('\n');
+  out.result(result, human);
+}
+
+async function check(inv: Invocation, out: Output): Promise<void> {
+  const plan = await withCoordinator(inv, out, (c) => c.check(inv.positionals[0]!));
+  out.result(plan, renderPlan(plan));
+}
+
+async function add(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
+  const file = inv.positionals[0]!;
+  let size = inv.size;
+  if (file !== '-') {
+    let st;
+    try {
+      st = statSync(file);
+    } catch {
+      throw new UsageError(`cannot read ${file}`);
+    }
+    if (!st.isFile()) throw new UsageError(`${file} is not a regular file`);
+    if (size !== undefined && size !== st.size) throw new UsageError(`--size ${size} but ${file} has ${st.size} bytes`);
+    size = st.size;
+  }
+  const imageId = inv.imageId ?? randomUUID();
+  const result = await withStore(inv, (store) =>
+    store.add(imageId, file === '-' ? process.stdin : createReadStream(file), size, { signal }),
+  );
+  out.result({ imageId, ...result }, `stored ${imageId}: ${result.location} (${result.size} bytes, md5 ${result.checksum})`);
+}
+
+async function get(inv: Invocation, out: Output): Promise<void> {
+  const location = inv.positionals[0]!;
+  if (inv.json && !inv.output) throw new UsageError('get --json needs -o FILE: stdout carries the JSON');
+  await withStore(inv, async (store) => {
+    const data = await store.get(location);
+    if (!inv.output) {
+      await pipeline(data, process.stdout);
+      return;
+    }
+    // Written next to the destination and renamed, so a failed read leaves no partial file.
+    const dest = resolve(inv.output);
+    const tmp = join(dirname(dest), `.${basename(dest)}.snapstore-${process.pid}`);
+    try {
+      await pipeline(data, createWriteStream(tmp, { flags: 'wx' }));
+      renameSync(tmp, dest);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+    out.result({ location, output: dest, sizeBytes: statSync(dest).size }, `wrote ${dest}`);
+  });
+}
+
+async function size(inv: Invocation, out: Output): Promise<void> {
+  const location = inv.positionals[0]!;
+  const sizeBytes = await withStore(inv, (store) => store.getSize(location));
+  out.result({ location, sizeBytes }, String(sizeBytes));
+}
+
+async function remove(inv: Invocation, out: Output): Promise<void> {
+  const location = inv.positionals[0]!;
+  await withStore(inv, (store) => store.delete(location));
+  out.result({ location, deleted: true }, `deleted ${location}`);
+}
+
+async function gc(inv: Invocation, out: Output): Promise<void> {
+  const report = await withCoordinator(inv, out, (c) =>
+    c.gc({ dryRun: inv.dryRun, ...(inv.olderThanSeconds !== undefined ? { olderThanMs: inv.olderThanSeconds * 1000 } : {}) }),
+  );
+  const verb = report.dryRun ? 'would remove' : 'removed';
+  const list = report.dryRun ? report.found : report.removed;
+  const human = [`found ${report.found.length} leftover(s); ${verb} ${list.length}`, ...list.map((l) => `  ${l.kind} ${l.location}`)].join('\n');
+  out.result(report, human);
+}
+
+export async function runCommand(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
+  switch (inv.command) {
+    case 'snapshot':
+      return snapshot(inv, out, signal);
+    case 'check':
+      return check(inv, out);
+    case 'add':
+      return add(inv, out, signal);
+    case 'get':
+      return get(inv, out);
+    case 'size':
+      return size(inv, out);
+    case 'delete':
+      return remove(inv, out);
+    case 'gc':
+      return gc(inv, out);
+  }
+}

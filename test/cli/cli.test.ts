@@ -1,0 +1,200 @@
+// The snapstore command as operators run it: the compiled dist/cli.js (npm test builds it first), real
+// config files, the test bed's clusters and Glance.
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { leftovers, NOTHING, rbd, testbed, uniqueName } from '../support/testbed.js';
+
+const env = testbed();
+const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+const dir = mkdtempSync(join(tmpdir(), 'snapstore-cli-'));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function snapstore(args: string[], extraEnv: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { env: { ...process.env, ...extraEnv }, maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function stdoutBytes(args: string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [cli, ...args], { encoding: 'buffer', maxBuffer: 1 << 26 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    );
+  });
+}
+
+function conf(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+const a = env.clusters.a;
+const novaConf = conf('nova.conf', `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
+const novaRoConf = conf('nova-ro.conf', `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova-ro\n`);
+const fileStoreConf = conf('glance-file.conf', `[glance_store]\ndefault_store = file\nfilesystem_store_datadir = ${dir}/images\n`);
+
+function expectCleanFailure(r: Run, code: 1 | 2, errorCode: string): void {
+  expect(r.code).toBe(code);
+  expect(r.stdout).toBe('');
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(new RegExp(`^snapstore: .*\\[${errorCode}\\]$`));
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+}
+
+describe('snapstore usage', () => {
+  it('prints help with exit 0', async () => {
+    const r = await snapstore(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^usage: snapstore <command>/);
+  });
+
+  const bad: Array<[string, string[]]> = [
+    ['no command', []],
+    ['an unknown command', ['frobnicate']],
+    ['an unknown flag', ['check', 'rbd://x/vms/d', '--frob']],
+    ['a bad --mode', ['snapshot', 'rbd://x/vms/d', '--mode', 'fast', '--config', novaConf]],
+    ['a missing SOURCE', ['snapshot', '--config', novaConf]],
+    ['two SOURCEs', ['check', 'a', 'b', '--config', novaConf]],
+    ['a bad --image-id', ['add', '-', '--image-id', '../etc', '--config', fileStoreConf]],
+    ['a bad --size', ['add', '-', '--size', '-3', '--config', fileStoreConf]],
+    ['no --config', ['size', 'file:///tmp/x']],
+  ];
+  for (const [what, args] of bad) {
+    it(`rejects ${what} with one line and exit 2`, async () => expectCleanFailure(await snapstore(args), 2, 'USAGE'));
+  }
+
+  it('reports config errors naming the file and key, exit 2', async () => {
+    const broken = conf('broken-glance.conf', '[glance_store]\ndefault_store = rbd\nrbd_store_ceph_conf = /nonexistent/ceph.conf\n');
+    const r = await snapstore(['size', 'rbd://x', '--config', broken]);
+    expectCleanFailure(r, 2, 'CONFIG_INVALID');
+    expect(r.stderr).toContain('rbd_store_ceph_conf');
+    expect(r.stderr).toContain(broken);
+    expectCleanFailure(await snapstore(['size', 'rbd://x', '--config', join(dir, 'missing.conf')]), 2, 'CONFIG_INVALID');
+  });
+
+  it('with --json prints exactly one JSON object on stdout, also for errors', async () => {
+    const r = await snapstore(['size', 'rbd://admin:AQBsecretsecretsecretsecretsecretsecret==@x/y/z/snap', '--config', fileStoreConf, '--json']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('');
+    const body = JSON.parse(r.stdout) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe('BAD_LOCATION');
+    expect(r.stdout).not.toContain('AQBsecret');
+    expect(r.stdout.trim().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('snapstore add/get/size/delete', () => {
+  const data = Buffer.concat([randomBytes(1 << 20), Buffer.alloc(3 << 20), randomBytes(12345)]);
+  const input = join(dir, 'input.raw');
+  writeFileSync(input, data);
+  const rbdStoreConf = conf('glance-rbd.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = glance\nrbd_store_ceph_conf = ${a.conf}\n`);
+
+  for (const [name, config] of [['file', fileStoreConf], ['rbd', rbdStoreConf]] as const) {
+    it(`round-trips an image through the ${name} store`, async () => {
+      const id = uniqueName('cli-add');
+      const added = await snapstore(['add', input, '--image-id', id, '--config', config, '--json']);
+      expect(added.stderr).toBe('');
+      expect(added.code).toBe(0);
+      const result = JSON.parse(added.stdout) as { imageId: string; location: string; size: number };
+      expect(result.imageId).toBe(id);
+      expect(result.size).toBe(data.length);
+      expect(result.location).toMatch(name === 'rbd' ? new RegExp(`^rbd://${a.fsid}/images/${id}/snap$`) : /^file:\/\//);
+
+      const size = await snapstore(['size', result.location, '--config', config]);
+      expect(size.stdout.trim()).toBe(String(data.length));
+
+      const out = join(dir, `${id}.out`);
+      expect((await snapstore(['get', result.location, '-o', out, '--config', config])).code).toBe(0);
+      expect(readFileSync(out).equals(data)).toBe(true);
+      const piped = await stdoutBytes(['get', result.location, '--config', config]);
+      expect(piped.equals(data)).toBe(true);
+
+      expect((await snapstore(['delete', result.location, '--config', config])).code).toBe(0);
+      expectCleanFailure(await snapstore(['size', result.location, '--config', config]), 2, 'NOT_FOUND');
+      expectCleanFailure(await snapstore(['get', result.location, '-o', join(dir, `${id}.again`), '--config', config]), 2, 'NOT_FOUND');
+      expect(existsSync(join(dir, `${id}.again`))).toBe(false);
+      if (name === 'rbd') expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    });
+  }
+});
+
+describe('snapstore check and snapshot', () => {
+  async function disk(): Promise<string> {
+    const name = uniqueName('cli-disk');
+    await rbd(a, ['create', `vms/${name}`, '--size', '64M'], 'nova');
+    await rbd(a, ['bench', '--io-type', 'write', '--io-size', '1M', '--io-total', '8M', '--io-pattern', 'rand', `vms/${name}`], 'nova');
+    return name;
+  }
+
+  it('checks, then snapshots directly into Glance with the operator files', async () => {
+    const name = await disk();
+    const source = `rbd://${a.fsid}/vms/${name}`;
+    try {
+      const plan = await snapstore(['check', source, '--config', novaConf, '--config', env.glance.conf, '--json']);
+      expect(plan.code).toBe(0);
+      expect((JSON.parse(plan.stdout) as { method: string }).method).toBe('direct');
+
+      const r = await snapstore(['snapshot', source, '--name', name, '--config', novaConf, '--config', env.glance.conf, '--json']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const result = JSON.parse(r.stdout) as { imageId: string; location: string; method: string; fallbackReason: null; sizeBytes: number; glance: { id: string; status: string } };
+      expect(result.method).toBe('direct');
+      expect(result.fallbackReason).toBeNull();
+      expect(result.sizeBytes).toBe(64 << 20);
+      expect(result.glance.status).toBe('active');
+      expect(result.location).toBe(`rbd://${a.fsid}/images/${result.imageId}/snap`);
+      const image = (await (await fetch(`${env.glance.url}/v2/images/${result.glance.id}`)).json()) as { direct_url: string; size: number };
+      expect(image.direct_url).toBe(result.location);
+      await fetch(`${env.glance.url}/v2/images/${result.glance.id}`, { method: 'DELETE' });
+      expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
+    } finally {
+      await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
+    }
+  });
+
+  it('says why it copies when the source user cannot write the image pool, with the fix', async () => {
+    const name = await disk();
+    try {
+      const r = await snapstore(['check', `rbd://${a.fsid}/vms/${name}`, '--config', novaRoConf, '--config', fileStoreConf]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/^method: copy/);
+      const human = await snapstore(['check', `rbd://${a.fsid}/vms/${name}`, '--config', novaRoConf, '--config', conf('glance-ro.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_user = glance\nrbd_store_ceph_conf = ${a.conf}\n`)]);
+      expect(human.stdout).toMatch(/^method: copy/);
+      expect(human.stdout).toContain('ceph auth caps client.nova-ro');
+    } finally {
+      await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
+    }
+  });
+
+  it('fails a missing disk with exit 2 and leaves nothing behind', async () => {
+    const missing = uniqueName('cli-missing');
+    const r = await snapstore(['snapshot', `rbd://${a.fsid}/vms/${missing}`, '--config', novaConf, '--config', env.glance.conf]);
+    expectCleanFailure(r, 2, 'SOURCE_NOT_FOUND');
+    expect(await leftovers(a, 'images', missing)).toEqual(NOTHING);
+    const images = (await (await fetch(`${env.glance.url}/v2/images?name=${missing}`)).json()) as { images: unknown[] };
+    expect(images.images).toEqual([]);
+  });
+
+  it('gc --dry-run lists without removing', async () => {
+    const r = await snapstore(['gc', '--dry-run', '--config', novaConf, '--config', env.glance.conf, '--json']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as { dryRun: boolean; removed: unknown[] };
+    expect(report.dryRun).toBe(true);
+    expect(report.removed).toEqual([]);
+  });
+});
+
