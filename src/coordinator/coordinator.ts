@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Image, Ioctx } from 'ceph-rbd-napi';
 import type { GlanceConfig, RbdSourceConfig, TargetConfig } from '../config/types.js';
 import { GlanceClient } from '../glance/client.js';
+import { GlanceError } from '../glance/errors.js';
 import { checkImageId, formatFileLocation, formatRbdLocation } from '../location.js';
 import type { Store, StoreSource } from '../store.js';
 import { directFallback, isLocationsNotAllowed, isNotFound, isPermission, type Fallback } from './classify.js';
@@ -366,6 +367,7 @@ export class SnapshotCoordinator {
     for (;;) {
       await this.checkTargetFree(a, method, sink, imageId);
       const runId = newRunId();
+      this.emit({ type: 'run', runId, path: method, source: a.canonical, imageId });
       const runner = new StepRunner({
         runId,
         path: method,
@@ -487,7 +489,12 @@ export class SnapshotCoordinator {
     await r.step('record', async () => {
       const image = await source.open();
       if (source.readOnly) return;
-      r.undo(`remove run record ${key}`, async () => ignoreNotFound((await source.get()).metadataRemove(key)));
+      // When removing something failed, the record stays (marked abandoned) so that gc can finish the job.
+      r.undo(`remove run record ${key}`, async ({ failed }) => {
+        const handle = await source.get();
+        if (failed) await handle.metadataSet(key, encodeMark({ ...record, abandoned: true }));
+        else await ignoreNotFound(handle.metadataRemove(key));
+      });
       await image.metadataSet(key, encodeMark(record));
     });
   }
@@ -498,19 +505,27 @@ export class SnapshotCoordinator {
   }
 
   private async createGlanceImage(r: StepRunner, glance: GlanceClient, imageId: string, name: string): Promise<void> {
-    // The id is ours (a fresh uuid), so deleting it on failure can only delete what this run made.
-    r.undo(`delete Glance image ${imageId}`, async () => {
-      await glance.deleteImage(imageId, { ignoreMissing: true });
+    // The id is ours (a fresh uuid), so deleting it on failure can only delete what this run made. It is
+    // to be deleted unless Glance certainly never saw the request (connection refused, or an HTTP error).
+    const undo = () =>
+      r.undo(`delete Glance image ${imageId}`, async () => {
+        await glance.deleteImage(imageId, { ignoreMissing: true });
+      });
+    await r.step('glance-create', async () => {
+      try {
+        await glance.createImage({
+          id: imageId,
+          name,
+          diskFormat: 'raw',
+          containerFormat: 'bare',
+          properties: { [GLANCE_RUN_PROPERTY]: r.runId },
+        });
+      } catch (err) {
+        if (!glanceRefusedRequest(err)) undo();
+        throw err;
+      }
+      undo();
     });
-    await r.step('glance-create', () =>
-      glance.createImage({
-        id: imageId,
-        name,
-        diskFormat: 'raw',
-        containerFormat: 'bare',
-        properties: { [GLANCE_RUN_PROPERTY]: r.runId },
-      }),
-    );
   }
 
   private async direct(
@@ -775,6 +790,12 @@ class SourceHandle {
     this.image = null;
     if (p) await (await p.catch(() => null))?.close();
   }
+}
+
+/** Glance answered with an HTTP error, or the connection was refused before anything was sent. */
+function glanceRefusedRequest(err: unknown): boolean {
+  if (!(err instanceof GlanceError)) return false;
+  return (err.status !== undefined && err.status < 500) || err.context.failure === 'refused';
 }
 
 function publicPlan(plan: DetailedPlan): Plan {

@@ -96,9 +96,14 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
     const pool = ctx.source.config.pool;
     const io = await source.pool(pool);
     for (const name of await io.listImages()) {
-      const info = await readImage(ctx, io, name, (image) => Promise.all([image.metadataList(), image.snapList()]));
+      // Snapshots first: a run writes its record before its snapshot, so every snapshot of a run still going
+      // on is matched by a record read after it.
+      const info = await readImage(ctx, io, name, async (image) => {
+        const snapshots = await image.snapList();
+        return { snaps: snapshots, meta: await image.metadataList() };
+      });
       if (!info) continue;
-      const [meta, snaps] = info;
+      const { meta, snaps } = info;
       const where = `rbd://${source.fsid}/${pool}/${name}`;
       const recorded = new Set<string>();
       for (const [key, value] of Object.entries(meta)) {
@@ -107,7 +112,7 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
         if (!record || runKey(record.runId) !== key) continue;
         if (record.sourceSnap) recorded.add(record.sourceSnap);
         const leftover = toLeftover('run-record', `${where}#${key}`, record.runId, record.owner, Date.parse(record.startedAt));
-        if (qualifies(leftover, record.owner)) add(runRemovals(ctx, sessions, io, name, record));
+        if (qualifies(leftover, record.abandoned ? null : record.owner)) add(runRemovals(ctx, sessions, io, name, record));
       }
       for (const snap of snaps) {
         const runId = runIdOfSnap(snap.name);

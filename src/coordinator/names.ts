@@ -165,6 +165,11 @@ export interface RunRecord {
   target: string;
   /** The Glance image, when the run created it (then gc deletes it) or used one given to it (then gc leaves it). */
   glance: { id: string; created: boolean } | null;
+  /**
+   * Set when the run failed and could not remove everything: the run is over (gc need not wait for its
+   * process to die) and gc finishes the removal.
+   */
+  abandoned?: boolean;
 }
 
 export function encodeMark(mark: PendingMarker | RunRecord): string {

@@ -22,9 +22,12 @@ export interface UndoHandle {
   release(): void;
 }
 
+/** `failed`: an undo action run before this one (newer on the stack) failed, so something is left over. */
+export type UndoAction = (state: { failed: boolean }) => Promise<void>;
+
 interface Entry {
   what: string;
-  fn: () => Promise<void>;
+  fn: UndoAction;
   always: boolean;
   live: boolean;
 }
@@ -114,7 +117,7 @@ export class StepRunner {
   }
 
   /** Pushes an action run only if the snapshot fails. */
-  undo(what: string, fn: () => Promise<void>): UndoHandle {
+  undo(what: string, fn: UndoAction): UndoHandle {
     return this.push(what, fn, false);
   }
 
@@ -123,7 +126,7 @@ export class StepRunner {
     return this.push(what, fn, true);
   }
 
-  private push(what: string, fn: () => Promise<void>, always: boolean): UndoHandle {
+  private push(what: string, fn: UndoAction, always: boolean): UndoHandle {
     const entry: Entry = { what, fn, always, live: true };
     this.stack.push(entry);
     return {
@@ -139,7 +142,7 @@ export class StepRunner {
     for (const e of entries) {
       if (!e.live || !e.always) continue;
       try {
-        await e.fn();
+        await e.fn({ failed: false });
       } catch (err) {
         this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'failed', error: errorText(err) });
       }
@@ -158,7 +161,7 @@ export class StepRunner {
       let lastError: unknown;
       for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
         try {
-          await e.fn();
+          await e.fn({ failed: failures.length > 0 });
           lastError = undefined;
           break;
         } catch (err) {

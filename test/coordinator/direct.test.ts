@@ -1,5 +1,5 @@
 // The direct path on real clusters: clone format 2 (cluster a) and 1 (cluster b), with and without Glance.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { testbed, uniqueName } from '../support/testbed.js';
 import {
   coordinator,

@@ -3,10 +3,11 @@
 // that nothing was left behind in any pool, trash included, nor in Glance.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { expect } from 'vitest';
+import { Cluster } from 'ceph-rbd-napi';
+import { afterAll, expect } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
-import { SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
-import { poolContents, rbd, rbdJson, type ClusterInfo, type PoolContents } from '../support/testbed.js';
+import { PROBE_PREFIX, SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
+import { rbd, rbdJson, type ClusterInfo } from '../support/testbed.js';
 
 export function sourceConfig(cluster: ClusterInfo, user = 'nova'): RbdSourceConfig {
   return { confPath: cluster.conf, user, pool: 'vms', connectTimeoutMs: 10_000 };
@@ -26,6 +27,7 @@ export function coordinator(opts: SnapshotCoordinatorOptions, events: Coordinato
  */
 export async function makeDisk(cluster: ClusterInfo, name: string, sizeMiB: number, dataMiB: number): Promise<string> {
   await rbd(cluster, ['create', `vms/${name}`, '--size', `${sizeMiB}M`], 'nova');
+  disks.push({ cluster, name });
   if (dataMiB > 0) {
     await rbd(
       cluster,
@@ -69,30 +71,63 @@ export async function snaps(cluster: ClusterInfo, spec: string): Promise<Array<{
   return rbdJson(cluster, ['snap', 'ls', '--all', spec]);
 }
 
-/** Pool contents that mention any of `markers` (a disk name, an image id), as poolContents lists them. */
-export async function mentioning(cluster: ClusterInfo, pool: string, markers: string[]): Promise<PoolContents> {
-  const all = await poolContents(cluster, pool);
-  const hit = (s: string) => markers.some((m) => s.includes(m));
-  return { images: all.images.filter(hit), snapshots: all.snapshots.filter(hit), trash: all.trash.filter(hit) };
+/** Admin connections that watch the clusters from outside snapstore, one per cluster, closed after the file. */
+const observers = new Map<string, Promise<Cluster>>();
+/** Disks made by makeDisk in this file: removed after it (memstore OSDs hold every byte in RAM). */
+const disks: Array<{ cluster: ClusterInfo; name: string }> = [];
+afterAll(async () => {
+  await Promise.all(disks.splice(0).map((d) => removeImage(d.cluster, `vms/${d.name}`).catch(() => {})));
+  const all = [...observers.values()];
+  observers.clear();
+  await Promise.all(all.map(async (c) => (await c).close()));
+});
+
+function observer(cluster: ClusterInfo): Promise<Cluster> {
+  let c = observers.get(cluster.conf);
+  if (!c) {
+    c = Cluster.connect({ confPath: cluster.conf, user: 'admin' });
+    observers.set(cluster.conf, c);
+  }
+  return c;
 }
 
-/** Nothing of a run is left: no image with `ids` in `images`, no snapshot on the disk but `keep`, no trash. */
+/**
+ * Nothing of a run is left: no image named by `ids` or `snapstore-*` in `images` (trash included), no
+ * snapshot on the disk but `keepSnaps` (trash namespace included), no snapstore metadata on it. Read through
+ * an admin connection of its own (the rbd CLI would cost a process per question).
+ */
 export async function expectClean(
   cluster: ClusterInfo,
   disk: string,
   ids: string[],
   opts: { keepSnaps?: string[] } = {},
 ): Promise<void> {
-  const images = await poolContents(cluster, 'images');
-  expect(images.images.filter((n) => ids.includes(n) || n.startsWith('snapstore-'))).toEqual([]);
-  expect(images.trash.filter((n) => ids.includes(n) || n.startsWith('snapstore-'))).toEqual([]);
-  const diskSnaps = await snaps(cluster, `vms/${disk}`);
-  expect(diskSnaps.map((s) => s.name).filter((n) => !(opts.keepSnaps ?? []).includes(n))).toEqual([]);
-  const vmsTrash = await rbdJson<Array<{ name: string }>>(cluster, ['trash', 'ls', '--all', 'vms']);
-  expect(vmsTrash.map((t) => t.name).filter((n) => n.includes(disk))).toEqual([]);
-  const meta = await rbdJson<Record<string, string> | Array<{ key: string }>>(cluster, ['image-meta', 'list', `vms/${disk}`]);
-  const keys = Array.isArray(meta) ? meta.map((m) => m.key) : Object.keys(meta ?? {});
-  expect(keys.filter((k) => k.startsWith('snapstore.'))).toEqual([]);
+  const admin = await observer(cluster);
+  const [images, vms] = await Promise.all([admin.openIoctx('images'), admin.openIoctx('vms')]);
+  try {
+    // Probe images live well under a second, and other tests' checks run concurrently: only an old one is a leak.
+    const probeAge = (n: string) => Date.now() - parseInt(n.slice(PROBE_PREFIX.length).replace('-', '').slice(0, 12), 16);
+    const ours = (n: string) => ids.includes(n) || (n.startsWith('snapstore-') && !(n.startsWith(PROBE_PREFIX) && probeAge(n) < 30_000));
+    const image = await vms.openImage(disk, { readOnly: true });
+    try {
+      const [names, imagesTrash, diskSnaps, vmsTrash, meta] = await Promise.all([
+        images.listImages(),
+        images.trashList(),
+        image.snapList(),
+        vms.trashList(),
+        image.metadataList(),
+      ]);
+      expect(names.filter(ours)).toEqual([]);
+      expect(imagesTrash.map((t) => t.name).filter(ours)).toEqual([]);
+      expect(diskSnaps.map((s) => s.originalName ?? s.name).filter((n) => !(opts.keepSnaps ?? []).includes(n))).toEqual([]);
+      expect(vmsTrash.map((t) => t.name).filter((n) => n.includes(disk))).toEqual([]);
+      expect(Object.keys(meta).filter((k) => k.startsWith('snapstore.'))).toEqual([]);
+    } finally {
+      await image.close();
+    }
+  } finally {
+    await Promise.all([images.close(), vms.close()]);
+  }
 }
 
 /** Glance's answer for an image id: its status, or 'absent' (deleted images answer 404). */
@@ -113,12 +148,24 @@ export async function deleteGlanceImage(url: string, id: string): Promise<void> 
   await fetch(`${url}/v2/images/${id}`, { method: 'DELETE' });
 }
 
-/** Removes an image made by a test (its protected `snap` first). */
+/** Removes an image a test made (unprotecting and removing its snapshots first), as admin; gone is fine. */
 export async function removeImage(cluster: ClusterInfo, spec: string): Promise<void> {
-  const list = await snaps(cluster, spec).catch(() => []);
-  for (const s of list) {
-    if (s.protected === 'true') await rbd(cluster, ['snap', 'unprotect', `${spec}@${s.name}`]);
-    await rbd(cluster, ['snap', 'rm', `${spec}@${s.name}`]).catch(() => {});
+  const [pool, name] = spec.split('/') as [string, string];
+  const io = await (await observer(cluster)).openIoctx(pool);
+  try {
+    if (!(await io.listImages()).includes(name)) return;
+    const image = await io.openImage(name);
+    try {
+      for (const s of await image.snapList()) {
+        if (s.namespace !== 'user') continue;
+        if (await image.snapIsProtected(s.name)) await image.snapUnprotect(s.name);
+        await image.snapRemove(s.name);
+      }
+    } finally {
+      await image.close();
+    }
+    await io.removeImage(name);
+  } finally {
+    await io.close();
   }
-  await rbd(cluster, ['rm', spec]).catch(() => {});
 }
