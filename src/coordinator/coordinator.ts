@@ -3,7 +3,7 @@
 // what killed runs left behind.
 import { randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, stat } from 'node:fs/promises';
+import { open, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Image, Ioctx } from 'ceph-rbd-napi';
 import type { GlanceConfig, RbdSourceConfig, TargetConfig } from '../config/types.js';
@@ -35,6 +35,7 @@ import {
   lockCookie,
   encodeMark,
   newRunId,
+  pendingFileName,
   probeImageName,
   runKey,
   sourceSnapName,
@@ -611,10 +612,6 @@ export class SnapshotCoordinator {
     }
     await r.step('target-snap-create', () => cloneImage.snapCreate(TARGET_SNAP));
     await r.step('target-snap-protect', () => cloneImage.snapProtect(TARGET_SNAP));
-    await r.step('unmark-clone', async () => {
-      await cloneImage.metadataRemove(PENDING_KEY);
-      await cloneImage.unlock(lockCookie(r.runId));
-    });
     const sizeBytes = await cloneImage.size();
     const location = formatRbdLocation(fsid, pool, imageId, TARGET_SNAP);
 
@@ -626,6 +623,10 @@ export class SnapshotCoordinator {
       );
       glance = { id: added.image.id, status: added.image.status };
     }
+    await r.step('unmark-clone', async () => {
+      await cloneImage.metadataRemove(PENDING_KEY);
+      await cloneImage.unlock(lockCookie(r.runId));
+    });
     await this.unrecord(r, source);
     return { imageId, location, sizeBytes, glance };
   }
@@ -715,6 +716,16 @@ export class SnapshotCoordinator {
     }
     await (reader as Image | null)?.close();
 
+    const marker: PendingMarker = {
+      v: 1,
+      runId: r.runId,
+      startedAt: new Date().toISOString(),
+      owner: currentOwner(),
+      source: a.canonical,
+      sourceSnap: ownSnap ? snapName : null,
+    };
+    if (sink === 'store') await r.step('mark-target', () => this.markTarget(r, imageId, marker));
+
     let glance: SnapshotResult['glance'] = null;
     if (this.glance && glanceImage) {
       const client = this.glance;
@@ -741,8 +752,38 @@ export class SnapshotCoordinator {
       await r.step('snap-remove', async () => (await handle.get()).snapRemove(name));
       snapUndo?.release();
     }
+    if (sink === 'store') await r.step('unmark-target', () => this.unmarkTarget(imageId));
     if (source) await this.unrecord(r, source);
     return { imageId: glance?.id ?? imageId, location, sizeBytes, glance };
+  }
+
+  /** Marks the image the store wrote as this run's until the run completes (see names.ts). */
+  private async markTarget(r: StepRunner, imageId: string, marker: PendingMarker): Promise<void> {
+    if (this.target.kind === 'file') {
+      const path = join(resolve(this.target.dataDir), pendingFileName(imageId));
+      r.undo(`remove ${path}`, () => rm(path, { force: true }));
+      await writeFile(path, encodeMark(marker), { flag: 'wx' });
+      return;
+    }
+    const image = await (await (await this.targetSession.get()).pool(this.target.pool)).openImage(imageId);
+    try {
+      await image.metadataSet(PENDING_KEY, encodeMark(marker));
+    } finally {
+      await image.close();
+    }
+  }
+
+  private async unmarkTarget(imageId: string): Promise<void> {
+    if (this.target.kind === 'file') {
+      await rm(join(resolve(this.target.dataDir), pendingFileName(imageId)));
+      return;
+    }
+    const image = await (await (await this.targetSession.get()).pool(this.target.pool)).openImage(imageId);
+    try {
+      await image.metadataRemove(PENDING_KEY);
+    } finally {
+      await image.close();
+    }
   }
 }
 

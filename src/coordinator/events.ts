@@ -12,7 +12,7 @@ export type CoordinatorEvent =
   | { type: 'undo'; runId: string; what: string; state: 'done' | 'failed'; error?: string }
   | { type: 'result'; runId: string; result: SnapshotResult }
   | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string }
-  | { type: 'gc-unreadable'; location: string; why: string };
+  | { type: 'gc-skipped'; location: string; why: string };
 
 export type Logger = (event: CoordinatorEvent) => void;
 

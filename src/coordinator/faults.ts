@@ -15,8 +15,8 @@ export const DIRECT_STEPS = [
   'snap-remove',
   'target-snap-create',
   'target-snap-protect',
-  'unmark-clone',
   'glance-add-location',
+  'unmark-clone',
   'unrecord',
 ] as const;
 
@@ -25,8 +25,10 @@ export const COPY_STEPS = [
   'glance-create',
   'snap-create',
   'copy',
+  'mark-target',
   'glance-add-location',
   'snap-remove',
+  'unmark-target',
   'unrecord',
 ] as const;
 

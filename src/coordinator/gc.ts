@@ -7,11 +7,12 @@
 //  - `snapstore-probe-<uuidv7>` scratch images in the target pool.
 // A leftover qualifies when it is at least `olderThanMs` old and its owner is not a live process on this
 // host (an owner on another host is judged by age alone).
-import { readdir, unlink } from 'node:fs/promises';
-import { basename, dirname, resolve } from 'node:path';
+import { readFile, readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import type { RbdSourceConfig, TargetConfig } from '../config/types.js';
 import type { GlanceClient } from '../glance/client.js';
+import { formatFileLocation } from '../location.js';
 import { GlanceNotFound } from '../glance/errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import { errorText, type Logger } from './events.js';
@@ -19,11 +20,14 @@ import {
   GLANCE_RUN_PROPERTY,
   PENDING_KEY,
   RUN_KEY_PREFIX,
+  TARGET_SNAP,
   decodePendingMarker,
   decodeRunRecord,
   describeOwner,
+  imageIdOfPendingFile,
   lockCookie,
   ownerState,
+  pendingFileName,
   probeTime,
   runIdOfSnap,
   runKey,
@@ -148,10 +152,11 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
         if (!qualifies(leftover, m.owner)) continue;
         const group: Removal[] = [{ leftover, remove: () => removeClone(io, name, m.runId) }];
         const src = markedSource(m.source, sessions);
-        if (src) {
+        const snap = m.sourceSnap;
+        if (src && snap) {
           group.push({
-            leftover: toLeftover('source-snapshot', `${m.source}/${m.sourceSnap}`, m.runId, m.owner, started),
-            remove: async () => removeSourceSnapshot(await src.session.pool(src.pool), src.image, m.sourceSnap),
+            leftover: toLeftover('source-snapshot', `${m.source}/${snap}`, m.runId, m.owner, started),
+            remove: async () => removeSourceSnapshot(await src.session.pool(src.pool), src.image, snap),
           });
         }
         add(group);
@@ -164,6 +169,19 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
           remove: () => removeImage(io, name),
         })),
       );
+    }
+  }
+
+  // The file store: images whose pending file says they are unfinished.
+  if (ctx.target.kind === 'file') {
+    const dir = resolve(ctx.target.dataDir);
+    for (const entry of await readdir(dir).catch(() => [] as string[])) {
+      const imageId = imageIdOfPendingFile(entry);
+      if (!imageId) continue;
+      const m = decodePendingMarker(await readFile(join(dir, entry), 'utf8').catch(() => ''));
+      if (!m) continue;
+      const leftover = toLeftover('target', formatFileLocation(join(dir, imageId)), m.runId, m.owner, Date.parse(m.startedAt));
+      if (qualifies(leftover, m.owner)) add([{ leftover, remove: () => removeFileTarget(dir, imageId) }]);
     }
   }
 
@@ -210,7 +228,7 @@ async function readImage<T>(ctx: GcContext, io: Ioctx, name: string, read: (imag
     image = await io.openImage(name, { readOnly: true });
     return await read(image);
   } catch (err) {
-    if (!isNotFound(err)) ctx.emit({ type: 'gc-unreadable', location: `${io.pool}/${name}`, why: errorText(err) });
+    if (!isNotFound(err)) ctx.emit({ type: 'gc-skipped', location: `${io.pool}/${name}`, why: `cannot read it: ${errorText(err)}` });
     return null;
   } finally {
     await image?.close();
@@ -347,8 +365,10 @@ async function deleteGlanceImage(glance: GlanceClient, id: string, runId: string
 }
 
 /**
- * How to remove a run's target — only in the configured target pool or data directory (a record is data
- * anyone with write access to the source pool could forge); null when this configuration cannot reach it.
+ * How to remove a run's target — only in the configured target pool or data directory, and only when the
+ * target proves it is that run's (its pending marker, a clone's parent snapshot, or an RBD image the store
+ * never finished): a record is data anyone allowed to write the source pool could forge. Null when this
+ * configuration cannot reach it.
  */
 function targetRemoval(ctx: GcContext, sessions: Sessions, record: RunRecord): (() => Promise<void>) | null {
   const target = record.target;
@@ -362,7 +382,11 @@ function targetRemoval(ctx: GcContext, sessions: Sessions, record: RunRecord): (
     return () =>
       withSessions(reachable, async (s) => {
         const io = await s.pool(pool);
-        await (record.method === 'direct' ? removeClone(io, name, record.runId) : removeImage(io, name));
+        if (!(await provesRun(io, name, record))) {
+          ctx.emit({ type: 'gc-skipped', location: target, why: `not removed: nothing shows it belongs to run ${record.runId}` });
+          return;
+        }
+        await removeClone(io, name, record.runId);
       });
   }
   if (target.startsWith('file://')) {
@@ -370,16 +394,44 @@ function targetRemoval(ctx: GcContext, sessions: Sessions, record: RunRecord): (
     const path = decodeURI(target.slice('file://'.length));
     const dir = dirname(path);
     if (dir !== resolve(ctx.target.dataDir)) return null;
-    return async () => {
-      await unlink(path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'ENOENT') throw err;
-      });
-      // FileStore writes through `.<id>.<random>.tmp` in the same directory.
-      const prefix = `.${basename(path)}.`;
-      for (const n of await readdir(dir).catch(() => [] as string[])) {
-        if (n.startsWith(prefix) && n.endsWith('.tmp')) await unlink(`${dir}/${n}`).catch(() => {});
-      }
-    };
+    return () => removeFileTarget(dir, basename(path), record.runId);
   }
   return null;
+}
+
+/** Whether the image in the target pool is the run's: its marker, its parent, or no `snap` (never finished). */
+async function provesRun(io: Ioctx, name: string, record: RunRecord): Promise<boolean> {
+  let image: Image;
+  try {
+    image = await io.openImage(name, { readOnly: true });
+  } catch (err) {
+    if (isNotFound(err)) return false;
+    throw err;
+  }
+  try {
+    const marker = decodePendingMarker((await image.metadataGet(PENDING_KEY)) ?? '');
+    if (marker) return marker.runId === record.runId;
+    if (record.method === 'direct') return (await image.parentInfo())?.snapshot === record.sourceSnap && record.sourceSnap !== null;
+    return !(await image.snapList()).some((s) => s.namespace === 'user' && s.name === TARGET_SNAP);
+  } finally {
+    await image.close();
+  }
+}
+
+/**
+ * Removes a file-store image with its pending file and the store's temporary files. With `runId`, the image
+ * itself only when its pending file names that run.
+ */
+async function removeFileTarget(dir: string, imageId: string, runId?: string): Promise<void> {
+  const pending = join(dir, pendingFileName(imageId));
+  const marker = decodePendingMarker(await readFile(pending, 'utf8').catch(() => ''));
+  if (runId === undefined || marker?.runId === runId) {
+    await rm(join(dir, imageId), { force: true });
+  }
+  // FileStore writes through `.<id>.<random>.tmp` in the same directory.
+  const prefix = `.${imageId}.`;
+  for (const n of await readdir(dir).catch(() => [] as string[])) {
+    if (n.startsWith(prefix) && n.endsWith('.tmp')) await rm(join(dir, n), { force: true });
+  }
+  await rm(pending, { force: true });
 }

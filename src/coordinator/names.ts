@@ -5,8 +5,10 @@
 //    anything and removed last, so while it exists the run is unfinished. It lists everything the run may
 //    have created (source snapshot, target, Glance image), which is how gc finds a partial copy in another
 //    cluster or a Glance image.
-//  - the pending marker, on the CLONE, key `snapstore.pending`: written right after the clone exists and
-//    removed once the clone is complete, so an unfinished clone is recognisable even without its record.
+//  - the pending marker, key `snapstore.pending`, on the image the run writes in the target pool (the clone,
+//    or the copy once the store has written it; a file store gets a `.<id>.snapstore-pending` file next to
+//    the image): removed just before the record, so an unfinished target is recognisable even without its
+//    record — and gc removes a target a record names only when the target proves it belongs to that run.
 //
 // Both carry the start time and the owner (host, pid and the pid's start time, so that gc on the same host
 // can tell a live run from a dead one and never removes the objects of a run still in progress).
@@ -139,16 +141,27 @@ export function ownerState(owner: Owner): 'alive' | 'dead' | 'unknown' {
   return 'alive';
 }
 
-/** The `snapstore.pending` marker on an unfinished clone. */
+/** The `snapstore.pending` marker on an unfinished target. */
 export interface PendingMarker {
   v: 1;
   runId: string;
   startedAt: string;
   owner: Owner;
-  /** `rbd://fsid/pool/image` of the disk. */
+  /** `rbd://fsid/pool/image` of the disk, or `file:///path`. */
   source: string;
-  /** The source snapshot the clone hangs from. */
-  sourceSnap: string;
+  /** The source snapshot the run took (a clone hangs from it), or null when it took none. */
+  sourceSnap: string | null;
+}
+
+/** The file next to a file-store image that marks it unfinished. */
+export function pendingFileName(imageId: string): string {
+  return `.${imageId}.snapstore-pending`;
+}
+
+/** The image id a pending file marks, or null. */
+export function imageIdOfPendingFile(name: string): string | null {
+  const m = /^\.(.+)\.snapstore-pending$/.exec(name);
+  return m ? m[1]! : null;
 }
 
 /** What a run records on its source image before creating anything (and updates as it goes). */
@@ -186,7 +199,8 @@ export function decodePendingMarker(text: string): PendingMarker | null {
   try {
     const m = JSON.parse(text) as PendingMarker;
     if (m?.v !== 1 || typeof m.runId !== 'string' || !isOwner(m.owner) || typeof m.startedAt !== 'string') return null;
-    if (typeof m.source !== 'string' || typeof m.sourceSnap !== 'string' || runIdOfSnap(m.sourceSnap) === null) return null;
+    if (typeof m.source !== 'string') return null;
+    if (m.sourceSnap !== null && (typeof m.sourceSnap !== 'string' || runIdOfSnap(m.sourceSnap) === null)) return null;
     return m;
   } catch {
     return null;

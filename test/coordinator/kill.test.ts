@@ -1,6 +1,7 @@
 // kill -9 of a process in the middle of a flatten and in the middle of a copy, then gc: nothing of either
-// run is left, and the disks are unchanged.
+// run is left, and the disks are unchanged. And gc never removes what it cannot prove a run made.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -9,8 +10,19 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorEvent } from '../../src/coordinator/index.js';
-import { testbed, uniqueName } from '../support/testbed.js';
-import { coordinator, expectClean, exportMd5, makeDisk, rbdTarget, snaps, sourceConfig } from './helpers.js';
+import { rbd, testbed, uniqueName } from '../support/testbed.js';
+import {
+  coordinator,
+  deleteGlanceImage,
+  expectClean,
+  exportMd5,
+  glanceStatus,
+  makeDisk,
+  rbdTarget,
+  removeImage,
+  snaps,
+  sourceConfig,
+} from './helpers.js';
 
 const env = testbed();
 const here = dirname(fileURLToPath(import.meta.url));
@@ -110,4 +122,48 @@ describe('kill -9, then gc', () => {
     expect(await exportMd5(cluster, `vms/${flatDisk}`)).toBe(flatBefore);
     expect(await exportMd5(cluster, `vms/${copyDisk}`)).toBe(copyBefore);
   }, 180_000);
+});
+
+describe('gc', () => {
+  it('never removes what a run record names unless the object proves it is that run’s', async () => {
+    const cluster = env.clusters.a;
+    const disk = uniqueName('coord-forged');
+    await makeDisk(cluster, disk, 16, 0);
+    // A finished image in the image pool, and a Glance image, that snapstore did not make.
+    const victim = uniqueName('coord-victim');
+    await rbd(cluster, ['create', `images/${victim}`, '--size', '4M']);
+    await rbd(cluster, ['snap', 'create', `images/${victim}@snap`]);
+    await rbd(cluster, ['snap', 'protect', `images/${victim}@snap`]);
+    const created = await fetch(`${env.glance.url}/v2/images`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: victim, disk_format: 'raw', container_format: 'bare' }),
+    });
+    const glanceVictim = ((await created.json()) as { id: string }).id;
+    // A record as a dead run would have left it, naming both.
+    const runId = randomUUID();
+    const record = {
+      v: 1,
+      runId,
+      startedAt: new Date(Date.now() - 3_600_000).toISOString(),
+      owner: { host: 'elsewhere', pid: 1, pidStart: null, bootId: null },
+      method: 'copy',
+      source: `rbd://${cluster.fsid}/vms/${disk}`,
+      sourceSnap: `snapstore-${runId}`,
+      target: `rbd://${cluster.fsid}/images/${victim}`,
+      glance: { id: glanceVictim, created: true },
+    };
+    await rbd(cluster, ['image-meta', 'set', `vms/${disk}`, `snapstore.run.${runId}`, JSON.stringify(record)], 'nova');
+    const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster), glance: { endpoint: env.glance.url } });
+    try {
+      await c.gc({ olderThanMs: 60_000 });
+    } finally {
+      await c.close();
+    }
+    expect((await snaps(cluster, `images/${victim}`)).map((s) => s.name)).toEqual(['snap']);
+    expect(await glanceStatus(env.glance.url, glanceVictim)).toBe('queued');
+    await expectClean(cluster, disk, []);
+    await deleteGlanceImage(env.glance.url, glanceVictim);
+    await removeImage(cluster, `images/${victim}`);
+  });
 });
