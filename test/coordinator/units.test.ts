@@ -1,0 +1,222 @@
+// The coordinator's pure parts, without a cluster: reading SOURCE strings, deciding a plan from findings,
+// the names and marks gc relies on, the byte layout of a sparse copy, and the step engine's unwinding.
+import { describe, expect, it } from 'vitest';
+import { SnapshotCancelledError } from '../../src/coordinator/errors.js';
+import { pieces } from '../../src/coordinator/extents.js';
+import {
+  currentOwner,
+  decodePendingMarker,
+  decodeRunRecord,
+  imageIdOfPendingFile,
+  ownerState,
+  pendingFileName,
+  probeImageName,
+  probeTime,
+  runIdOfSnap,
+  sourceSnapName,
+} from '../../src/coordinator/names.js';
+import { capsFix, decidePlan, type PlanFacts } from '../../src/coordinator/plan.js';
+import { formatSource, parseSource } from '../../src/coordinator/source.js';
+import { StepFailure, StepRunner } from '../../src/coordinator/steps.js';
+import type { CoordinatorEvent, FaultInjector } from '../../src/coordinator/index.js';
+
+const FSID = '487fa79f-7f2e-43c7-b184-926649f940de';
+const OTHER = 'b6fdf8a2-4a8b-4130-ad95-e615245ec91c';
+
+describe('SOURCE strings', () => {
+  it('reads disks, snapshots, files and the rbd CLI spelling', () => {
+    expect(parseSource(`rbd://${FSID}/vms/disk_1`, 'vms')).toEqual({ kind: 'rbd', fsid: FSID, pool: 'vms', image: 'disk_1', snap: null });
+    expect(parseSource(`rbd://${FSID}/vms/d/s%2Bx`, 'vms')).toEqual({ kind: 'rbd', fsid: FSID, pool: 'vms', image: 'd', snap: 's+x' });
+    expect(parseSource('file:///var/tmp/a%20b.raw', undefined)).toEqual({ kind: 'file', path: '/var/tmp/a b.raw' });
+    expect(parseSource('d', 'vms')).toEqual({ kind: 'rbd', fsid: null, pool: 'vms', image: 'd', snap: null });
+    expect(parseSource('p/d@s', 'vms')).toEqual({ kind: 'rbd', fsid: null, pool: 'p', image: 'd', snap: 's' });
+    expect(formatSource(parseSource('p/d@s', 'vms'), FSID)).toBe(`rbd://${FSID}/p/d/s`);
+  });
+
+  it.each(['', 'rbd://x/vms/d', `rbd://${FSID}/vms`, `rbd://${FSID}/a/b/c/d`, 'http://h/x', '/abs/path', 'a/b/c', 'd', `rbd://${FSID}/vms/%zz`])(
+    'refuses %j with BAD_SOURCE',
+    (text) => {
+      expect(() => parseSource(text, text === 'd' ? undefined : 'vms')).toThrow(expect.objectContaining({ code: 'BAD_SOURCE' }));
+    },
+  );
+});
+
+describe('plan', () => {
+  const base: PlanFacts = {
+    source: { kind: 'rbd', fsid: FSID, pool: 'vms', image: 'd', snap: null },
+    sourceCluster: { fsid: FSID, user: 'nova' },
+    target: { kind: 'rbd', fsid: FSID, pool: 'images' },
+    capsProbe: { ok: true },
+    cloneFormat: 2,
+    features: { layering: true, deepFlatten: true },
+    snapProtected: null,
+    fileFormat: null,
+    glance: 'assumed',
+  };
+
+  it('goes direct when everything allows it, saying why for each finding', () => {
+    const plan = decidePlan(base);
+    expect(plan.method).toBe('direct');
+    expect(plan.reasons.map((r) => r.code)).toEqual([
+      'SOURCE_KIND',
+      'TARGET_KIND',
+      'RAW_FORMAT',
+      'SAME_CLUSTER',
+      'TARGET_CAPS',
+      'SOURCE_FEATURES',
+      'CLONE_FORMAT',
+      'GLANCE_LOCATIONS',
+    ]);
+    expect(plan.reasons.every((r) => r.ok)).toBe(true);
+  });
+
+  it('copies for another cluster, missing caps (with the fix), no layering, a file, or Glance refusing', () => {
+    expect(decidePlan({ ...base, target: { kind: 'rbd', fsid: OTHER, pool: 'images' }, capsProbe: null, cloneFormat: null }).method).toBe('copy');
+    const caps = decidePlan({ ...base, capsProbe: { ok: false, permission: true, error: 'EPERM' }, cloneFormat: null });
+    expect(caps.method).toBe('copy');
+    expect(caps.blocker).toMatchObject({
+      code: 'TARGET_CAPS',
+      fix: "ceph auth caps client.nova mon 'profile rbd' osd 'profile rbd pool=vms, profile rbd pool=images'",
+    });
+    expect(decidePlan({ ...base, features: { layering: false, deepFlatten: false } }).method).toBe('copy');
+    expect(decidePlan({ ...base, glance: 'refused' }).method).toBe('copy');
+    expect(decidePlan({ ...base, target: { kind: 'file', dataDir: '/d' } }).method).toBe('copy');
+    const file = decidePlan({ ...base, source: { kind: 'file', path: '/x.qcow2' }, sourceCluster: null, fileFormat: 'qcow2', features: null, capsProbe: null, cloneFormat: null });
+    expect(file.reasons).toContainEqual(expect.objectContaining({ code: 'RAW_FORMAT', ok: false }));
+  });
+
+  it('does not protect a snapshot it did not take: an unprotected one on a clone-v1 cluster is copied', () => {
+    const src = { kind: 'rbd' as const, fsid: FSID, pool: 'vms', image: 'd', snap: 'theirs' };
+    expect(decidePlan({ ...base, source: src, cloneFormat: 1, snapProtected: false }).blocker).toMatchObject({
+      code: 'SNAPSHOT_PROTECTED',
+      fix: 'rbd snap protect vms/d@theirs',
+    });
+    expect(decidePlan({ ...base, source: src, cloneFormat: 1, snapProtected: true }).method).toBe('direct');
+    expect(decidePlan({ ...base, source: src, cloneFormat: 2, snapProtected: false }).method).toBe('direct');
+  });
+
+  it('names one pool once in the caps fix when source and target share it', () => {
+    expect(capsFix('nova', 'vms', 'vms')).toBe("ceph auth caps client.nova mon 'profile rbd' osd 'profile rbd pool=vms'");
+  });
+});
+
+describe('names and marks', () => {
+  it('recognises only its own snapshot names', () => {
+    const id = '2b0e3f4a-1c2d-4e5f-8a9b-0c1d2e3f4a5b';
+    expect(runIdOfSnap(sourceSnapName(id))).toBe(id);
+    expect(runIdOfSnap('snapstore-backup')).toBeNull();
+    expect(runIdOfSnap('snap')).toBeNull();
+  });
+
+  it('puts the birth time in a probe image name', () => {
+    const before = Date.now();
+    const t = probeTime(probeImageName())!;
+    expect(t).toBeGreaterThanOrEqual(before);
+    expect(t).toBeLessThanOrEqual(Date.now());
+    expect(probeTime('snapstore-probe-not-a-uuid')).toBeNull();
+  });
+
+  it('reads back only marks it wrote', () => {
+    expect(decodePendingMarker('')).toBeNull();
+    expect(decodePendingMarker('{"v":1}')).toBeNull();
+    expect(decodePendingMarker(JSON.stringify({ v: 1, runId: 'r', startedAt: 'x', owner: currentOwner(), source: 's', sourceSnap: 'evil' }))).toBeNull();
+    expect(decodePendingMarker(JSON.stringify({ v: 1, runId: 'r', startedAt: 'x', owner: currentOwner(), source: 's', sourceSnap: null }))).not.toBeNull();
+    const runId = '2b0e3f4a-1c2d-4e5f-8a9b-0c1d2e3f4a5b';
+    const record = { v: 1, runId, startedAt: 'x', owner: currentOwner(), method: 'copy', source: 's', sourceSnap: sourceSnapName(runId), target: 't', glance: null };
+    expect(decodeRunRecord(JSON.stringify(record))).toEqual(record);
+    expect(decodeRunRecord(JSON.stringify({ ...record, sourceSnap: 'snapstore-other' }))).toBeNull();
+    expect(imageIdOfPendingFile(pendingFileName('abc'))).toBe('abc');
+    expect(imageIdOfPendingFile('.abc.1234.tmp')).toBeNull();
+  });
+
+  it('tells a live owner from a dead one on this host, and cannot tell for another host', () => {
+    const me = currentOwner();
+    expect(ownerState(me)).toBe('alive');
+    expect(ownerState({ ...me, pidStart: '1' })).toBe('dead');
+    expect(ownerState({ ...me, pid: 2 ** 22 + 1 })).toBe('dead');
+    expect(ownerState({ ...me, host: 'elsewhere' })).toBe('unknown');
+  });
+});
+
+describe('sparse copy layout', () => {
+  it('cuts data and holes into pieces of at most 4 MiB covering the whole image', () => {
+    const MiB = 1024 * 1024;
+    const out = [...pieces([{ offset: 10 * MiB, length: 6 * MiB, exists: true }, { offset: 2 * MiB, length: MiB, exists: true }, { offset: 30 * MiB, length: MiB, exists: false }], 20 * MiB)];
+    expect(out).toEqual([
+      { offset: 0, length: 2 * MiB, data: false },
+      { offset: 2 * MiB, length: MiB, data: true },
+      { offset: 3 * MiB, length: 4 * MiB, data: false },
+      { offset: 7 * MiB, length: 3 * MiB, data: false },
+      { offset: 10 * MiB, length: 4 * MiB, data: true },
+      { offset: 14 * MiB, length: 2 * MiB, data: true },
+      { offset: 16 * MiB, length: 4 * MiB, data: false },
+    ]);
+  });
+});
+
+describe('step engine', () => {
+  function runner(opts: { faults?: FaultInjector; signal?: AbortSignal } = {}) {
+    const events: CoordinatorEvent[] = [];
+    return { events, r: new StepRunner({ runId: 'r', path: 'direct', emit: (e) => events.push(e), ...opts }) };
+  }
+
+  it('unwinds newest first, runs `always` entries on success too, skips released ones', async () => {
+    const { r } = runner();
+    const order: string[] = [];
+    r.undo('a', async () => void order.push('a'));
+    r.always('close', async () => void order.push('close'));
+    const b = r.undo('b', async () => void order.push('b'));
+    r.undo('c', async () => void order.push('c'));
+    b.release();
+    expect(await r.rollback()).toEqual([]);
+    expect(order).toEqual(['c', 'close', 'a']);
+
+    const ok = runner().r;
+    const done: string[] = [];
+    ok.undo('x', async () => void done.push('x'));
+    ok.always('close', async () => void done.push('close'));
+    await ok.finish();
+    expect(done).toEqual(['close']);
+  });
+
+  it('keeps going past a failing undo, retrying it, and tells the later ones', async () => {
+    const { r } = runner();
+    const seen: boolean[] = [];
+    r.undo('record', async ({ failed }) => void seen.push(failed));
+    let tries = 0;
+    r.undo('stubborn', async () => {
+      tries++;
+      throw new Error('still busy');
+    });
+    const failures = await r.rollback();
+    expect(failures.map((f) => f.what)).toEqual(['stubborn']);
+    expect(tries).toBe(4);
+    expect(seen).toEqual([true]);
+  }, 10_000);
+
+  it('fails a step before or after its operation, or from a progress report, as the injector says', async () => {
+    let calls = 0;
+    const op = async () => void calls++;
+    const before = runner({ faults: (p) => { if (p.when === 'before') throw new Error('x'); } }).r;
+    await expect(before.step('clone', op)).rejects.toBeInstanceOf(StepFailure);
+    expect(calls).toBe(0);
+    const after = runner({ faults: (p) => { if (p.when === 'after') throw new Error('x'); } }).r;
+    await expect(after.step('clone', op)).rejects.toMatchObject({ step: 'clone' });
+    expect(calls).toBe(1);
+    const during = runner({ faults: (p) => { if (p.when === 'progress' && p.done === 2) throw new Error('mid'); } }).r;
+    const reports: boolean[] = [];
+    await expect(
+      during.step('flatten', async () => {
+        for (const done of [1, 2, 3]) reports.push(during.progress('flatten', 'flatten', done, 3));
+      }),
+    ).rejects.toMatchObject({ cause: expect.objectContaining({ message: 'mid' }) });
+    expect(reports).toEqual([true, false, false]);
+  });
+
+  it('turns an aborted signal into CANCELLED at the next step', async () => {
+    const ctl = new AbortController();
+    const { r } = runner({ signal: ctl.signal });
+    await r.step('record', async () => ctl.abort());
+    await expect(r.step('clone', async () => {})).rejects.toBeInstanceOf(SnapshotCancelledError);
+  });
+});
