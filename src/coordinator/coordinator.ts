@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import type { Image, Ioctx } from 'ceph-rbd-napi';
 import type { GlanceConfig, RbdSourceConfig, TargetConfig } from '../config/types.js';
 import { GlanceClient } from '../glance/client.js';
+import { SnapstoreError } from '../errors.js';
 import { GlanceError } from '../glance/errors.js';
 import { checkImageId, formatFileLocation, formatRbdLocation } from '../location.js';
 import type { Store, StoreSource } from '../store.js';
@@ -335,7 +336,7 @@ export class SnapshotCoordinator {
     const started = performance.now();
     const mode = opts.mode ?? 'auto';
     if (mode !== 'auto' && mode !== 'direct' && mode !== 'copy') {
-      throw new BadSourceError(`mode must be auto, direct or copy, not ${JSON.stringify(mode)}`);
+      throw new SnapstoreError('INVALID_ARGUMENT', `mode must be auto, direct or copy, not ${JSON.stringify(mode)}`);
     }
     if (opts.imageId !== undefined) checkImageId(opts.imageId);
     const src = parseSource(source, this.sourceConfig?.pool);
@@ -500,9 +501,14 @@ export class SnapshotCoordinator {
     });
   }
 
+  /**
+   * Removes the run record: the snapshot is complete. Failing here does not fail it (Glance may already
+   * point at the image); the record left behind names a target that no longer proves to be the run's, so gc
+   * removes only the record.
+   */
   private async unrecord(r: StepRunner, source: SourceHandle): Promise<void> {
     if (source.readOnly) return;
-    await r.step('unrecord', async () => (await source.get()).metadataRemove(runKey(r.runId)));
+    await r.step('unrecord', async () => (await source.get()).metadataRemove(runKey(r.runId))).catch(() => {});
   }
 
   private async createGlanceImage(r: StepRunner, glance: GlanceClient, imageId: string, name: string): Promise<void> {
@@ -612,6 +618,10 @@ export class SnapshotCoordinator {
     }
     await r.step('target-snap-create', () => cloneImage.snapCreate(TARGET_SNAP));
     await r.step('target-snap-protect', () => cloneImage.snapProtect(TARGET_SNAP));
+    await r.step('unmark-clone', async () => {
+      await cloneImage.metadataRemove(PENDING_KEY);
+      await cloneImage.unlock(lockCookie(r.runId));
+    });
     const sizeBytes = await cloneImage.size();
     const location = formatRbdLocation(fsid, pool, imageId, TARGET_SNAP);
 
@@ -623,10 +633,6 @@ export class SnapshotCoordinator {
       );
       glance = { id: added.image.id, status: added.image.status };
     }
-    await r.step('unmark-clone', async () => {
-      await cloneImage.metadataRemove(PENDING_KEY);
-      await cloneImage.unlock(lockCookie(r.runId));
-    });
     await this.unrecord(r, source);
     return { imageId, location, sizeBytes, glance };
   }
@@ -726,6 +732,13 @@ export class SnapshotCoordinator {
     };
     if (sink === 'store') await r.step('mark-target', () => this.markTarget(r, imageId, marker));
 
+    if (ownSnap && source && snapName) {
+      const handle = source;
+      const name = snapName;
+      await r.step('snap-remove', async () => (await handle.get()).snapRemove(name));
+      snapUndo?.release();
+    }
+    if (sink === 'store') await r.step('unmark-target', () => this.unmarkTarget(imageId));
     let glance: SnapshotResult['glance'] = null;
     if (this.glance && glanceImage) {
       const client = this.glance;
@@ -746,13 +759,6 @@ export class SnapshotCoordinator {
         glance = { id: added.image.id, status: added.image.status };
       }
     }
-    if (ownSnap && source && snapName) {
-      const handle = source;
-      const name = snapName;
-      await r.step('snap-remove', async () => (await handle.get()).snapRemove(name));
-      snapUndo?.release();
-    }
-    if (sink === 'store') await r.step('unmark-target', () => this.unmarkTarget(imageId));
     if (source) await this.unrecord(r, source);
     return { imageId: glance?.id ?? imageId, location, sizeBytes, glance };
   }

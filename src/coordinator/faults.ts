@@ -2,7 +2,11 @@
 // while data moves), and an injector that throws makes that step fail exactly as if the Ceph, store or
 // Glance call behind it had failed. Production code never passes one.
 
-/** Every step a snapshot can take, in the order the paths take them. */
+/**
+ * Every step a snapshot can take, in the order the paths take them. Registering in Glance comes last but
+ * for removing the run record, whose failure does not fail the snapshot: once Glance points at the image,
+ * removing it again would leave Glance pointing at nothing.
+ */
 export const DIRECT_STEPS = [
   'record',
   'glance-create',
@@ -15,8 +19,8 @@ export const DIRECT_STEPS = [
   'snap-remove',
   'target-snap-create',
   'target-snap-protect',
-  'glance-add-location',
   'unmark-clone',
+  'glance-add-location',
   'unrecord',
 ] as const;
 
@@ -26,9 +30,9 @@ export const COPY_STEPS = [
   'snap-create',
   'copy',
   'mark-target',
-  'glance-add-location',
   'snap-remove',
   'unmark-target',
+  'glance-add-location',
   'unrecord',
 ] as const;
 

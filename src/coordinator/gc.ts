@@ -352,11 +352,14 @@ function runRemovals(ctx: GcContext, sessions: Sessions, sourceIo: Ioctx, image:
   return out;
 }
 
-/** Deletes a Glance image only if it is the one the run created (it carries the run's id). */
+/**
+ * Deletes a Glance image only if the run created it (it carries the run's id) and never finished it: an
+ * active image is a completed snapshot whose record merely outlived it.
+ */
 async function deleteGlanceImage(glance: GlanceClient, id: string, runId: string): Promise<void> {
   try {
     const image = await glance.getImage(id);
-    if (image[GLANCE_RUN_PROPERTY] !== runId) return;
+    if (image[GLANCE_RUN_PROPERTY] !== runId || image.status === 'active') return;
   } catch (err) {
     if (err instanceof GlanceNotFound) return;
     throw err;
