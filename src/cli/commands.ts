@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { loadConfig } from '../config/load.js';
 import type { GlanceConfig, SnapstoreConfig, TargetConfig } from '../config/types.js';
 import type { CoordinatorEvent, Plan, SnapshotCoordinator } from '../coordinator/index.js';
+import { storeFromConfig } from '../drivers/index.js';
 import type { Store } from '../store.js';
 import type { Invocation } from './args.js';
 import { UsageError, type Output } from './output.js';
@@ -29,25 +30,8 @@ function glanceWithToken(glance: GlanceConfig | undefined): GlanceConfig | undef
   return token ? { ...glance, token } : glance;
 }
 
-async function openStore(target: TargetConfig): Promise<Store> {
-  if (target.kind === 'file') {
-    const { FileStore } = await import('../drivers/file.js');
-    return new FileStore({ dataDir: target.dataDir });
-  }
-  const { RbdStore } = await import('../drivers/rbd.js');
-  return RbdStore.connect({
-    confPath: target.confPath,
-    user: target.user,
-    pool: target.pool,
-    ...(target.keyring ? { keyring: target.keyring } : {}),
-    chunkSizeMiB: target.chunkSizeMiB,
-    thinProvisioning: target.thinProvisioning,
-    connectTimeoutMs: target.connectTimeoutMs,
-  });
-}
-
 async function withStore<T>(inv: Invocation, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = await openStore(requireTarget(configured(inv)));
+  const store = await storeFromConfig(requireTarget(configured(inv)));
   try {
     return await fn(store);
   } finally {

@@ -1,0 +1,24 @@
+// A Store made from the target part of a SnapstoreConfig. The file driver never loads the native addon:
+// the RBD driver is only imported when the config asks for it.
+import type { CephCluster } from '../ceph/index.js';
+import type { TargetConfig } from '../config/types.js';
+import type { Store } from '../store.js';
+
+/** A store for `target`; an RBD store uses `cluster` when given (and then never closes it). */
+export async function storeFromConfig(target: TargetConfig, cluster?: CephCluster): Promise<Store> {
+  if (target.kind === 'file') {
+    const { FileStore } = await import('./file.js');
+    return new FileStore({ dataDir: target.dataDir });
+  }
+  const { RbdStore } = await import('./rbd.js');
+  return new RbdStore({
+    confPath: target.confPath,
+    user: target.user,
+    pool: target.pool,
+    ...(target.keyring ? { keyring: target.keyring } : {}),
+    chunkSizeMiB: target.chunkSizeMiB,
+    thinProvisioning: target.thinProvisioning,
+    connectTimeoutMs: target.connectTimeoutMs,
+    ...(cluster ? { cluster } : {}),
+  });
+}
