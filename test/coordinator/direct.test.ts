@@ -1,6 +1,6 @@
 // The direct path on real clusters: clone format 2 (cluster a) and 1 (cluster b), with and without Glance.
 import { describe, expect, it } from 'vitest';
-import { testbed, uniqueName } from '../support/testbed.js';
+import { rbd, testbed, uniqueName } from '../support/testbed.js';
 import {
   coordinator,
   deleteGlanceImage,
@@ -23,7 +23,7 @@ describe('direct path', () => {
     const cluster = env.clusters[name];
     it(`clones, flattens and snaps on cluster ${name} (clone format ${cluster.cloneFormat})`, async () => {
       const disk = uniqueName('coord-direct');
-      const source = await makeDisk(cluster, disk, 256, 24);
+      const source = await makeDisk(cluster, disk, 128, 24);
       const before = await exportMd5(cluster, `vms/${disk}`);
       const events: CoordinatorEvent[] = [];
       const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) }, events);
@@ -33,7 +33,7 @@ describe('direct path', () => {
         expect(plan.reasons.find((r) => r.code === 'CLONE_FORMAT')?.message).toContain(`format ${cluster.cloneFormat}`);
         const progress: number[] = [];
         const result = await c.snapshot(source, { onProgress: (p) => progress.push(p.done) });
-        expect(result).toMatchObject({ method: 'direct', fallbackReason: null, sizeBytes: 256 * 1024 * 1024, glance: null });
+        expect(result).toMatchObject({ method: 'direct', fallbackReason: null, sizeBytes: 128 * 1024 * 1024, glance: null });
         expect(result.location).toBe(`rbd://${cluster.fsid}/images/${result.imageId}/snap`);
         const info = await imageInfo(cluster, `images/${result.imageId}`);
         expect(info.parent).toBeUndefined();
@@ -64,6 +64,37 @@ describe('direct path', () => {
       expect((await snaps(cluster, `images/${result.imageId}`).catch(() => 'gone'))).toBe('gone');
     } finally {
       await c.close();
+    }
+  });
+
+  it('clones an existing snapshot without touching it: protected on clone format 1, as is on format 2', async () => {
+    for (const name of ['a', 'b'] as const) {
+      const cluster = env.clusters[name];
+      const disk = uniqueName('coord-theirs');
+      await makeDisk(cluster, disk, 32, 4);
+      await rbd(cluster, ['snap', 'create', `vms/${disk}@theirs`], 'nova');
+      const source = `rbd://${cluster.fsid}/vms/${disk}/theirs`;
+      const content = await exportMd5(cluster, `vms/${disk}@theirs`);
+      const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) });
+      try {
+        if (cluster.cloneFormat === 1) {
+          const plan = await c.check(source);
+          expect(plan.method).toBe('copy');
+          expect(plan.reasons).toContainEqual(expect.objectContaining({ code: 'SNAPSHOT_PROTECTED', ok: false, fix: `rbd snap protect vms/${disk}@theirs` }));
+          await rbd(cluster, ['snap', 'protect', `vms/${disk}@theirs`], 'nova');
+        }
+        const result = await c.snapshot(source, { mode: 'direct' });
+        expect(await exportMd5(cluster, `images/${result.imageId}@snap`)).toBe(content);
+        expect((await imageInfo(cluster, `images/${result.imageId}`)).parent).toBeUndefined();
+        const left = await snaps(cluster, `vms/${disk}`);
+        expect(left.map((s) => [s.name, s.protected])).toEqual([['theirs', cluster.cloneFormat === 1 ? 'true' : 'false']]);
+        await expectClean(cluster, disk, [], { keepSnaps: ['theirs'] });
+        await removeImage(cluster, `images/${result.imageId}`);
+        if (cluster.cloneFormat === 1) await rbd(cluster, ['snap', 'unprotect', `vms/${disk}@theirs`], 'nova');
+        await rbd(cluster, ['snap', 'rm', `vms/${disk}@theirs`], 'nova');
+      } finally {
+        await c.close();
+      }
     }
   });
 });
