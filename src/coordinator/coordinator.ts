@@ -46,6 +46,7 @@ import {
 import { blockersText, decidePlan, type CapsProbe, type DetailedPlan } from './plan.js';
 import { ignoreNotFound, isExists, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
 import { CephCluster } from '../ceph/index.js';
+import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from './instant.js';
 import { Lazy } from './lazy.js';
 import { formatSource, parseSource, type Source } from './source.js';
 import { StepFailure, StepRunner } from './steps.js';
@@ -338,6 +339,11 @@ export class SnapshotCoordinator {
     if (mode !== 'auto' && mode !== 'direct' && mode !== 'copy') {
       throw new SnapstoreError('INVALID_ARGUMENT', `mode must be auto, direct or copy, not ${JSON.stringify(mode)}`);
     }
+    const flatten = opts.flatten ?? 'sync';
+    if (flatten !== 'sync' && flatten !== 'background') {
+      throw new SnapstoreError('INVALID_ARGUMENT', `flatten must be sync or background, not ${JSON.stringify(flatten)}`);
+    }
+    const background = flatten === 'background';
     if (opts.imageId !== undefined) checkImageId(opts.imageId);
     const src = parseSource(source, this.sourceConfig?.pool);
     if (opts.signal?.aborted) throw new SnapshotCancelledError({ source }, opts.signal.reason);
@@ -363,6 +369,12 @@ export class SnapshotCoordinator {
       method = 'copy';
       fallbackReason = blockersText(a.plan);
     }
+    if (background && (method !== 'direct' || !a.plan.instant.possible)) {
+      throw new ModeNotPossibleError(`an instant snapshot (flatten: background) of ${a.canonical} is not possible: ${a.plan.instant.reason}`, {
+        source: a.canonical,
+        ...(a.plan.instant.fix ? { fix: a.plan.instant.fix } : {}),
+      });
+    }
     let sink: Sink = this.glance && this.glanceRefusesLocations ? 'glance' : 'store';
     let imageId = opts.imageId ?? randomUUID();
 
@@ -381,7 +393,7 @@ export class SnapshotCoordinator {
       try {
         const partial =
           method === 'direct'
-            ? await this.direct(runner, a, imageId, opts)
+            ? await this.direct(runner, a, imageId, opts, background)
             : await this.copy(runner, a, imageId, sink, opts);
         await runner.finish();
         const result: SnapshotResult = {
@@ -389,6 +401,7 @@ export class SnapshotCoordinator {
           method,
           fallbackReason,
           seconds: (performance.now() - started) / 1000,
+          flatten: method === 'direct' && background ? 'pending' : 'done',
         };
         this.emit({ type: 'result', runId, result });
         return result;
@@ -540,7 +553,8 @@ export class SnapshotCoordinator {
     a: Assessment,
     imageId: string,
     opts: SnapshotOptions,
-  ): Promise<Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds'>> {
+    background: boolean,
+  ): Promise<Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds' | 'flatten'>> {
     const src = a.src as RbdSource;
     const session = a.session!;
     const pool = (this.target as Extract<TargetConfig, { kind: 'rbd' }>).pool;
@@ -570,7 +584,9 @@ export class SnapshotCoordinator {
 
     const cloneUndo = r.undo(`remove clone ${pool}/${imageId}`, () => whileBusy(() => removeImageFully(dstIo, imageId)));
     try {
-      await r.step('clone', () => srcIo.clone(src.image, snapName, dstIo, imageId, { format: cloneFormat }));
+      await r.step('clone', () =>
+        srcIo.clone(src.image, snapName, dstIo, imageId, { format: cloneFormat, ...(background ? { features: INSTANT_CLONE_FEATURES } : {}) }),
+      );
     } catch (err) {
       // Someone else's image of that name: not ours to remove.
       if (isExists(err)) cloneUndo.release();
@@ -595,11 +611,12 @@ export class SnapshotCoordinator {
     });
     const cloneImage = clone! as Image;
 
+    // Background: no flatten here; the source snapshot, removed below, waits in the snapshot trash.
     const stop = new AbortController();
     const onAbort = () => stop.abort();
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await r.step('flatten', () =>
+      if (!background) await r.step('flatten', () =>
         cloneImage.flatten({
           signal: stop.signal,
           onProgress: (done, total) => {
@@ -619,6 +636,11 @@ export class SnapshotCoordinator {
     await r.step('target-snap-create', () => cloneImage.snapCreate(TARGET_SNAP));
     await r.step('target-snap-protect', () => cloneImage.snapProtect(TARGET_SNAP));
     await r.step('unmark-clone', async () => {
+      // The flatten queue entry goes on before the run's marker comes off: the clone is never unaccounted for.
+      if (background) {
+        const request: FlattenRequest = { v: 1, requestedAt: new Date().toISOString(), runId: r.runId, source: a.canonical, sourceSnap: ownSnap ? snapName : null };
+        await cloneImage.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
+      }
       await cloneImage.metadataRemove(PENDING_KEY);
       await cloneImage.unlock(lockCookie(r.runId));
     });
@@ -643,7 +665,7 @@ export class SnapshotCoordinator {
     imageId: string,
     sink: Sink,
     opts: SnapshotOptions,
-  ): Promise<Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds'>> {
+  ): Promise<Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds' | 'flatten'>> {
     const src = a.src;
     const glanceImage = this.glanceImage(imageId, opts);
     if (sink === 'glance' && (!this.glance || !glanceImage)) throw new NotConfiguredError('uploading through Glance needs Glance');
@@ -846,7 +868,7 @@ function glanceRefusedRequest(err: unknown): boolean {
 }
 
 function publicPlan(plan: DetailedPlan): Plan {
-  return { method: plan.method, reasons: plan.reasons };
+  return { method: plan.method, reasons: plan.reasons, instant: plan.instant };
 }
 
 /** What a file's first bytes say it is: `raw` unless it carries a known image format's magic. */

@@ -1,5 +1,6 @@
 // Deciding direct or copy from what `check` found out, and saying why in words an operator can act on.
 // Pure: the probing lives in the coordinator; this file only turns findings into a Plan.
+import { instantCheck } from './instant.js';
 import type { Source } from './source.js';
 import type { Plan, Reason } from './types.js';
 
@@ -140,11 +141,12 @@ export function decidePlan(f: PlanFacts): DetailedPlan {
     src.kind === 'rbd' && f.target.kind === 'rbd' && !!f.sourceCluster && f.capsProbe?.ok === true && f.cloneFormat !== null;
   const blocker = reasons.find((r) => !r.ok) ?? null;
   const method = directPossible && blocker === null ? 'direct' : 'copy';
-  return { method, reasons, cloneFormat: f.cloneFormat, blocker: method === 'copy' ? blocker : null };
+  const instant = instantCheck(f, method === 'direct', blockersText({ reasons }));
+  return { method, reasons, instant, cloneFormat: f.cloneFormat, blocker: method === 'copy' ? blocker : null };
 }
 
 /** The reasons that rule out the direct path, as one line (for MODE_NOT_POSSIBLE and fallbackReason). */
-export function blockersText(plan: Plan): string {
+export function blockersText(plan: Pick<Plan, 'reasons'>): string {
   const bad = plan.reasons.filter((r) => !r.ok);
   return bad.length ? bad.map((r) => r.message).join('; ') : 'the direct path was not probed';
 }

@@ -14,6 +14,15 @@ export interface Reason {
 export interface Plan {
   method: 'direct' | 'copy';
   reasons: Reason[];
+  /** Whether an instant snapshot (`flatten: 'background'`) is possible, and why (not). */
+  instant: InstantCheck;
+}
+
+export interface InstantCheck {
+  possible: boolean;
+  reason: string;
+  /** What to change to make it possible, when there is such a thing. */
+  fix?: string;
 }
 
 export interface SnapshotOptions {
@@ -23,6 +32,12 @@ export interface SnapshotOptions {
   name?: string;
   /** `auto` (default) follows the plan; `direct` fails with MODE_NOT_POSSIBLE when the plan says copy. */
   mode?: 'auto' | 'direct' | 'copy';
+  /**
+   * `sync` (default): flatten before returning. `background`: return as soon as the clone and its `snap`
+   * exist (an instant snapshot; needs clone format 2 and the direct path, else MODE_NOT_POSSIBLE) and leave
+   * the flatten to a Flattener (`snapstore flattener`), queued in the clone's RBD metadata.
+   */
+  flatten?: 'sync' | 'background';
   signal?: AbortSignal;
   onProgress?: (p: { phase: string; done: number; total: number }) => void;
 }
@@ -37,6 +52,8 @@ export interface SnapshotResult {
   sizeBytes: number;
   seconds: number;
   glance: { id: string; status: string } | null;
+  /** `pending`: a flattener still has to flatten the clone (background mode); `done`: the image stands alone. */
+  flatten: 'done' | 'pending';
 }
 
 /** Something a killed run left behind. */

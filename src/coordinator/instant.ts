@@ -1,0 +1,153 @@
+// Instant snapshots (`flatten: 'background'`): the snapshot is usable as soon as the clone and its `snap`
+// exist, and the flatten happens later, in whatever process runs a Flattener. What makes that safe:
+//
+//  - clone format 2 only: the source snapshot is removed right away and moves to the snapshot trash, where
+//    it lives exactly as long as a clone depends on it — librbd removes it when its last clone is flattened
+//    or removed, and refuses (EBUSY) to remove it by id while a clone still uses it;
+//  - the queue is RBD image metadata on the clone (`snapstore.flatten`), so it survives any process and is
+//    visible to every flattener, and the clone dies with its queue entry;
+//  - the clone is made with `layering,deep-flatten` only: deep-flatten lets flatten detach the clone's
+//    `snap` from the source as well (without it the trashed snapshot would stay referenced for ever), and
+//    without exclusive-lock the flattener's advisory RBD lock works;
+//  - the source disk cannot be removed while a clone hangs from its trashed snapshot (librbd: "image has
+//    snapshots"); `prepareSourceRemoval` says which images are pending, or flattens them first.
+import type { Image, Ioctx } from '../ceph/index.js';
+import { SnapstoreError } from '../errors.js';
+import { isNotFound } from './classify.js';
+import { runIdOfSnap } from './names.js';
+import type { PlanFacts } from './plan.js';
+import { formatSource, type Source } from './source.js';
+import type { InstantCheck } from './types.js';
+
+/** Metadata key on a clone whose flatten is still to be done; its value is a {@link FlattenRequest}. */
+export const FLATTEN_KEY = 'snapstore.flatten';
+
+/** Features of a background clone (see above): never exclusive-lock, always deep-flatten. */
+export const INSTANT_CLONE_FEATURES = ['layering', 'deep-flatten'];
+
+/** The queue entry a background snapshot leaves on its clone. */
+export interface FlattenRequest {
+  v: 1;
+  requestedAt: string;
+  runId: string;
+  /** `rbd://fsid/pool/image` of the disk the clone was taken from. */
+  source: string;
+  /** The snapshot snapstore took (now in the source's snapshot trash), or null for an existing snapshot. */
+  sourceSnap: string | null;
+}
+
+export function encodeFlattenRequest(req: FlattenRequest): string {
+  return JSON.stringify(req);
+}
+
+/** A queue entry read back from Ceph; null for anything snapstore did not write. */
+export function decodeFlattenRequest(text: string | null): FlattenRequest | null {
+  if (!text) return null;
+  try {
+    const r = JSON.parse(text) as FlattenRequest;
+    if (r?.v !== 1 || typeof r.runId !== 'string' || typeof r.source !== 'string' || typeof r.requestedAt !== 'string') return null;
+    if (r.sourceSnap !== null && typeof r.sourceSnap !== 'string') return null;
+    return r;
+  } catch {
+    return null;
+  }
+}
+
+/** Images snapstore made that still depend on the source disk: removing the disk must wait. */
+export class SourceInUseError extends SnapstoreError {
+  constructor(message: string, context: { source: string; clones: string[] }) {
+    super('IN_USE', message, { context });
+  }
+}
+
+export const SET_MIN_COMPAT = 'ceph osd set-require-min-compat-client mimic';
+
+/** Whether `flatten: 'background'` can work for this source and target, and why (part of `check`). */
+export function instantCheck(f: PlanFacts, directPossible: boolean, blockers: string): InstantCheck {
+  if (f.source.kind !== 'rbd' || f.target.kind !== 'rbd') {
+    return { possible: false, reason: 'instant snapshots need an RBD disk and an RBD target in the same cluster; this snapshot is copied' };
+  }
+  if (!directPossible) {
+    return { possible: false, reason: `instant snapshots need the direct (clone) path, which is not possible here: ${blockers}` };
+  }
+  if (f.cloneFormat !== 2) {
+    return {
+      possible: false,
+      reason:
+        'only clone format 1 is available (require-min-compat-client below mimic): a clone-v1 parent snapshot must stay protected ' +
+        'and cannot move to the snapshot trash, so the source could not be left alone while the clone is flattened later',
+      fix: `${SET_MIN_COMPAT} (once every client of the cluster is mimic or newer)`,
+    };
+  }
+  return {
+    possible: true,
+    reason:
+      'clone format 2 is available: the source snapshot moves to the snapshot trash until a flattener has flattened the clone ' +
+      '(clones are made with layering,deep-flatten, so the flatten detaches their `snap` too); run `snapstore flattener`',
+  };
+}
+
+/** Snapstore images in `pool` still waiting for their flatten, with their queue entries. */
+export async function pendingFlattens(io: Ioctx): Promise<Array<{ image: string; request: FlattenRequest }>> {
+  const out: Array<{ image: string; request: FlattenRequest }> = [];
+  for (const name of await io.listImages()) {
+    let image: Image;
+    try {
+      image = await io.openImage(name, { readOnly: true });
+    } catch (err) {
+      if (isNotFound(err)) continue;
+      throw err;
+    }
+    try {
+      const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
+      if (request) out.push({ image: name, request });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    } finally {
+      await image.close();
+    }
+  }
+  return out.sort((x, y) => x.request.requestedAt.localeCompare(y.request.requestedAt));
+}
+
+/**
+ * Removes the trashed `snapstore-*` snapshots of `image` that no clone uses any more (librbd refuses, with
+ * EBUSY, one that still has clones). librbd removes them itself when the last clone goes away — unless the
+ * user removing the clone may not write the source pool (Glance's user), which leaves them behind.
+ * Returns how many were removed.
+ */
+export async function removeUnusedTrashedSnapshots(io: Ioctx, image: string, only?: string | null): Promise<number> {
+  let handle: Image;
+  try {
+    handle = await io.openImage(image);
+  } catch (err) {
+    if (isNotFound(err)) return 0;
+    throw err;
+  }
+  let removed = 0;
+  try {
+    for (const s of await handle.snapList()) {
+      if (s.namespace !== 'trash' || !s.originalName || runIdOfSnap(s.originalName) === null) continue;
+      if (only != null && s.originalName !== only) continue;
+      try {
+        await handle.snapRemoveById(s.id);
+        removed++;
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code !== 'BUSY' && !isNotFound(err)) throw err;
+      }
+    }
+  } finally {
+    await handle.close();
+  }
+  return removed;
+}
+
+/** The canonical `rbd://fsid/pool/image` of a disk source (an existing snapshot is not a disk). */
+export function diskSource(src: Source, fsid: string): string {
+  if (src.kind !== 'rbd' || src.snap !== null) {
+    throw new SnapstoreError('BAD_SOURCE', `${formatSource(src, fsid)} is not a disk (rbd://fsid/pool/image)`);
+  }
+  return formatSource(src, fsid);
+}
+
