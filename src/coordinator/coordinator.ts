@@ -46,6 +46,7 @@ import {
 import { blockersText, decidePlan, type CapsProbe, type DetailedPlan } from './plan.js';
 import { ignoreNotFound, isExists, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
 import { CephCluster } from '../ceph/index.js';
+import { prepareSourceRemoval, type SourceRemovalReport } from './flattener.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from './instant.js';
 import { Lazy } from './lazy.js';
 import { formatSource, parseSource, type Source } from './source.js';
@@ -165,6 +166,19 @@ export class SnapshotCoordinator {
         opts,
       ),
     );
+  }
+
+  /**
+   * Call before removing an instance disk: refuses with SourceInUseError (code IN_USE, `context.clones`)
+   * while instant snapshots of it are not flattened yet, or with `flattenFirst` flattens them first. Either
+   * way librbd would refuse to remove the disk ("image has snapshots") — this says why, and fixes it.
+   */
+  async prepareSourceRemoval(source: string, opts: { flattenFirst?: boolean; signal?: AbortSignal } = {}): Promise<SourceRemovalReport> {
+    return this.track(async () => {
+      if (this.target.kind !== 'rbd') throw new NotConfiguredError('instant snapshots live in an RBD target; this target is a file store');
+      const src = parseSource(source, this.sourceConfig?.pool);
+      return prepareSourceRemoval(await this.sourceSession.get(), this.target.pool, src, opts);
+    });
   }
 
   /** Waits for running snapshots, then releases connections. Safe to call twice. */

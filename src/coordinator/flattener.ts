@@ -1,0 +1,339 @@
+// The Flattener: finishes instant snapshots. It finds the clones whose RBD metadata carries a flatten
+// request (`snapstore.flatten`, see instant.ts) in the target pool, flattens each under an advisory RBD
+// lock, lets the trashed source snapshot go, and removes the request. Any number of flatteners may run
+// (in `snapstore flattener` processes or embedded): the lock makes one work on an image at a time, and
+// work a killed flattener left is picked up by the next — its lock is broken once its owner is known to
+// be dead (a pid on this host that is gone) or the lock is older than `staleLockMs`.
+import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
+import { CephCluster, type Image, type Ioctx } from '../ceph/index.js';
+import { isNotFound } from './classify.js';
+import { errorText } from './events.js';
+import {
+  FLATTEN_KEY,
+  SourceInUseError,
+  decodeFlattenRequest,
+  diskSource,
+  pendingFlattens,
+  removeUnusedTrashedSnapshots,
+  type FlattenRequest,
+} from './instant.js';
+import { PENDING_KEY, currentOwner, describeOwner, ownerState, type Owner } from './names.js';
+import { parseSource, type Source } from './source.js';
+
+export interface FlattenerOptions {
+  /**
+   * The connection to flatten with: the source cluster as nova's user (flattening reads the source
+   * pool, which Glance's user usually may not). Its `pool` is not used.
+   */
+  source: Pick<RbdSourceConfig, 'confPath' | 'user' | 'keyring' | 'connectTimeoutMs'>;
+  /** The pool instant snapshots are in (the target store's pool). */
+  target: Pick<RbdTargetConfig, 'pool'>;
+  /** A lock older than this is broken even when its owner cannot be proven dead (another host). Default 1 hour. */
+  staleLockMs?: number;
+  /** `run()` looks for new work this often. Default 5 s. */
+  pollMs?: number;
+  logger?: (event: FlattenerEvent) => void;
+}
+
+export type FlattenerEvent =
+  | { type: 'flatten'; image: string; state: 'start' | 'done' | 'skipped' | 'failed' | 'cancelled'; why?: string; ms?: number }
+  | { type: 'progress'; image: string; done: number; total: number }
+  | { type: 'lock-broken'; image: string; holder: string; why: string };
+
+export interface FlattenReport {
+  flattened: string[];
+  skipped: Array<{ image: string; why: string }>;
+  failed: Array<{ image: string; error: string }>;
+}
+
+const DEFAULT_STALE_LOCK_MS = 60 * 60 * 1000;
+const DEFAULT_POLL_MS = 5000;
+const COOKIE_PREFIX = 'snapstore-flattener ';
+
+interface Holder {
+  owner: Owner;
+  /** When the lock was taken (ms since the epoch). */
+  at: number;
+}
+
+/** The lock cookie names its holder, so that the next flattener can tell whether the holder still lives. */
+function lockCookie(): string {
+  return COOKIE_PREFIX + JSON.stringify({ owner: currentOwner(), at: Date.now() } satisfies Holder);
+}
+
+function holderOf(cookie: string): Holder | null {
+  if (!cookie.startsWith(COOKIE_PREFIX)) return null;
+  try {
+    const h = JSON.parse(cookie.slice(COOKIE_PREFIX.length)) as Holder;
+    return h && typeof h.at === 'number' && typeof h.owner?.host === 'string' && typeof h.owner.pid === 'number' ? h : null;
+  } catch {
+    return null;
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code;
+}
+
+export type Outcome = { state: 'done' } | { state: 'skipped'; why: string };
+
+/**
+ * Flattens one image if it has a flatten request. Used by Flattener and by the coordinator's
+ * prepareSourceRemoval. Throws what flatten throws (CanceledError when `signal` aborts).
+ */
+export async function flattenImage(
+  session: CephCluster,
+  io: Ioctx,
+  name: string,
+  opts: { staleLockMs: number; signal?: AbortSignal; emit: (e: FlattenerEvent) => void },
+): Promise<Outcome> {
+  let image: Image;
+  try {
+    image = await io.openImage(name);
+  } catch (err) {
+    if (isNotFound(err)) return { state: 'skipped', why: 'the image is gone' };
+    throw err;
+  }
+  let cookie: string | null = null;
+  try {
+    const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
+    if (!request) return { state: 'skipped', why: 'nothing to flatten' };
+    if ((await image.metadataGet(PENDING_KEY)) !== null) return { state: 'skipped', why: 'its snapshot run has not finished' };
+
+    const taken = await takeLock(image, name, opts);
+    if (typeof taken !== 'string') return taken;
+    cookie = taken;
+    // Another flattener may have finished it between our read and our lock.
+    const current = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
+    if (!current) return { state: 'skipped', why: 'flattened meanwhile' };
+
+    if ((await image.parentInfo()) !== null) {
+      await image.flatten({
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onProgress: (done, total) => opts.emit({ type: 'progress', image: name, done, total }),
+      });
+    }
+    if ((await image.parentInfo()) !== null) {
+      throw new Error(`${io.pool}/${name} still has a parent after flatten (its snapshots lack deep-flatten)`);
+    }
+    await releaseSourceSnapshot(session, current);
+    await image.metadataRemove(FLATTEN_KEY).catch((err: unknown) => {
+      if (!isNotFound(err)) throw err;
+    });
+    return { state: 'done' };
+  } finally {
+    if (cookie) await image.unlock(cookie).catch(() => {});
+    await image.close();
+  }
+}
+
+/** The lock's cookie, or why the image is left alone (a live flattener holds it). */
+async function takeLock(
+  image: Image,
+  name: string,
+  opts: { staleLockMs: number; emit: (e: FlattenerEvent) => void },
+): Promise<string | Outcome> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const cookie = lockCookie();
+    try {
+      await image.lockAcquireExclusive(cookie);
+      return cookie;
+    } catch (err) {
+      if (!isCode(err, 'BUSY')) throw err;
+    }
+    for (const locker of await image.listLockers()) {
+      const holder = holderOf(locker.cookie);
+      if (!holder) return { state: 'skipped', why: `locked by ${locker.client} (cookie ${JSON.stringify(locker.cookie)}), not a flattener` };
+      const state = ownerState(holder.owner);
+      const age = Date.now() - holder.at;
+      let why: string | null = null;
+      if (state === 'dead') why = `its flattener ${describeOwner(holder.owner)} is dead`;
+      else if (age > opts.staleLockMs) why = `its lock is ${Math.round(age / 1000)} s old (stale after ${opts.staleLockMs / 1000} s)`;
+      if (!why) return { state: 'skipped', why: `being flattened by ${describeOwner(holder.owner)}` };
+      // librbd blocklists the holder: a flattener wrongly thought dead can no longer write anything.
+      await image.breakLock(locker.client, locker.cookie).catch((err: unknown) => {
+        if (!isNotFound(err)) throw err;
+      });
+      opts.emit({ type: 'lock-broken', image: name, holder: describeOwner(holder.owner), why });
+    }
+  }
+  return { state: 'skipped', why: 'the lock was taken again at once' };
+}
+
+/**
+ * Lets go of the source snapshot the clone hung from. librbd removes a trashed snapshot when its last clone
+ * is flattened; this covers the case where it could not (and is a no-op otherwise).
+ */
+async function releaseSourceSnapshot(session: CephCluster, request: FlattenRequest): Promise<void> {
+  if (!request.sourceSnap) return;
+  let src;
+  try {
+    src = parseSource(request.source, undefined);
+  } catch {
+    return;
+  }
+  if (src.kind !== 'rbd' || src.fsid !== session.fsid) return;
+  await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image, request.sourceSnap);
+}
+
+/** Finishes instant snapshots (see the file comment). */
+export class Flattener {
+  private readonly opts: FlattenerOptions;
+  private session: Promise<CephCluster> | null = null;
+  private readonly emit: (e: FlattenerEvent) => void;
+
+  constructor(opts: FlattenerOptions) {
+    this.opts = opts;
+    const logger = opts.logger;
+    this.emit = (e) => {
+      try {
+        logger?.(e);
+      } catch {
+        // A throwing logger does not stop the flattener.
+      }
+    };
+  }
+
+  private connect(): Promise<CephCluster> {
+    if (!this.session) {
+      const s = this.opts.source;
+      const p = CephCluster.connect({ confPath: s.confPath, user: s.user, ...(s.keyring ? { keyring: s.keyring } : {}), timeoutMs: s.connectTimeoutMs });
+      p.catch(() => {
+        if (this.session === p) this.session = null;
+      });
+      this.session = p;
+    }
+    return this.session;
+  }
+
+  /** Images in the target pool waiting for their flatten, oldest request first. */
+  async pending(): Promise<Array<{ image: string; request: FlattenRequest }>> {
+    const session = await this.connect();
+    return pendingFlattens(await session.pool(this.opts.target.pool));
+  }
+
+  /** Flattens everything pending now, one image at a time; `signal` stops it (the current image stays queued). */
+  async runOnce(opts: { signal?: AbortSignal } = {}): Promise<FlattenReport> {
+    const session = await this.connect();
+    const io = await session.pool(this.opts.target.pool);
+    const report: FlattenReport = { flattened: [], skipped: [], failed: [] };
+    for (const { image } of await pendingFlattens(io)) {
+      if (opts.signal?.aborted) break;
+      const started = performance.now();
+      this.emit({ type: 'flatten', image, state: 'start' });
+      try {
+        const outcome = await flattenImage(session, io, image, {
+          staleLockMs: this.opts.staleLockMs ?? DEFAULT_STALE_LOCK_MS,
+          ...(opts.signal ? { signal: opts.signal } : {}),
+          emit: this.emit,
+        });
+        const ms = performance.now() - started;
+        if (outcome.state === 'done') {
+          report.flattened.push(image);
+          this.emit({ type: 'flatten', image, state: 'done', ms });
+        } else {
+          report.skipped.push({ image, why: outcome.why });
+          this.emit({ type: 'flatten', image, state: 'skipped', why: outcome.why });
+        }
+      } catch (err) {
+        if (opts.signal?.aborted) {
+          this.emit({ type: 'flatten', image, state: 'cancelled' });
+          break;
+        }
+        report.failed.push({ image, error: errorText(err) });
+        this.emit({ type: 'flatten', image, state: 'failed', why: errorText(err) });
+      }
+    }
+    return report;
+  }
+
+  /** Keeps flattening what appears, polling every `pollMs`, until `signal` aborts. */
+  async run(opts: { signal: AbortSignal }): Promise<void> {
+    const pollMs = this.opts.pollMs ?? DEFAULT_POLL_MS;
+    while (!opts.signal.aborted) {
+      try {
+        await this.runOnce(opts);
+      } catch (err) {
+        // A failed listing (a monitor election, a timeout) is retried at the next poll.
+        this.emit({ type: 'flatten', image: '*', state: 'failed', why: errorText(err) });
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, pollMs);
+        function done() {
+          clearTimeout(timer);
+          opts.signal.removeEventListener('abort', done);
+          resolve();
+        }
+        opts.signal.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /** Releases the connection (after runOnce/run have returned). Safe to call twice. */
+  async close(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    if (s) await (await s.catch(() => null))?.close();
+  }
+}
+
+export interface SourceRemovalReport {
+  /** The disk, as `rbd://fsid/pool/image`. */
+  source: string;
+  /** The snapstore images flattened so that the disk could go. */
+  flattened: string[];
+  /** Trashed snapstore snapshots of the disk that no clone used any more, removed. */
+  removedTrashedSnapshots: number;
+}
+
+/**
+ * What `SnapshotCoordinator.prepareSourceRemoval` does: refuses (IN_USE) while snapstore images in
+ * `targetPool` still depend on the disk, or with `flattenFirst` flattens them (waiting for a live flattener
+ * that already works on one), then removes trashed snapstore snapshots nothing uses.
+ */
+export async function prepareSourceRemoval(
+  session: CephCluster,
+  targetPool: string,
+  src: Source,
+  opts: { flattenFirst?: boolean; signal?: AbortSignal; staleLockMs?: number; logger?: (e: FlattenerEvent) => void },
+): Promise<SourceRemovalReport> {
+  const source = diskSource(src, session.fsid);
+  const io = await session.pool(targetPool);
+  const flattened: string[] = [];
+  const emit = opts.logger ?? (() => {});
+  for (;;) {
+    const dependents = (await pendingFlattens(io)).filter((p) => p.request.source === source);
+    if (dependents.length === 0) break;
+    const names = dependents.map((d) => d.image);
+    if (!opts.flattenFirst) {
+      throw new SourceInUseError(
+        `${source} is in use: ${names.length} snapstore image(s) in pool ${targetPool} still depend on it (not flattened yet): ${names.join(', ')}; ` +
+          'flatten them first (snapstore flattener --once, or prepareSourceRemoval with flattenFirst)',
+        { source, clones: names },
+      );
+    }
+    let progressed = false;
+    const waiting: string[] = [];
+    for (const d of dependents) {
+      const outcome = await flattenImage(session, io, d.image, {
+        staleLockMs: opts.staleLockMs ?? DEFAULT_STALE_LOCK_MS,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        emit,
+      });
+      if (outcome.state === 'done') {
+        flattened.push(d.image);
+        progressed = true;
+      } else if (outcome.why.startsWith('being flattened by')) {
+        waiting.push(d.image);
+      } else if (outcome.why !== 'the image is gone' && outcome.why !== 'flattened meanwhile') {
+        throw new SourceInUseError(`${source} is in use: ${d.image} cannot be flattened now (${outcome.why})`, { source, clones: names });
+      }
+    }
+    if (!progressed && waiting.length > 0) {
+      opts.signal?.throwIfAborted();
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  const removedTrashedSnapshots = src.kind === 'rbd' ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
+  return { source, flattened, removedTrashedSnapshots };
+}
