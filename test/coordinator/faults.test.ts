@@ -272,7 +272,8 @@ describe('real failures', () => {
       await coord.close();
       await stopGlance(dir);
     }
-  });
+    // Two glance-api starts (about 4 s each on an idle machine, far more on a busy one).
+  }, 180_000);
 
   it('cancelled mid-flatten: CANCELLED and nothing left', async () => {
     const disk = uniqueName('coord-cancel');

@@ -1,0 +1,235 @@
+// Instant snapshots on real clusters: usable in well under a second whatever the disk size, flattened later
+// by a Flattener (also after one was killed mid-flatten), deletion in either order safe, and refused with a
+// typed error on a cluster that only has clone format 1.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { RbdStore } from '../../src/drivers/rbd.js';
+import { FLATTEN_KEY, Flattener, type FlattenerEvent } from '../../src/coordinator/index.js';
+import { NOTHING, leftovers, rbd, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
+import { coordinator, expectClean, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, sourceConfig } from './helpers.js';
+
+const env = testbed();
+const a = env.clusters.a;
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '..', '..');
+// Inside the repository so that the compiled files resolve ceph-rbd-napi and undici from node_modules.
+const buildDir = join(root, 'node_modules', '.cache', `coordinator-instant-${process.pid}`);
+const modulePath = join(buildDir, 'coordinator', 'index.js');
+
+afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
+
+function flattener(cluster: ClusterInfo, events: FlattenerEvent[] = []): Flattener {
+  return new Flattener({ source: sourceConfig(cluster), target: { pool: 'images' }, logger: (e) => events.push(e) });
+}
+
+/** Snapshots of the disk, trash namespace included, as `rbd snap ls --all` lists them. */
+async function diskSnaps(cluster: ClusterInfo, disk: string): Promise<Array<{ name: string; namespace?: { type: string } }>> {
+  return JSON.parse(await rbd(cluster, ['snap', 'ls', '--all', `vms/${disk}`, '--format', 'json'])) as Array<{ name: string }>;
+}
+
+async function flattenRequest(cluster: ClusterInfo, id: string): Promise<string | null> {
+  const out = await rbd(cluster, ['image-meta', 'get', `images/${id}`, FLATTEN_KEY]).catch(() => null);
+  return out === null ? null : out.trim();
+}
+
+describe('instant snapshots (flatten: background)', () => {
+  it('are usable at once for 1 GiB and 16 GiB disks alike; the source can change; a flattener finishes them', async () => {
+    const small = uniqueName('instant-1g');
+    const big = uniqueName('instant-16g');
+    const [smallSrc, bigSrc] = await Promise.all([makeDisk(a, small, 1024, 64), makeDisk(a, big, 16 * 1024, 64)]);
+    const before = await exportMd5(a, `vms/${small}`);
+    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    const ids: string[] = [];
+    try {
+      // Connecting and learning the clone format happen once per coordinator, not per snapshot.
+      const plan = await c.check(smallSrc);
+      expect(plan.instant).toMatchObject({ possible: true });
+      expect(plan.instant.reason).toContain('clone format 2');
+
+      const seconds: number[] = [];
+      for (const src of [smallSrc, bigSrc]) {
+        const t0 = performance.now();
+        const result = await c.snapshot(src, { flatten: 'background' });
+        seconds.push((performance.now() - t0) / 1000);
+        ids.push(result.imageId);
+        expect(result).toMatchObject({ method: 'direct', flatten: 'pending', fallbackReason: null });
+      }
+      const [smallId, bigId] = ids as [string, string];
+      expect(Math.max(...seconds)).toBeLessThan(0.5);
+      expect(Math.max(...seconds) / Math.min(...seconds)).toBeLessThan(2);
+
+      // Usable now: `snap` is there and protected, the clone still hangs from the trashed source snapshot.
+      const info = await imageInfo(a, `images/${smallId}`);
+      expect(info.parent).toBeDefined();
+      expect(JSON.parse(await rbd(a, ['snap', 'ls', `images/${smallId}`, '--format', 'json']))).toEqual([
+        expect.objectContaining({ name: 'snap', protected: 'true' }),
+      ]);
+      expect((await diskSnaps(a, small)).map((s) => s.namespace?.type)).toEqual(['trash']);
+      expect(JSON.parse((await flattenRequest(a, smallId))!)).toMatchObject({ source: smallSrc, sourceSnap: expect.stringMatching(/^snapstore-/) });
+      expect(await exportMd5(a, `images/${smallId}@snap`)).toBe(before);
+
+      // Writing to the disk afterwards does not change the snapshot.
+      await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', '16M', '--io-pattern', 'seq', `vms/${small}`], 'nova');
+      expect(await exportMd5(a, `vms/${small}`)).not.toBe(before);
+      expect(await exportMd5(a, `images/${smallId}@snap`)).toBe(before);
+
+      // gc leaves queued clones alone.
+      const gc = await c.gc({ olderThanMs: 0 });
+      expect(gc.found.filter((l) => ids.some((id) => l.location.includes(id)))).toEqual([]);
+
+      // The disk cannot go while a clone depends on it: snapstore says so, and librbd refuses anyway.
+      await expect(c.prepareSourceRemoval(smallSrc)).rejects.toMatchObject({ code: 'IN_USE', context: { clones: [smallId] } });
+      await expect(rbd(a, ['rm', `vms/${small}`], 'nova')).rejects.toThrow(/snapshots/);
+
+      const events: FlattenerEvent[] = [];
+      const f = flattener(a, events);
+      try {
+        const report = await f.runOnce();
+        expect(report.flattened).toEqual(expect.arrayContaining(ids));
+        expect(report.failed).toEqual([]);
+      } finally {
+        await f.close();
+      }
+      for (const [id, disk] of [[smallId, small], [bigId, big]] as const) {
+        expect((await imageInfo(a, `images/${id}`)).parent).toBeUndefined();
+        expect(await flattenRequest(a, id)).toBeNull();
+        expect(await diskSnaps(a, disk)).toEqual([]);
+      }
+      expect(await exportMd5(a, `images/${smallId}@snap`)).toBe(before);
+      expect(await c.prepareSourceRemoval(smallSrc)).toMatchObject({ flattened: [], removedTrashedSnapshots: 0 });
+    } finally {
+      await c.close();
+      await Promise.all(ids.map((id) => removeImage(a, `images/${id}`)));
+    }
+    await expectClean(a, small, []);
+    await expectClean(a, big, []);
+    for (const id of ids) expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  }, 120_000);
+
+  it('a killed flattener leaves work that the next one finishes', async () => {
+    await promisify(execFile)(
+      'npx',
+      ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
+        '--target', 'ES2022', '--skipLibCheck', '--strict', '--types', 'node', 'src/coordinator/index.ts'],
+      { cwd: root },
+    );
+    const disk = uniqueName('instant-kill');
+    const source = await makeDisk(a, disk, 512, 256);
+    const before = await exportMd5(a, `vms/${disk}`);
+    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    let id = '';
+    try {
+      id = (await c.snapshot(source, { flatten: 'background' })).imageId;
+
+      const child = spawn(process.execPath, [join(here, 'fixtures', 'flattener-child.mjs'), modulePath, JSON.stringify({ source: sourceConfig(a), target: { pool: 'images' } })], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      await new Promise<void>((resolveMid, reject) => {
+        createInterface({ input: child.stdout! }).on('line', (line) => {
+          const e = JSON.parse(line) as FlattenerEvent | { type: 'finished' };
+          if (e.type === 'finished') reject(new Error('the flattener finished before the kill point'));
+          if (e.type === 'progress' && e.image === id && e.done > 0 && e.done < e.total) resolveMid();
+        });
+        child.on('exit', (code, signal) => reject(new Error(`flattener exited (${code ?? signal}) before the kill point`)));
+      });
+      await kill9(child);
+      // Half done: still a clone, still queued, still locked by the dead flattener.
+      expect((await imageInfo(a, `images/${id}`)).parent).toBeDefined();
+      expect(await flattenRequest(a, id)).not.toBeNull();
+      expect(await rbd(a, ['lock', 'ls', `images/${id}`])).toContain('snapstore-flattener');
+
+      const events: FlattenerEvent[] = [];
+      const f = flattener(a, events);
+      try {
+        const report = await f.runOnce();
+        expect(report.flattened).toContain(id);
+      } finally {
+        await f.close();
+      }
+      expect(events).toContainEqual(expect.objectContaining({ type: 'lock-broken', image: id, why: expect.stringContaining('dead') }));
+      expect((await imageInfo(a, `images/${id}`)).parent).toBeUndefined();
+      expect(await diskSnaps(a, disk)).toEqual([]);
+      expect(await rbd(a, ['lock', 'ls', `images/${id}`])).toBe('');
+      expect(await exportMd5(a, `images/${id}@snap`)).toBe(before);
+    } finally {
+      await c.close();
+      if (id) await removeImage(a, `images/${id}`);
+    }
+    await expectClean(a, disk, []);
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  }, 120_000);
+
+  it('deleting the image before its flatten works, and takes the trashed source snapshot with it', async () => {
+    const disk = uniqueName('instant-del');
+    const source = await makeDisk(a, disk, 256, 16);
+    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    // nova's user: deleting a clone that is not flattened yet reads its parent in `vms`.
+    const store = await RbdStore.connect({ confPath: a.conf, user: 'nova', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 });
+    let id = '';
+    try {
+      const result = await c.snapshot(source, { flatten: 'background' });
+      id = result.imageId;
+      expect((await diskSnaps(a, disk)).map((s) => s.namespace?.type)).toEqual(['trash']);
+      await store.delete(result.location);
+      expect(await diskSnaps(a, disk)).toEqual([]);
+      expect(await c.prepareSourceRemoval(source)).toMatchObject({ flattened: [] });
+    } finally {
+      await store.close();
+      await c.close();
+      if (id) await removeImage(a, `images/${id}`);
+    }
+    await expectClean(a, disk, []);
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  });
+
+  it('prepareSourceRemoval with flattenFirst flattens the dependent images, after which the disk can go', async () => {
+    const disk = uniqueName('instant-rm');
+    const source = await makeDisk(a, disk, 256, 16);
+    const before = await exportMd5(a, `vms/${disk}`);
+    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    let id = '';
+    try {
+      id = (await c.snapshot(source, { flatten: 'background' })).imageId;
+      const report = await c.prepareSourceRemoval(source, { flattenFirst: true });
+      expect(report.flattened).toEqual([id]);
+      expect(await diskSnaps(a, disk)).toEqual([]);
+      await rbd(a, ['rm', `vms/${disk}`], 'nova');
+      expect(await exportMd5(a, `images/${id}@snap`)).toBe(before);
+    } finally {
+      await c.close();
+      if (id) await removeImage(a, `images/${id}`);
+    }
+    expect(await leftovers(a, 'vms', disk)).toEqual(NOTHING);
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  });
+
+  it('on a cluster with clone format 1 only, check says why instant is not possible and background fails with MODE_NOT_POSSIBLE', async () => {
+    const b = env.clusters.b;
+    const disk = uniqueName('instant-v1');
+    const source = await makeDisk(b, disk, 64, 4);
+    const c = coordinator({ source: sourceConfig(b), target: rbdTarget(b) });
+    try {
+      const plan = await c.check(source);
+      expect(plan.method).toBe('direct');
+      expect(plan.instant).toMatchObject({ possible: false, reason: expect.stringContaining('clone format 1'), fix: expect.stringContaining('mimic') });
+      await expect(c.snapshot(source, { flatten: 'background' })).rejects.toMatchObject({
+        code: 'MODE_NOT_POSSIBLE',
+        message: expect.stringContaining('clone format 1'),
+      });
+    } finally {
+      await c.close();
+    }
+    await expectClean(b, disk, []);
+  });
+});
+
+async function kill9(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.on('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
