@@ -5,6 +5,8 @@
 //  - `snapstore-<uuid>` snapshots on source images;
 //  - clones carrying the `snapstore.pending` marker in the target pool;
 //  - `snapstore-probe-<uuidv7>` scratch images in the target pool.
+//  - trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots; see instant.ts).
+// Clones queued for a background flatten (`snapstore.flatten`, no pending marker) are finished snapshots.
 // A leftover qualifies when it is at least `olderThanMs` old and its owner is not a live process on this
 // host (an owner on another host is judged by age alone).
 import { readFile, readdir, rm } from 'node:fs/promises';
@@ -34,6 +36,7 @@ import {
   type Owner,
   type RunRecord,
 } from './names.js';
+import { FLATTEN_KEY, removeUnusedTrashedSnapshots } from './instant.js';
 import { ignoreNotFound, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
 import { parseSource } from './source.js';
 import type { GcOptions, GcReport, Leftover } from './types.js';
@@ -75,6 +78,8 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
   const seen = new Set<string>();
   /** Each group runs in order (a clone before its parent snapshot, the record last); groups run in parallel. */
   const groups: Removal[][] = [];
+  /** Trashed snapstore snapshots: leftovers only if no clone uses them, which only removing them tells. */
+  const trashed: Array<{ io: Ioctx; image: string; snap: string; leftover: Leftover }> = [];
 
   const qualifies = (leftover: Leftover, owner: Owner | null): boolean => {
     const started = leftover.startedAt === null ? null : Date.parse(leftover.startedAt);
@@ -119,6 +124,13 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
         if (qualifies(leftover, record.abandoned ? null : record.owner)) add(runRemovals(ctx, sessions, io, name, record));
       }
       for (const snap of snaps) {
+        // A trashed snapstore snapshot is an instant snapshot's source: kept while a clone uses it (librbd
+        // refuses its removal then), and normally removed by librbd with its last clone — but not when a user
+        // who may not write this pool (Glance's) removed the clone. Only an unused one can be removed below.
+        const trashedRun = snap.namespace === 'trash' && snap.originalName ? runIdOfSnap(snap.originalName) : null;
+        if (trashedRun && snap.timestamp && now - snap.timestamp.getTime() >= olderThanMs) {
+          trashed.push({ io, image: name, snap: snap.originalName!, leftover: toLeftover('source-snapshot', `${where}/${snap.originalName!}`, trashedRun, null, snap.timestamp.getTime()) });
+        }
         const runId = runIdOfSnap(snap.name);
         if (snap.namespace !== 'user' || !runId || recorded.has(snap.name)) continue;
         const leftover = toLeftover('source-snapshot', `${where}/${snap.name}`, runId, null, snap.timestamp?.getTime() ?? null);
@@ -204,6 +216,16 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
         }
       }),
     );
+    for (const t of trashed) {
+      try {
+        if ((await removeUnusedTrashedSnapshots(t.io, t.image, t.snap)) === 0) continue;
+        found.push(t.leftover);
+        removed.push(t.leftover);
+        ctx.emit({ type: 'gc', action: 'removed', leftover: t.leftover });
+      } catch (err) {
+        ctx.emit({ type: 'gc', action: 'failed', leftover: t.leftover, why: errorText(err) });
+      }
+    }
   }
   return { found, removed, dryRun };
 }
@@ -414,6 +436,8 @@ async function provesRun(io: Ioctx, name: string, record: RunRecord): Promise<bo
   try {
     const marker = decodePendingMarker((await image.metadataGet(PENDING_KEY)) ?? '');
     if (marker) return marker.runId === record.runId;
+    // A finished instant snapshot waiting for its flatten: the run completed; the record merely outlived it.
+    if ((await image.metadataGet(FLATTEN_KEY)) !== null) return false;
     if (record.method === 'direct') return (await image.parentInfo())?.snapshot === record.sourceSnap && record.sourceSnap !== null;
     return !(await image.snapList()).some((s) => s.namespace === 'user' && s.name === TARGET_SNAP);
   } finally {
