@@ -82,6 +82,9 @@ export async function* extentStream(
         // A snapshot cannot shrink, but a short read must never shift the bytes after it.
         if (buf.length < piece.length) buf = Buffer.concat([buf, ZEROS.subarray(0, piece.length - buf.length)]);
       } else {
+        // A hole needs no I/O, so nothing here would otherwise return to the event loop: a run of holes
+        // (gigabytes of a sparse disk) would be hashed by the consumer in one unbroken stretch of microtasks.
+        await new Promise<void>((resolve) => setImmediate(resolve));
         buf = ZEROS.subarray(0, piece.length);
       }
       fill();
