@@ -33,9 +33,10 @@ export function rbdPipe(from: ClusterInfo, src: string, to: ClusterInfo, dst: st
 
 export async function usedBytes(cluster: ClusterInfo, image: string): Promise<number> {
   const du = JSON.parse(await rbd(cluster, ['du', '--format', 'json', image])) as {
-    images: Array<{ name: string; snapshot?: string; used_size: number }>;
+    images: Array<{ name: string; used_size: number }>;
   };
-  return du.images.filter((i) => !i.snapshot).reduce((a, i) => a + i.used_size, 0);
+  // The head and every snapshot row: data written before a snapshot is counted in the snapshot's row.
+  return du.images.reduce((a, i) => a + i.used_size, 0);
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {

@@ -4,14 +4,16 @@
 //  2. the copy path across two clusters vs `rbd export - | rbd import -`, on a 25%-allocated image;
 //  3. peak RSS and worst event-loop lag of the snapstore runs.
 // Targets: direct ≤ 0.10x full copy and ≤ 1.0x rbd CLI; copy ≥ 1.5x the rbd pipe; RSS ≤ 200 MB; lag ≤ 50 ms.
-import { createReadStream, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { startCluster, startGlance, stopCluster, stopGlance, type ClusterInfo, type GlanceInfo } from '../scripts/testbed.mjs';
 import { SnapshotCoordinator } from '../src/coordinator/index.js';
 import { median, peakRssMiB, printTable, rbd, rbdPipe, saveJson, timed, usedBytes, withLag } from './lib.js';
 
+const run = promisify(execFile);
 const GiB = 1024 ** 3;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DISK = Number(process.env.BENCH_DISK_GIB ?? 4);
@@ -59,13 +61,8 @@ async function fullCopy(c: ClusterInfo, glance: GlanceInfo, disk: string, i: num
   await rbd(c, ['snap', 'create', snap], 'nova');
   await rbd(c, ['export', '--no-progress', snap, file], 'nova');
   const id = await glanceCreate(glance, `full-${i}`);
-  const res = await fetch(`${glance.url}/v2/images/${id}/file`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(statSync(file).size) },
-    body: Readable.toWeb(createReadStream(file)) as ReadableStream,
-    duplex: 'half',
-  } as RequestInit);
-  if (res.status !== 204) throw new Error(`Glance upload answered ${res.status}`);
+  // curl, as a separate process like nova's upload, so the bench's own RSS measures snapstore alone.
+  await run('curl', ['-fsS', '-X', 'PUT', '-H', 'content-type: application/octet-stream', '-T', file, `${glance.url}/v2/images/${id}/file`]);
   rmSync(file);
   await rbd(c, ['snap', 'rm', snap], 'nova');
   return id;
