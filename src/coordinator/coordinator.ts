@@ -47,7 +47,7 @@ import { blockersText, decidePlan, type CapsProbe, type DetailedPlan } from './p
 import { ignoreNotFound, isExists, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
 import { CephCluster } from '../ceph/index.js';
 import { prepareSourceRemoval, type SourceRemovalReport } from './flattener.js';
-import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from './instant.js';
+import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, storeReadsSource, type FlattenRequest } from './instant.js';
 import { Lazy } from './lazy.js';
 import { formatSource, parseSource, type Source } from './source.js';
 import { StepFailure, StepRunner } from './steps.js';
@@ -256,6 +256,9 @@ export class SnapshotCoordinator {
       fileFormat: null,
       glance: glanceState,
     });
+    if (plan.instant.possible && this.target.kind === 'rbd') {
+      plan.instant = await storeReadsSource(await this.targetSession.get(), src, this.target.pool, !!this.glance);
+    }
     return { src, canonical, plan, session, targetFsid };
   }
 

@@ -11,9 +11,9 @@
 //    without exclusive-lock the flattener's advisory RBD lock works;
 //  - the source disk cannot be removed while a clone hangs from its trashed snapshot (librbd: "image has
 //    snapshots"); `prepareSourceRemoval` says which images are pending, or flattens them first.
-import type { Image, Ioctx } from '../ceph/index.js';
+import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import { SnapstoreError } from '../errors.js';
-import { isNotFound } from './classify.js';
+import { isNotFound, isPermission } from './classify.js';
 import { runIdOfSnap } from './names.js';
 import type { PlanFacts } from './plan.js';
 import { formatSource, type Source } from './source.js';
@@ -85,6 +85,35 @@ export function instantCheck(f: PlanFacts, directPossible: boolean, blockers: st
       'clone format 2 is available: the source snapshot moves to the snapshot trash until a flattener has flattened the clone ' +
       '(clones are made with layering,deep-flatten, so the flatten detaches their `snap` too); run `snapstore flattener`',
   };
+}
+
+/**
+ * Until it is flattened, an instant snapshot reads through to the disk: the image store's user (Glance's)
+ * needs read access to the disks' pool to validate, serve or delete it — else Glance answers 500 to the
+ * location and cannot delete the image. Probed by opening the disk read-only as that user.
+ */
+export async function storeReadsSource(store: CephCluster, src: Source, targetPool: string, glance: boolean): Promise<InstantCheck> {
+  const ok: InstantCheck = {
+    possible: true,
+    reason:
+      'clone format 2 is available: the source snapshot moves to the snapshot trash until a flattener has flattened the clone ' +
+      `(clones are made with layering,deep-flatten, so the flatten detaches their \`snap\` too), and client.${store.user} can read the disks meanwhile; run \`snapstore flattener\``,
+  };
+  if (src.kind !== 'rbd') return ok;
+  try {
+    const image = await (await store.pool(src.pool)).openImage(src.image, { readOnly: true });
+    await image.close();
+    return ok;
+  } catch (err) {
+    if (!isPermission(err)) throw err;
+    return {
+      possible: false,
+      reason:
+        `client.${store.user} (the image store's user${glance ? ', which Glance uses' : ''}) cannot read pool ${src.pool}: until an instant snapshot ` +
+        `is flattened it reads through to the disk, so ${glance ? 'Glance could neither validate, serve nor delete it' : 'the store could neither read nor delete it'}`,
+      fix: `ceph auth caps client.${store.user} mon 'profile rbd' osd 'profile rbd pool=${targetPool}, profile rbd-read-only pool=${src.pool}'`,
+    };
+  }
 }
 
 /** Snapstore images in `pool` still waiting for their flatten, with their queue entries. */

@@ -25,6 +25,10 @@ const modulePath = join(buildDir, 'coordinator', 'index.js');
 
 afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
 
+// Until it is flattened an instant snapshot reads through to the disk, so the store's user must be able to
+// read `vms`: the test bed's client.glance may not (see the test at the end), nova may.
+const storeAsNova = rbdTarget(a, 'nova');
+
 function flattener(cluster: ClusterInfo, events: FlattenerEvent[] = []): Flattener {
   return new Flattener({ source: sourceConfig(cluster), target: { pool: 'images' }, logger: (e) => events.push(e) });
 }
@@ -95,12 +99,31 @@ async function flattenRequest(cluster: ClusterInfo, id: string): Promise<string 
 }
 
 describe('instant snapshots (flatten: background)', () => {
+  it('are refused, with the caps fix, when the image store\'s user cannot read the disks\' pool', async () => {
+    const disk = uniqueName('instant-caps');
+    const source = await makeDisk(a, disk, 64, 4);
+    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    try {
+      const plan = await c.check(source);
+      expect(plan.method).toBe('direct');
+      expect(plan.instant).toEqual({
+        possible: false,
+        reason: expect.stringContaining('client.glance'),
+        fix: "ceph auth caps client.glance mon 'profile rbd' osd 'profile rbd pool=images, profile rbd-read-only pool=vms'",
+      });
+      await expect(c.snapshot(source, { flatten: 'background' })).rejects.toMatchObject({ code: 'MODE_NOT_POSSIBLE' });
+    } finally {
+      await c.close();
+    }
+    await expectClean(a, disk, []);
+  });
+
   it('are usable at once for 1 GiB and 16 GiB disks alike; the source can change; a flattener finishes them', async () => {
     const small = uniqueName('instant-1g');
     const big = uniqueName('instant-16g');
     const [smallSrc, bigSrc] = await Promise.all([makeDisk(a, small, 1024, 64), makeDisk(a, big, 16 * 1024, 64)]);
     const before = await contentMd5(a, `vms/${small}`);
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    const c = coordinator({ source: sourceConfig(a), target: storeAsNova });
     const ids: string[] = [];
     try {
       // Connecting and learning the clone format happen once per coordinator, not per snapshot.
@@ -178,7 +201,7 @@ describe('instant snapshots (flatten: background)', () => {
     const disk = uniqueName('instant-kill');
     const source = await makeDisk(a, disk, 512, 256);
     const before = await contentMd5(a, `vms/${disk}`);
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    const c = coordinator({ source: sourceConfig(a), target: storeAsNova });
     let id = '';
     try {
       id = (await c.snapshot(source, { flatten: 'background' })).imageId;
@@ -224,7 +247,7 @@ describe('instant snapshots (flatten: background)', () => {
   it('deleting the image before its flatten works, and takes the trashed source snapshot with it', async () => {
     const disk = uniqueName('instant-del');
     const source = await makeDisk(a, disk, 256, 16);
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    const c = coordinator({ source: sourceConfig(a), target: storeAsNova });
     // nova's user: deleting a clone that is not flattened yet reads its parent in `vms`.
     const store = await RbdStore.connect({ confPath: a.conf, user: 'nova', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 });
     let id = '';
@@ -248,7 +271,7 @@ describe('instant snapshots (flatten: background)', () => {
     const disk = uniqueName('instant-rm');
     const source = await makeDisk(a, disk, 256, 16);
     const before = await contentMd5(a, `vms/${disk}`);
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    const c = coordinator({ source: sourceConfig(a), target: storeAsNova });
     let id = '';
     try {
       id = (await c.snapshot(source, { flatten: 'background' })).imageId;
