@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from './output.js';
 
-export const COMMANDS = ['snapshot', 'check', 'add', 'get', 'size', 'delete', 'gc'] as const;
+export const COMMANDS = ['snapshot', 'check', 'add', 'get', 'size', 'delete', 'gc', 'flattener'] as const;
 export type CommandName = (typeof COMMANDS)[number];
 
 export interface Invocation {
@@ -15,6 +15,8 @@ export interface Invocation {
   imageId?: string;
   name?: string;
   mode: 'auto' | 'direct' | 'copy';
+  flatten: 'sync' | 'background';
+  once: boolean;
   output?: string;
   size?: number;
   dryRun: boolean;
@@ -25,13 +27,16 @@ export const USAGE = `usage: snapstore <command> [options]
 
 commands:
   snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
-                    [--image-id ID] [--name NAME] [--mode auto|direct|copy]
+                    [--image-id ID] [--name NAME] [--mode auto|direct|copy] [--flatten sync|background]
+                    --flatten background: usable at once (clone format 2), flattened later by a flattener
   check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why; changes nothing
   add FILE|-        store a file (or stdin) as a new image [--image-id ID] [--size BYTES]
   get LOCATION      write an image to stdout or -o FILE
   size LOCATION     print an image's size in bytes
   delete LOCATION   delete an image from the store
   gc                remove leftovers of killed snapshot runs [--dry-run] [--older-than SECONDS]
+  flattener         flatten instant snapshots queued in the image pool, polling until SIGINT/SIGTERM
+                    [--once: flatten what is pending now, then exit]
 
 SOURCE is rbd://FSID/POOL/IMAGE (an instance disk), rbd://FSID/POOL/IMAGE/SNAP, or file:///PATH.
 
@@ -50,6 +55,7 @@ const POSITIONALS: Record<CommandName, [number, string]> = {
   size: [1, 'LOCATION'],
   delete: [1, 'LOCATION'],
   gc: [0, ''],
+  flattener: [0, ''],
 };
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], dflt: T): T {
@@ -85,6 +91,8 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
         'image-id': { type: 'string' },
         name: { type: 'string' },
         mode: { type: 'string' },
+        flatten: { type: 'string' },
+        once: { type: 'boolean' },
         output: { type: 'string', short: 'o' },
         size: { type: 'string' },
         'dry-run': { type: 'boolean' },
@@ -122,6 +130,8 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
     imageId,
     name: values.name,
     mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
+    flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
+    once: values.once ?? false,
     output: values.output,
     size: nonNegativeInt('size', values.size),
     dryRun: values['dry-run'] ?? false,

@@ -6,7 +6,8 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig } from '../config/load.js';
 import type { GlanceConfig, SnapstoreConfig, TargetConfig } from '../config/types.js';
-import type { CoordinatorEvent, Plan, SnapshotCoordinator } from '../coordinator/index.js';
+import type { CoordinatorEvent, FlattenerEvent, Plan, SnapshotCoordinator } from '../coordinator/index.js';
+import { SnapstoreError } from '../errors.js';
 import { storeFromConfig } from '../drivers/index.js';
 import type { Store } from '../store.js';
 import type { Invocation } from './args.js';
@@ -67,6 +68,8 @@ function renderPlan(plan: Plan): string {
     lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
     if (r.fix) lines.push(`        fix: ${r.fix}`);
   }
+  lines.push(`instant (--flatten background): ${plan.instant.possible ? 'possible' : 'NOT possible'}: ${plan.instant.reason}`);
+  if (plan.instant.fix) lines.push(`        fix: ${plan.instant.fix}`);
   return lines.join('\n');
 }
 
@@ -75,6 +78,7 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
   const result = await withCoordinator(inv, out, (c) =>
     c.snapshot(source, {
       mode: inv.mode,
+      flatten: inv.flatten,
       signal,
       ...(inv.imageId ? { imageId: inv.imageId } : {}),
       ...(inv.name ? { name: inv.name } : {}),
@@ -88,6 +92,7 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     `size ${result.sizeBytes} bytes`,
     ...(result.fallbackReason ? [`copy because: ${result.fallbackReason}`] : []),
     ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
+    ...(result.flatten === 'pending' ? ['flatten pending: `snapstore flattener` finishes it (it is usable now)'] : []),
   ].join('\n');
   out.result(result, human);
 }
@@ -163,6 +168,57 @@ async function gc(inv: Invocation, out: Output): Promise<void> {
   out.result(report, human);
 }
 
+async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
+  const cfg = configured(inv);
+  const target = requireTarget(cfg);
+  if (target.kind !== 'rbd') throw new UsageError('the flattener works on an RBD image store; the configured store is a directory');
+  if (!cfg.source) {
+    throw new UsageError('the flattener needs the disks\' cluster (a nova.conf with [libvirt] images_rbd_*): flattening reads the disks');
+  }
+  const { Flattener } = await import('../coordinator/index.js');
+  // Ctrl-C (the caller's signal) or SIGTERM: the image being flattened stays queued for the next flattener.
+  const stop = new AbortController();
+  const onStop = () => stop.abort();
+  signal.addEventListener('abort', onStop, { once: true });
+  process.once('SIGTERM', onStop);
+  const f = new Flattener({
+    source: cfg.source,
+    target,
+    logger: (e: FlattenerEvent) => {
+      if (e.type === 'progress') out.progress('flatten', e.done, e.total);
+      else if (e.type === 'lock-broken') out.info(`broke the lock on ${e.image} held by ${e.holder}: ${e.why}`);
+      else if (e.state !== 'start') {
+        out.endProgress();
+        out.info(`${e.image}: ${e.state}${e.why ? ` (${e.why})` : ''}`);
+      }
+    },
+  });
+  try {
+    if (!inv.once) {
+      out.info(`flattener: watching pool ${target.pool}; SIGINT or SIGTERM stops it`);
+      await f.run({ signal: stop.signal });
+      out.result({ stopped: true }, 'flattener stopped');
+      return;
+    }
+    const report = await f.runOnce({ signal: stop.signal });
+    out.endProgress();
+    if (report.failed.length > 0) {
+      throw new SnapstoreError('FLATTEN_FAILED', `flattening failed for ${report.failed.map((x) => `${x.image} (${x.error})`).join('; ')}`, {
+        context: { failed: report.failed.map((x) => x.image), flattened: report.flattened },
+      });
+    }
+    const human = [
+      `flattened ${report.flattened.length} image(s)${report.flattened.length ? `: ${report.flattened.join(', ')}` : ''}`,
+      ...report.skipped.map((x) => `  skipped ${x.image}: ${x.why}`),
+    ].join('\n');
+    out.result(report, human);
+  } finally {
+    process.off('SIGTERM', onStop);
+    signal.removeEventListener('abort', onStop);
+    await f.close();
+  }
+}
+
 export async function runCommand(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
   switch (inv.command) {
     case 'snapshot':
@@ -179,5 +235,7 @@ export async function runCommand(inv: Invocation, out: Output, signal: AbortSign
       return remove(inv, out);
     case 'gc':
       return gc(inv, out);
+    case 'flattener':
+      return flattener(inv, out, signal);
   }
 }
