@@ -35,8 +35,9 @@ commands:
   size LOCATION     print an image's size in bytes
   delete LOCATION   delete an image from the store
   gc                remove leftovers of killed snapshot runs [--dry-run] [--older-than SECONDS]
-  flattener         flatten instant snapshots queued in the image pool, polling until SIGINT/SIGTERM
-                    [--once: flatten what is pending now, then exit]
+  flattener [IMAGE_ID...]
+                    flatten instant snapshots queued in the image pool (or only those images),
+                    polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
 
 SOURCE is rbd://FSID/POOL/IMAGE (an instance disk), rbd://FSID/POOL/IMAGE/SNAP, or file:///PATH.
 
@@ -55,7 +56,7 @@ const POSITIONALS: Record<CommandName, [number, string]> = {
   size: [1, 'LOCATION'],
   delete: [1, 'LOCATION'],
   gc: [0, ''],
-  flattener: [0, ''],
+  flattener: [-1, 'IMAGE_ID'],
 };
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], dflt: T): T {
@@ -112,7 +113,7 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
   }
   const cmd = command as CommandName;
   const [count, what] = POSITIONALS[cmd];
-  if (rest.length !== count) {
+  if (count >= 0 && rest.length !== count) {
     throw new UsageError(
       count === 0 ? `${cmd} takes no arguments, got "${rest.join(' ')}"` : `${cmd} needs exactly one ${what}, got ${rest.length}`,
     );

@@ -30,6 +30,8 @@ export interface FlattenerOptions {
   target: Pick<RbdTargetConfig, 'pool'>;
   /** A lock older than this is broken even when its owner cannot be proven dead (another host). Default 1 hour. */
   staleLockMs?: number;
+  /** Only these images (ids in the target pool); default every image with a flatten request. */
+  images?: string[];
   /** `run()` looks for new work this often. Default 5 s. */
   pollMs?: number;
   logger?: (event: FlattenerEvent) => void;
@@ -209,7 +211,8 @@ export class Flattener {
   /** Images in the target pool waiting for their flatten, oldest request first. */
   async pending(): Promise<Array<{ image: string; request: FlattenRequest }>> {
     const session = await this.connect();
-    return pendingFlattens(await session.pool(this.opts.target.pool));
+    const only = this.opts.images;
+    return (await pendingFlattens(await session.pool(this.opts.target.pool))).filter((p) => !only || only.includes(p.image));
   }
 
   /** Flattens everything pending now, one image at a time; `signal` stops it (the current image stays queued). */
@@ -217,7 +220,7 @@ export class Flattener {
     const session = await this.connect();
     const io = await session.pool(this.opts.target.pool);
     const report: FlattenReport = { flattened: [], skipped: [], failed: [] };
-    for (const { image } of await pendingFlattens(io)) {
+    for (const { image } of await this.pending()) {
       if (opts.signal?.aborted) break;
       const started = performance.now();
       this.emit({ type: 'flatten', image, state: 'start' });

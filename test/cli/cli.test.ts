@@ -198,3 +198,48 @@ describe('snapstore check and snapshot', () => {
   });
 });
 
+
+describe('snapstore flattener', () => {
+  // The image store's user must read `vms` while an instant snapshot is pending (the test bed's glance may not).
+  const novaOnly = conf('nova-instant.conf', `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n`);
+  const storeAsNova = conf('glance-as-nova.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = nova\nrbd_store_ceph_conf = ${a.conf}\n`);
+
+  it('finishes an instant snapshot (snapshot --flatten background, then flattener --once); a polling flattener stops on SIGTERM', async () => {
+    const name = uniqueName('cli-instant');
+    await rbd(a, ['create', `vms/${name}`, '--size', '64M'], 'nova');
+    await rbd(a, ['bench', '--io-type', 'write', '--io-size', '1M', '--io-total', '8M', '--io-pattern', 'rand', `vms/${name}`], 'nova');
+    const cfg = ['--config', novaOnly, '--config', storeAsNova];
+    let id = '';
+    try {
+      const check = await snapstore(['check', `vms/${name}`, ...cfg]);
+      expect(check.stdout).toContain('instant (--flatten background): possible');
+      const r = await snapstore(['snapshot', `vms/${name}`, '--flatten', 'background', ...cfg, '--json']);
+      expect(r.stderr).toBe('');
+      const result = JSON.parse(r.stdout) as { imageId: string; location: string; method: string; flatten: string };
+      id = result.imageId;
+      expect(result).toMatchObject({ method: 'direct', flatten: 'pending' });
+      expect(JSON.parse(await rbd(a, ['info', `images/${id}`, '--format', 'json'])).parent).toBeDefined();
+
+      // A polling flattener for another (absent) image starts, and SIGTERM ends it cleanly.
+      const polling = execFile(process.execPath, [cli, 'flattener', 'no-such-image', ...cfg]);
+      const stopped = new Promise<{ code: number | null; stdout: string }>((resolve) => {
+        let stdout = '';
+        polling.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+        polling.on('exit', (code) => resolve({ code, stdout }));
+      });
+      await new Promise<void>((resolve) => polling.stderr!.on('data', (d: Buffer) => d.toString().includes('watching pool') && resolve()));
+      polling.kill('SIGTERM');
+      expect(await stopped).toEqual({ code: 0, stdout: 'flattener stopped\n' });
+
+      const once = await snapstore(['flattener', id, '--once', ...cfg, '--json']);
+      expect(once.code).toBe(0);
+      expect(JSON.parse(once.stdout)).toEqual({ flattened: [id], skipped: [], failed: [] });
+      expect(JSON.parse(await rbd(a, ['info', `images/${id}`, '--format', 'json'])).parent).toBeUndefined();
+      expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
+      expect((await snapstore(['delete', result.location, ...cfg])).code).toBe(0);
+    } finally {
+      await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
+    }
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  });
+});

@@ -29,8 +29,9 @@ afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
 // read `vms`: the test bed's client.glance may not (see the test at the end), nova may.
 const storeAsNova = rbdTarget(a, 'nova');
 
-function flattener(cluster: ClusterInfo, events: FlattenerEvent[] = []): Flattener {
-  return new Flattener({ source: sourceConfig(cluster), target: { pool: 'images' }, logger: (e) => events.push(e) });
+/** A flattener for this test's images only: other test files queue flattens in the same pool. */
+function flattener(cluster: ClusterInfo, images: string[], events: FlattenerEvent[] = []): Flattener {
+  return new Flattener({ source: sourceConfig(cluster), target: { pool: 'images' }, images, logger: (e) => events.push(e) });
 }
 
 /** Snapshots of the disk, trash namespace included, as `rbd snap ls --all` lists them. */
@@ -159,7 +160,8 @@ describe('instant snapshots (flatten: background)', () => {
       expect(await contentMd5(a, `images/${smallId}@snap`)).toBe(before);
 
       // gc leaves queued clones alone.
-      const gc = await c.gc({ olderThanMs: 0 });
+      // (dry run: other test files' killed runs are theirs to collect)
+      const gc = await c.gc({ olderThanMs: 0, dryRun: true });
       expect(gc.found.filter((l) => ids.some((id) => l.location.includes(id)))).toEqual([]);
 
       // The disk cannot go while a clone depends on it: snapstore says so, and librbd refuses anyway.
@@ -167,7 +169,7 @@ describe('instant snapshots (flatten: background)', () => {
       await expect(rbd(a, ['rm', `vms/${small}`], 'nova')).rejects.toThrow(/snapshots/);
 
       const events: FlattenerEvent[] = [];
-      const f = flattener(a, events);
+      const f = flattener(a, ids, events);
       try {
         const report = await f.runOnce();
         expect(report.flattened).toEqual(expect.arrayContaining(ids));
@@ -206,7 +208,7 @@ describe('instant snapshots (flatten: background)', () => {
     try {
       id = (await c.snapshot(source, { flatten: 'background' })).imageId;
 
-      const child = spawn(process.execPath, [join(here, 'fixtures', 'flattener-child.mjs'), modulePath, JSON.stringify({ source: sourceConfig(a), target: { pool: 'images' } })], {
+      const child = spawn(process.execPath, [join(here, 'fixtures', 'flattener-child.mjs'), modulePath, JSON.stringify({ source: sourceConfig(a), target: { pool: 'images' }, images: [id] })], {
         stdio: ['ignore', 'pipe', 'inherit'],
       });
       await new Promise<void>((resolveMid, reject) => {
@@ -224,7 +226,7 @@ describe('instant snapshots (flatten: background)', () => {
       expect(await rbd(a, ['lock', 'ls', `images/${id}`])).toContain('snapstore-flattener');
 
       const events: FlattenerEvent[] = [];
-      const f = flattener(a, events);
+      const f = flattener(a, [id], events);
       try {
         const report = await f.runOnce();
         expect(report.flattened).toContain(id);
