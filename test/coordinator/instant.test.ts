@@ -132,17 +132,24 @@ describe('instant snapshots (flatten: background)', () => {
       expect(plan.instant).toMatchObject({ possible: true });
       expect(plan.instant.reason).toContain('clone format 2');
 
-      const seconds: number[] = [];
-      for (const src of [smallSrc, bigSrc]) {
-        const t0 = performance.now();
-        const result = await c.snapshot(src, { flatten: 'background' });
-        seconds.push((performance.now() - t0) / 1000);
-        ids.push(result.imageId);
-        expect(result).toMatchObject({ method: 'direct', flatten: 'pending', fallbackReason: null });
+      // Three rounds, alternating sizes, compared by their medians: the machine is shared with other tests.
+      // The first round's images stay for the rest of the test; the others are removed at once.
+      const seconds: [number[], number[]] = [[], []];
+      for (let round = 0; round < 3; round++) {
+        for (const [i, src] of [smallSrc, bigSrc].entries()) {
+          const t0 = performance.now();
+          const result = await c.snapshot(src, { flatten: 'background' });
+          seconds[i]!.push((performance.now() - t0) / 1000);
+          expect(result).toMatchObject({ method: 'direct', flatten: 'pending', fallbackReason: null });
+          if (round === 0) ids.push(result.imageId);
+          else await removeImage(a, `images/${result.imageId}`);
+        }
       }
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[1]!;
+      const [small1G, big16G] = seconds.map(median) as [number, number];
+      expect(Math.max(small1G, big16G)).toBeLessThan(0.5);
+      expect(Math.max(small1G, big16G) / Math.min(small1G, big16G)).toBeLessThan(2);
       const [smallId, bigId] = ids as [string, string];
-      expect(Math.max(...seconds)).toBeLessThan(0.5);
-      expect(Math.max(...seconds) / Math.min(...seconds)).toBeLessThan(2);
 
       // Usable now: `snap` is there and protected, the clone still hangs from the trashed source snapshot.
       const info = await imageInfo(a, `images/${smallId}`);
