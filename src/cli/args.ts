@@ -17,6 +17,7 @@ export interface Invocation {
   mode: 'auto' | 'direct' | 'copy';
   flatten: 'sync' | 'background';
   once: boolean;
+  staleLockSeconds?: number;
   output?: string;
   size?: number;
   dryRun: boolean;
@@ -38,6 +39,8 @@ commands:
   flattener [IMAGE_ID...]
                     flatten instant snapshots queued in the image pool (or only those images),
                     polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
+                    [--stale-lock-seconds N: break a lock this old when its holder's death cannot be
+                    proven (it ran on another host); default 3600]
 
 SOURCE is rbd://FSID/POOL/IMAGE (an instance disk), rbd://FSID/POOL/IMAGE/SNAP, or file:///PATH.
 
@@ -94,6 +97,7 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
         mode: { type: 'string' },
         flatten: { type: 'string' },
         once: { type: 'boolean' },
+        'stale-lock-seconds': { type: 'string' },
         output: { type: 'string', short: 'o' },
         size: { type: 'string' },
         'dry-run': { type: 'boolean' },
@@ -133,6 +137,7 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
     mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
     flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
     once: values.once ?? false,
+    staleLockSeconds: nonNegativeInt('stale-lock-seconds', values['stale-lock-seconds']),
     output: values.output,
     size: nonNegativeInt('size', values.size),
     dryRun: values['dry-run'] ?? false,

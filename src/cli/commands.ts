@@ -185,6 +185,7 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     source: cfg.source,
     target,
     ...(inv.positionals.length ? { images: inv.positionals } : {}),
+    ...(inv.staleLockSeconds !== undefined ? { staleLockMs: inv.staleLockSeconds * 1000 } : {}),
     logger: (e: FlattenerEvent) => {
       if (e.type === 'progress') out.progress('flatten', e.done, e.total);
       else if (e.type === 'lock-broken') out.info(`broke the lock on ${e.image} held by ${e.holder}: ${e.why}`);
