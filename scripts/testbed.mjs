@@ -9,7 +9,7 @@
 // The vitest global setup uses the same functions; point SNAPSTORE_TESTBED at a running test bed's
 // testbed.json to reuse it across runs while debugging (it is then left running).
 import { execFile } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,12 +40,52 @@ function parseEnv(text) {
   );
 }
 
+// Clusters and Glance APIs that tests start on their own are recorded in the test bed's directory, so
+// `down` stops them even when the test that started them was cut off (a timeout) before its cleanup.
+function register(kind, dir) {
+  const root = process.env.SNAPSTORE_TESTBED_ROOT;
+  if (root && existsSync(root)) appendFileSync(join(root, 'started.txt'), `${kind} ${resolve(dir)}\n`);
+}
+
+/** After a start: the daemons' PIDs, so `down` can stop them even if their directory was deleted. */
+function registerPids(dir, pidfiles) {
+  const root = process.env.SNAPSTORE_TESTBED_ROOT;
+  if (!root || !existsSync(root)) return;
+  for (const f of pidfiles) {
+    const file = join(dir, f);
+    if (existsSync(file)) appendFileSync(join(root, 'started.txt'), `pid ${readFileSync(file, 'utf8').trim()} ${resolve(dir)}\n`);
+  }
+}
+
+/** Stops a recorded daemon by PID, but only while it still runs from that directory (PIDs get reused). */
+function stopPid(pid, dir) {
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    if (!cmdline.includes(dir)) return;
+    process.kill(-Number(pid), 'SIGKILL');
+  } catch {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
+function registered(root) {
+  const file = join(root, 'started.txt');
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' '));
+}
+
 export async function startCluster(dir, { bluestore = false, cloneV2 = false } = {}) {
+  register('cluster', dir);
   const port = await freePort();
   const args = [join(scripts, 'ceph-cluster.sh'), 'start', dir, String(port)];
   if (bluestore) args.push('--bluestore');
   if (cloneV2) args.push('--clone-v2');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
+  registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid']);
   const env = parseEnv(stdout);
   return { dir, conf: env.conf, fsid: env.fsid, port, cloneFormat: Number(env.clone_format) };
 }
@@ -55,10 +95,12 @@ export async function stopCluster(dir) {
 }
 
 export async function startGlance(dir, cephDir, { multipleLocations = true } = {}) {
+  register('glance', dir);
   const port = await freePort();
   const args = [join(scripts, 'glance-api.sh'), 'start', dir, String(port), cephDir];
   if (!multipleLocations) args.push('--no-multiple-locations');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
+  registerPids(dir, ['glance-api.pid']);
   return { dir, url: parseEnv(stdout).url, conf: join(dir, 'glance-api.conf') };
 }
 
@@ -90,8 +132,13 @@ export async function up(root) {
 export async function down(root) {
   root = resolve(root);
   // Glance first (it holds a client connection), then the clusters; each stop is by recorded PID.
-  await stopGlance(join(root, 'glance')).catch(() => {});
-  await Promise.all(['cluster-a', 'cluster-b'].map((c) => stopCluster(join(root, c)).catch(() => {})));
+  const extra = registered(root);
+  const glances = [join(root, 'glance'), ...extra.filter(([k]) => k === 'glance').map(([, d]) => d)];
+  const clusters = [join(root, 'cluster-a'), join(root, 'cluster-b'), ...extra.filter(([k]) => k === 'cluster').map(([, d]) => d)];
+  await Promise.all(glances.map((d) => stopGlance(d).catch(() => {})));
+  await Promise.all(clusters.map((d) => stopCluster(d).catch(() => {})));
+  // Whatever is still running from a directory a test removed before stopping it.
+  for (const [, pid, dir] of extra.filter(([k]) => k === 'pid')) stopPid(pid, dir);
 }
 
 export function load(file) {

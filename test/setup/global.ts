@@ -2,7 +2,7 @@
 // on success, failure, or Ctrl-C. SNAPSTORE_TESTBED=path/testbed.json reuses a running test bed (left
 // running); SNAPSTORE_KEEP_TESTBED=1 leaves the one started here running for debugging.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,14 +15,22 @@ function stopNow(root: string): void {
   // Signal handlers cannot await: stop synchronously, glance first, by recorded PID.
   const stop = (script: string, dir: string) => {
     try {
-      execFileSync('bash', [join(scripts, script), 'stop', join(root, dir)], { stdio: 'ignore' });
+      execFileSync('bash', [join(scripts, script), 'stop', dir], { stdio: 'ignore' });
     } catch {
       // Already stopped or never started.
     }
   };
-  stop('glance-api.sh', 'glance');
-  stop('ceph-cluster.sh', 'cluster-a');
-  stop('ceph-cluster.sh', 'cluster-b');
+  let extra: string[][] = [];
+  try {
+    extra = readFileSync(join(root, 'started.txt'), 'utf8').split('\n').filter(Boolean).map((l) => l.split(' ', 2));
+  } catch {
+    // Nothing extra was started.
+  }
+  stop('glance-api.sh', join(root, 'glance'));
+  for (const [kind, dir] of extra) if (kind === 'glance') stop('glance-api.sh', dir!);
+  stop('ceph-cluster.sh', join(root, 'cluster-a'));
+  stop('ceph-cluster.sh', join(root, 'cluster-b'));
+  for (const [kind, dir] of extra) if (kind === 'cluster') stop('ceph-cluster.sh', dir!);
 }
 
 export default async function setup(project: TestProject) {
@@ -40,6 +48,8 @@ export default async function setup(project: TestProject) {
   process.once('SIGTERM', onSignal);
   const started = Date.now();
   const env = await up(root);
+  // Test workers inherit this: what they start themselves is recorded here and stopped by `down`.
+  process.env.SNAPSTORE_TESTBED_ROOT = root;
   console.error(`test bed up in ${((Date.now() - started) / 1000).toFixed(1)} s under ${root}`);
   project.provide('testbed', env);
   return async () => {
