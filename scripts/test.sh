@@ -9,5 +9,5 @@ npm run typecheck
 
 # The suite's global setup stops the test bed it started; this trap covers the runner being killed.
 export SNAPSTORE_TESTBED_DIR=${SNAPSTORE_TESTBED_DIR:-$(mktemp -d /tmp/snapstore-testbed-XXXXXX)}
-trap 'node scripts/testbed.mjs down "$SNAPSTORE_TESTBED_DIR" || true' EXIT
+trap 'node scripts/testbed.mjs down "$SNAPSTORE_TESTBED_DIR" || true; [[ ${SNAPSTORE_KEEP_TESTBED:-} == 1 ]] || rm -rf "$SNAPSTORE_TESTBED_DIR"' EXIT
 npx vitest run "$@"

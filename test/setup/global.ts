@@ -2,7 +2,7 @@
 // on success, failure, or Ctrl-C. SNAPSTORE_TESTBED=path/testbed.json reuses a running test bed (left
 // running); SNAPSTORE_KEEP_TESTBED=1 leaves the one started here running for debugging.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,8 +48,12 @@ export default async function setup(project: TestProject) {
   process.once('SIGTERM', onSignal);
   const started = Date.now();
   const env = await up(root);
-  // Test workers inherit this: what they start themselves is recorded here and stopped by `down`.
+  // Test workers inherit these: what they start themselves is recorded here and stopped by `down`, and
+  // their scratch files (os.tmpdir()) live under the test bed, removed with it.
   process.env.SNAPSTORE_TESTBED_ROOT = root;
+  const scratch = join(root, 'tmp');
+  mkdirSync(scratch, { recursive: true });
+  process.env.TMPDIR = scratch;
   console.error(`test bed up in ${((Date.now() - started) / 1000).toFixed(1)} s under ${root}`);
   project.provide('testbed', env);
   return async () => {
@@ -60,5 +64,6 @@ export default async function setup(project: TestProject) {
       return;
     }
     await down(root);
+    rmSync(root, { recursive: true, force: true });
   };
 }
