@@ -76,15 +76,16 @@ export async function* extentStream(
     fill();
     while (window.length > 0) {
       const { piece, read } = window.shift()!;
+      // Return to the event loop once per piece: a read that already finished, or a hole that needs no I/O,
+      // would otherwise hand the consumer piece after piece within one macrotask, and the consumer hashes
+      // each of them (gigabytes for a sparse disk) without the loop turning in between.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       let buf: Buffer;
       if (read) {
         buf = await read;
         // A snapshot cannot shrink, but a short read must never shift the bytes after it.
         if (buf.length < piece.length) buf = Buffer.concat([buf, ZEROS.subarray(0, piece.length - buf.length)]);
       } else {
-        // A hole needs no I/O, so nothing here would otherwise return to the event loop: a run of holes
-        // (gigabytes of a sparse disk) would be hashed by the consumer in one unbroken stretch of microtasks.
-        await new Promise<void>((resolve) => setImmediate(resolve));
         buf = ZEROS.subarray(0, piece.length);
       }
       fill();
