@@ -37,7 +37,7 @@ import {
   type RunRecord,
 } from './names.js';
 import { FLATTEN_KEY, removeUnusedTrashedSnapshots } from './instant.js';
-import { ignoreNotFound, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
+import { ignoreNotFound, removeImageFully, removeSnapshot, whileBusy, withImage } from './rbd-util.js';
 import { parseSource } from './source.js';
 import type { GcOptions, GcReport, Leftover } from './types.js';
 
@@ -264,36 +264,17 @@ function removeImage(io: Ioctx, name: string): Promise<void> {
 
 /** Breaks the run's lock on its clone (librbd blocklists the dead holder, ending its watch), then removes it. */
 async function removeClone(io: Ioctx, name: string, runId: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await io.openImage(name);
-  } catch (err) {
-    if (isNotFound(err)) return;
-    throw err;
-  }
-  try {
+  const exists = await withImage(io, name, {}, false, async (image) => {
     for (const locker of await image.listLockers()) {
       if (locker.cookie === lockCookie(runId)) await ignoreNotFound(image.breakLock(locker.client, locker.cookie));
     }
-  } finally {
-    await image.close();
-  }
-  await removeImage(io, name);
+    return true;
+  });
+  if (exists) await removeImage(io, name);
 }
 
 async function removeSourceSnapshot(io: Ioctx, image: string, snap: string): Promise<void> {
-  let handle: Image;
-  try {
-    handle = await io.openImage(image);
-  } catch (err) {
-    if (isNotFound(err)) return;
-    throw err;
-  }
-  try {
-    await whileBusy(() => removeSnapshot(handle, snap), WATCH_WAIT);
-  } finally {
-    await handle.close();
-  }
+  await withImage(io, image, {}, undefined, (handle) => whileBusy(() => removeSnapshot(handle, snap), WATCH_WAIT));
 }
 
 /** The sessions connected to cluster `fsid`, the source user's first. */
@@ -426,23 +407,14 @@ function targetRemoval(ctx: GcContext, sessions: Sessions, record: RunRecord): (
 
 /** Whether the image in the target pool is the run's: its marker, its parent, or no `snap` (never finished). */
 async function provesRun(io: Ioctx, name: string, record: RunRecord): Promise<boolean> {
-  let image: Image;
-  try {
-    image = await io.openImage(name, { readOnly: true });
-  } catch (err) {
-    if (isNotFound(err)) return false;
-    throw err;
-  }
-  try {
+  return withImage(io, name, { readOnly: true }, false, async (image) => {
     const marker = decodePendingMarker((await image.metadataGet(PENDING_KEY)) ?? '');
     if (marker) return marker.runId === record.runId;
     // A finished instant snapshot waiting for its flatten: the run completed; the record merely outlived it.
     if ((await image.metadataGet(FLATTEN_KEY)) !== null) return false;
     if (record.method === 'direct') return (await image.parentInfo())?.snapshot === record.sourceSnap && record.sourceSnap !== null;
     return !(await image.snapList()).some((s) => s.namespace === 'user' && s.name === TARGET_SNAP);
-  } finally {
-    await image.close();
-  }
+  });
 }
 
 /**

@@ -15,6 +15,7 @@ import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import { SnapstoreError } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import { runIdOfSnap } from './names.js';
+import { withImage } from './rbd-util.js';
 import type { PlanFacts } from './plan.js';
 import { formatSource, type Source } from './source.js';
 import type { InstantCheck } from './types.js';
@@ -146,15 +147,8 @@ export async function pendingFlattens(io: Ioctx): Promise<Array<{ image: string;
  * Returns how many were removed.
  */
 export async function removeUnusedTrashedSnapshots(io: Ioctx, image: string, only?: string | null): Promise<number> {
-  let handle: Image;
-  try {
-    handle = await io.openImage(image);
-  } catch (err) {
-    if (isNotFound(err)) return 0;
-    throw err;
-  }
-  let removed = 0;
-  try {
+  return withImage(io, image, {}, 0, async (handle) => {
+    let removed = 0;
     for (const s of await handle.snapList()) {
       if (s.namespace !== 'trash' || !s.originalName || runIdOfSnap(s.originalName) === null) continue;
       if (only != null && s.originalName !== only) continue;
@@ -166,10 +160,8 @@ export async function removeUnusedTrashedSnapshots(io: Ioctx, image: string, onl
         if (code !== 'BUSY' && !isNotFound(err)) throw err;
       }
     }
-  } finally {
-    await handle.close();
-  }
-  return removed;
+    return removed;
+  });
 }
 
 /** The canonical `rbd://fsid/pool/image` of a disk source (an existing snapshot is not a disk). */

@@ -14,6 +14,31 @@ function isCode(err: unknown, code: string): boolean {
   return (err as { code?: unknown } | null)?.code === code;
 }
 
+/**
+ * Opens `name`, runs `use` on it and closes it, whatever `use` does. An image that does not exist gives
+ * `missing` instead (snapstore often cleans up after runs whose images may already be gone).
+ */
+export async function withImage<T>(
+  io: Ioctx,
+  name: string,
+  opts: { readOnly?: boolean },
+  missing: T,
+  use: (image: Image) => Promise<T>,
+): Promise<T> {
+  let image: Image;
+  try {
+    image = await io.openImage(name, opts.readOnly ? { readOnly: true } : {});
+  } catch (err) {
+    if (isNotFound(err)) return missing;
+    throw err;
+  }
+  try {
+    return await use(image);
+  } finally {
+    await image.close();
+  }
+}
+
 /** Unprotects (when protected) and removes a snapshot; a snapshot that is already gone is fine. */
 export async function removeSnapshot(image: Image, snap: string): Promise<void> {
   let isProtected = false;
@@ -32,21 +57,13 @@ export async function removeSnapshot(image: Image, snap: string): Promise<void> 
  * fine. Never used on anything snapstore did not create.
  */
 export async function removeImageFully(io: Ioctx, name: string): Promise<void> {
-  let image: Image;
-  try {
-    image = await io.openImage(name);
-  } catch (err) {
-    if (isNotFound(err)) return;
-    throw err;
-  }
-  try {
+  const exists = await withImage(io, name, {}, false, async (image) => {
     for (const s of await image.snapList()) {
       if (s.namespace === 'user') await removeSnapshot(image, s.name);
     }
-  } finally {
-    await image.close();
-  }
-  await ignoreNotFound(io.removeImage(name));
+    return true;
+  });
+  if (exists) await ignoreNotFound(io.removeImage(name));
 }
 
 /**
