@@ -3,6 +3,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { InvalidRange, SizeMismatch, StoreAborted, StoreError, type StoreSource } from '../store.js';
+import { checkImageId } from '../location.js';
 
 export class ImageHasher {
   private readonly md5: Hash = createHash('md5');
@@ -15,6 +16,14 @@ export class ImageHasher {
 
   digest(): { checksum: string; multihash: string; hashAlgo: 'sha512' } {
     return { checksum: this.md5.digest('hex'), multihash: this.sha512.digest('hex'), hashAlgo: 'sha512' };
+  }
+}
+
+/** What every driver's `add` checks before touching storage: a usable image id and a sane announced size. */
+export function checkAddArguments(imageId: string, size: number | undefined): void {
+  checkImageId(imageId);
+  if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
+    throw new StoreError('INVALID_ARGUMENT', `size ${String(size)} is not a non-negative integer`);
   }
 }
 

@@ -24,7 +24,7 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, ImageHasher, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, ImageHasher, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
 
 export interface FileStoreConfig {
   /** `filesystem_store_datadir`; created on first write when missing. */
@@ -134,10 +134,7 @@ export class FileStore implements Store {
 
   private async write(imageId: string, data: StoreSource, size: number | undefined, options: AddOptions): Promise<AddResult> {
     this.checkOpen();
-    checkImageId(imageId);
-    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
-      throw new StoreError('INVALID_ARGUMENT', `size ${String(size)} is not a non-negative integer`);
-    }
+    checkAddArguments(imageId, size);
     await this.prepare();
     const target = join(this.dataDir, imageId);
     if (await exists(target)) throw new StoreExists(`image ${imageId} already exists in ${this.dataDir}`, { context: { imageId } });

@@ -35,7 +35,7 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, ImageHasher, abortedError, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, ImageHasher, abortedError, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
 
 export interface RbdStoreConfig {
   /** ceph.conf path (`rbd_store_ceph_conf`). */
@@ -163,10 +163,7 @@ export class RbdStore implements Store {
   }
 
   private async write(imageId: string, data: StoreSource, size: number | undefined, options: AddOptions): Promise<AddResult> {
-    checkImageId(imageId);
-    if (size !== undefined && (!Number.isSafeInteger(size) || size < 0)) {
-      throw new StoreError('INVALID_ARGUMENT', `size ${String(size)} is not a non-negative integer`);
-    }
+    checkAddArguments(imageId, size);
     const { signal } = options;
     const what = `storing image ${this.pool}/${imageId}`;
     const context = { pool: this.pool, image: imageId };
