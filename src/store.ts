@@ -12,17 +12,22 @@ export interface AddResult {
   location: string;
   /** Bytes stored (the stream's length). */
   size: number;
-  /** MD5 of the data, hex (Glance's legacy `checksum`). */
-  checksum: string;
-  /** SHA-512 of the data, hex (Glance's `os_hash_value`). */
-  multihash: string;
-  /** Glance's `os_hash_algo`. */
-  hashAlgo: 'sha512';
+  /** MD5 of the data, hex (Glance's legacy `checksum`); null when added with `checksums: false`. */
+  checksum: string | null;
+  /** SHA-512 of the data, hex (Glance's `os_hash_value`); null when added with `checksums: false`. */
+  multihash: string | null;
+  /** Glance's `os_hash_algo`; null when added with `checksums: false`. */
+  hashAlgo: 'sha512' | null;
 }
 
 export interface AddOptions {
   /** Aborting stops the write and removes whatever was created; `add` then rejects with StoreAborted. */
   signal?: AbortSignal;
+  /**
+   * Compute `checksum` and `multihash` (default true). Hashing every byte costs ~1.5 s of CPU per GiB
+   * (holes included); turn it off when nobody records them, or when Glance computes them itself.
+   */
+  checksums?: boolean;
 }
 
 export interface GetOptions {
@@ -56,7 +61,8 @@ export interface Store {
 
   /**
    * Stores `data` under `imageId`. With `size`, the stream must yield exactly that many bytes (else
-   * SizeMismatch); without it, any length is accepted. The checksums cover every byte, zeros included.
+   * SizeMismatch); without it, any length is accepted. The checksums cover every byte, zeros included
+   * (from an announced size of 64 MiB on they are computed in two worker threads, in parallel with the I/O).
    * Any failure — the source erroring, a size mismatch, an abort, a backend error — leaves nothing behind.
    * @throws StoreExists when `imageId` is already stored; InvalidImageId when it cannot name an image.
    */

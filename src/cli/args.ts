@@ -16,6 +16,7 @@ export interface Invocation {
   name?: string;
   mode: 'auto' | 'direct' | 'copy';
   flatten: 'sync' | 'background';
+  checksums: 'auto' | 'inline' | 'off';
   once: boolean;
   staleLockSeconds?: number;
   output?: string;
@@ -29,7 +30,10 @@ export const USAGE = `usage: snapstore <command> [options]
 commands:
   snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
                     [--image-id ID] [--name NAME] [--mode auto|direct|copy] [--flatten sync|background]
+                    [--checksums auto|inline|off]
                     --flatten background: usable at once (clone format 2), flattened later by a flattener
+                    --checksums: whether a copy computes Glance's md5/sha512 (auto: only for a Glance
+                    older than image API 2.17, which cannot compute them itself; costs CPU per byte)
   check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why; changes nothing
   add FILE|-        store a file (or stdin) as a new image [--image-id ID] [--size BYTES]
   get LOCATION      write an image to stdout or -o FILE
@@ -96,6 +100,7 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
         name: { type: 'string' },
         mode: { type: 'string' },
         flatten: { type: 'string' },
+        checksums: { type: 'string' },
         once: { type: 'boolean' },
         'stale-lock-seconds': { type: 'string' },
         output: { type: 'string', short: 'o' },
@@ -136,6 +141,7 @@ export function parseInvocation(argv: string[]): Invocation | 'help' | 'version'
     name: values.name,
     mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
     flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
+    checksums: oneOf('checksums', values.checksums, ['auto', 'inline', 'off'] as const, 'auto'),
     once: values.once ?? false,
     staleLockSeconds: nonNegativeInt('stale-lock-seconds', values['stale-lock-seconds']),
     output: values.output,

@@ -79,6 +79,7 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     c.snapshot(source, {
       mode: inv.mode,
       flatten: inv.flatten,
+      checksums: inv.checksums,
       signal,
       ...(inv.imageId ? { imageId: inv.imageId } : {}),
       ...(inv.name ? { name: inv.name } : {}),

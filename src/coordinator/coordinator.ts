@@ -361,6 +361,10 @@ export class SnapshotCoordinator {
       throw new SnapstoreError('INVALID_ARGUMENT', `flatten must be sync or background, not ${JSON.stringify(flatten)}`);
     }
     const background = flatten === 'background';
+    const checksums = opts.checksums ?? 'auto';
+    if (checksums !== 'auto' && checksums !== 'inline' && checksums !== 'off') {
+      throw new SnapstoreError('INVALID_ARGUMENT', `checksums must be auto, inline or off, not ${JSON.stringify(checksums)}`);
+    }
     if (opts.imageId !== undefined) checkImageId(opts.imageId);
     const src = parseSource(source, this.sourceConfig?.pool);
     if (opts.signal?.aborted) throw new SnapshotCancelledError({ source }, opts.signal.reason);
@@ -673,7 +677,7 @@ export class SnapshotCoordinator {
       glance = { id: added.image.id, status: added.image.status };
     }
     await this.unrecord(r, source);
-    return { imageId, location, sizeBytes, glance };
+    return { imageId, location, sizeBytes, glance, checksums: null };
   }
 
   private async copy(
@@ -726,7 +730,8 @@ export class SnapshotCoordinator {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     let location = '';
     let sizeBytes = 0;
-    let hashes: { checksum: string; multihash: string } | null = null;
+    let hashes: SnapshotResult['checksums'] = null;
+    const checksums = sink === 'store' && (await this.wantChecksums(opts.checksums ?? 'auto', glanceImage !== null));
     try {
       await r.step('copy', async () => {
         let data: StoreSource;
@@ -740,7 +745,8 @@ export class SnapshotCoordinator {
           sizeBytes = await reader.size();
           const extents = await reader.diffIterate();
           this.emit({ type: 'progress', runId: r.runId, phase: 'allocated', done: allocatedBytes(extents), total: sizeBytes });
-          data = extentStream(reader, extents, sizeBytes, { progress, stop: () => r.stopReason() });
+          // A store copies each piece before asking for the next; Glance's HTTP body may still hold it.
+          data = extentStream(reader, extents, sizeBytes, { progress, stop: () => r.stopReason(), reuseBuffers: sink === 'store' });
         } else {
           sizeBytes = (await stat(src.path)).size;
           data = fileStream(src.path, sizeBytes, progress, () => r.stopReason());
@@ -750,10 +756,12 @@ export class SnapshotCoordinator {
           location = `glance:${imageId}`;
         } else {
           const store = await this.store.get();
-          const added = await store.add(imageId, data, sizeBytes, { signal: stopCopy.signal });
+          const added = await store.add(imageId, data, sizeBytes, { signal: stopCopy.signal, checksums });
           r.undo(`delete ${added.location}`, () => ignoreNotFound(store.delete(added.location)));
           location = added.location;
-          hashes = { checksum: added.checksum, multihash: added.multihash };
+          if (added.checksum !== null && added.multihash !== null) {
+            hashes = { checksum: added.checksum, multihash: added.multihash, hashAlgo: 'sha512' };
+          }
         }
       });
     } finally {
@@ -787,7 +795,7 @@ export class SnapshotCoordinator {
         const direct = typeof image.direct_url === 'string' ? image.direct_url : image.locations?.[0]?.url;
         if (direct) location = direct;
       } else {
-        const h = hashes as { checksum: string; multihash: string } | null;
+        const h = hashes as SnapshotResult['checksums'];
         const added = await r.step('glance-add-location', () =>
           client.addLocation(glanceImage.id, location, {
             ...(h ? { checksum: h.checksum, osHashAlgo: 'sha512', osHashValue: h.multihash } : {}),
@@ -799,7 +807,17 @@ export class SnapshotCoordinator {
       }
     }
     if (source) await this.unrecord(r, source);
-    return { imageId: glance?.id ?? imageId, location, sizeBytes, glance };
+    return { imageId: glance?.id ?? imageId, location, sizeBytes, glance, checksums: hashes };
+  }
+
+  /**
+   * `auto`: hash only when the image is registered with a Glance that will not hash it itself (image API
+   * before 2.17, PATCH locations). When Glance's versions cannot be read, hash: better slow than missing.
+   */
+  private async wantChecksums(mode: 'auto' | 'inline' | 'off', registering: boolean): Promise<boolean> {
+    if (mode === 'inline') return true;
+    if (mode === 'off' || !this.glance || !registering) return false;
+    return !(await this.glance.supportsLocationsApi().catch(() => false));
   }
 
   /** Marks the image the store wrote as this run's until the run completes (see names.ts). */

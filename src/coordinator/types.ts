@@ -38,6 +38,15 @@ export interface SnapshotOptions {
    * the flatten to a Flattener (`snapstore flattener`), queued in the clone's RBD metadata.
    */
   flatten?: 'sync' | 'background';
+  /**
+   * Whether the copy path computes Glance's checksum (md5) and os_hash_value (sha512) as it copies:
+   * `auto` (default) only when they would otherwise be missing, i.e. when the image is registered with a
+   * Glance older than image API 2.17 (from 2.17 Glance computes them itself from the new location,
+   * `do_secure_hash`, in the background); `inline` always; `off` never. Hashing costs CPU for every byte
+   * of the disk, holes included (two worker threads, ~6 s per 4 GiB on a 2-core host), so it decides the
+   * speed of a sparse copy. The direct path never hashes (like nova's direct snapshot).
+   */
+  checksums?: 'auto' | 'inline' | 'off';
   signal?: AbortSignal;
   onProgress?: (p: { phase: string; done: number; total: number }) => void;
 }
@@ -52,6 +61,8 @@ export interface SnapshotResult {
   sizeBytes: number;
   seconds: number;
   glance: { id: string; status: string } | null;
+  /** The checksums the copy path computed (see SnapshotOptions.checksums); null when it computed none. */
+  checksums: { checksum: string; multihash: string; hashAlgo: 'sha512' } | null;
   /** `pending`: a flattener still has to flatten the clone (background mode); `done`: the image stands alone. */
   flatten: 'done' | 'pending';
 }

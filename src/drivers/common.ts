@@ -1,23 +1,9 @@
 // What every driver's `add` needs: cut the input into fixed-size chunks (checking the announced size and the
-// abort signal), hash every byte, and find the runs of a chunk that are not zeros.
-import { createHash, type Hash } from 'node:crypto';
+// abort signal), hash every byte (./hashing.ts), and find the runs of a chunk that are not zeros.
 import type { Readable } from 'node:stream';
 import { InvalidRange, SizeMismatch, StoreAborted, StoreError, type StoreSource } from '../store.js';
 import { checkImageId } from '../location.js';
-
-export class ImageHasher {
-  private readonly md5: Hash = createHash('md5');
-  private readonly sha512: Hash = createHash('sha512');
-
-  update(data: Uint8Array): void {
-    this.md5.update(data);
-    this.sha512.update(data);
-  }
-
-  digest(): { checksum: string; multihash: string; hashAlgo: 'sha512' } {
-    return { checksum: this.md5.digest('hex'), multihash: this.sha512.digest('hex'), hashAlgo: 'sha512' };
-  }
-}
+import { isAllZero, type ImageHasher } from './hashing.js';
 
 /** What every driver's `add` checks before touching storage: a usable image id and a sane announced size. */
 export function checkAddArguments(imageId: string, size: number | undefined): void {
@@ -119,7 +105,8 @@ export async function* chunked(
           context: { expected: expectedSize, atLeast: offset + filled + piece.length },
         });
       }
-      hasher.update(piece);
+      const behind = hasher.update(piece);
+      if (behind) await behind;
       while (piece.length > 0) {
         buffer ??= pool.take();
         const n = Math.min(piece.length, chunkSize - filled);
@@ -183,17 +170,6 @@ function iterate(source: StoreSource): AsyncIterator<unknown> {
     };
   }
   throw new StoreError('BAD_SOURCE', 'the data source is neither a Readable nor an (async) iterable of bytes');
-}
-
-const ZERO_PROBE = Buffer.alloc(64 * 1024);
-
-/** True when every byte of `data` is zero. */
-export function isAllZero(data: Uint8Array): boolean {
-  for (let i = 0; i < data.length; i += ZERO_PROBE.length) {
-    const end = Math.min(i + ZERO_PROBE.length, data.length);
-    if (Buffer.compare(data.subarray(i, end), ZERO_PROBE.subarray(0, end - i)) !== 0) return false;
-  }
-  return true;
 }
 
 /**

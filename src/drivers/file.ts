@@ -24,7 +24,8 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, ImageHasher, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { checksumFields, createImageHasher } from './hashing.js';
 
 export interface FileStoreConfig {
   /** `filesystem_store_datadir`; created on first write when missing. */
@@ -141,7 +142,7 @@ export class FileStore implements Store {
 
     const temp = join(this.dataDir, `.${imageId}.${randomUUID().slice(0, 8)}.tmp`);
     const what = `storing image ${imageId}`;
-    const hasher = new ImageHasher();
+    const hasher = createImageHasher({ checksums: options.checksums, size });
     let handle: FileHandle | null = null;
     let linked = false;
     try {
@@ -156,6 +157,7 @@ export class FileStore implements Store {
         pool.give(chunk.buffer);
         total = chunk.offset + chunk.data.length;
       }
+      const digests = await hasher.digest();
       // Skipped zero blocks at the end only exist once the file has its full length.
       await fsStep('truncating', temp, () => fh.truncate(total));
       await fsStep('syncing', temp, () => fh.sync());
@@ -170,11 +172,13 @@ export class FileStore implements Store {
       linked = true;
       await unlink(temp).catch(() => {});
       await syncDirectory(this.dataDir);
-      return { location: formatFileLocation(target), size: total, ...hasher.digest() };
+      return { location: formatFileLocation(target), size: total, ...checksumFields(digests) };
     } catch (err) {
       await handle?.close().catch(() => {});
       if (!linked) await unlink(temp).catch(() => {});
       throw err;
+    } finally {
+      await hasher.close();
     }
   }
 

@@ -35,7 +35,8 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, ImageHasher, abortedError, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, abortedError, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { checksumFields, createImageHasher } from './hashing.js';
 
 export interface RbdStoreConfig {
   /** ceph.conf path (`rbd_store_ceph_conf`). */
@@ -181,10 +182,10 @@ export class RbdStore implements Store {
 
     let image: Image | null = null;
     const inFlight = new Set<Promise<void>>();
+    const hasher = createImageHasher({ checksums: options.checksums, size });
     try {
       image = await ceph(what, context, () => ioctx.openImage(imageId));
       const img = image;
-      const hasher = new ImageHasher();
       const pool = new BufferPool(this.writeSize, this.writesInFlight + 1);
       let failure: unknown = null;
       let growStep = this.writeSize;
@@ -228,19 +229,22 @@ export class RbdStore implements Store {
         inFlight.add(task);
       }
       await drain();
+      const digests = await hasher.digest();
       if (size === undefined && imageSize !== total) await ceph(what, context, () => img.resize(total));
       await ceph(what, context, () => img.flush());
       await ceph(what, context, () => img.snapCreate(RBD_SNAPSHOT));
       await ceph(what, context, () => img.snapProtect(RBD_SNAPSHOT));
       image = null;
       await ceph(what, context, () => img.close());
-      return { location, size: total, ...hasher.digest() };
+      return { location, size: total, ...checksumFields(digests) };
     } catch (err) {
       // Writes already handed to librbd cannot be recalled: let them finish before closing and removing.
       await Promise.allSettled([...inFlight]);
       await image?.close().catch(() => {});
       await this.removeCreated(ioctx, imageId);
       throw err;
+    } finally {
+      await hasher.close();
     }
   }
 

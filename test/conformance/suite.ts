@@ -97,6 +97,16 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       expect(await leftovers(id)).toEqual([]);
     }
 
+    it('adds without checksums when asked: nulls, same bytes', async () => {
+      const data = randomBytes(c + 4321);
+      const id = newId();
+      const result = await store.add(id, Readable.from(irregular(data)), data.length, { checksums: false });
+      expect(result).toMatchObject({ size: data.length, checksum: null, multihash: null, hashAlgo: null });
+      expect((await readAll(await store.get(result.location))).equals(data)).toBe(true);
+      await store.delete(result.location);
+      expect(await leftovers(id)).toEqual([]);
+    });
+
     it('declares its schemes and capabilities', () => {
       expect(store.schemes.length).toBeGreaterThan(0);
       expect(store.capabilities).toMatchObject({

@@ -2,7 +2,7 @@
 // from an existing snapshot, from a file, into a file store, and through Glance when it refuses locations.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -44,6 +44,8 @@ describe('copy path', () => {
       expect(plan.reasons).toContainEqual(expect.objectContaining({ code: 'SAME_CLUSTER', ok: false }));
       const result = await c.snapshot(source);
       expect(result).toMatchObject({ method: 'copy', sizeBytes: 256 * MiB, glance: null });
+      // No Glance records checksums here, so `auto` computes none.
+      expect(result.checksums).toBeNull();
       expect(result.fallbackReason).toContain('cluster');
       expect(result.location).toBe(`rbd://${b.fsid}/images/${result.imageId}/snap`);
       expect(await exportMd5(b, `images/${result.imageId}@snap`)).toBe(before);
@@ -128,6 +130,42 @@ describe('copy path', () => {
       await expect(c.snapshot('rbd://x/y')).rejects.toMatchObject({ code: 'BAD_SOURCE' });
     } finally {
       await c.close();
+    }
+  });
+
+  it('checksums: auto hashes for a Glance without the 2.17 locations API, off does not, inline always does', async () => {
+    const a = env.clusters.a;
+    const b = env.clusters.b;
+    const disk = uniqueName('coord-sums');
+    // 96 MiB: above the size from which the two hashes run in worker threads.
+    const source = await makeDisk(a, disk, 96, 24);
+    const md5 = await exportMd5(a, `vms/${disk}`);
+    const sha512 = createHash('sha512').update(execFileSync('rbd', ['-c', a.conf, 'export', '--no-progress', `vms/${disk}`, '-'], { maxBuffer: 128 * MiB })).digest('hex');
+    const withGlance = coordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: env.glance.url } });
+    const noGlance = coordinator({ source: sourceConfig(a), target: rbdTarget(b) });
+    const glanceImage = async (id: string) =>
+      (await (await fetch(`${env.glance.url}/v2/images/${id}`)).json()) as { checksum: string | null; os_hash_value: string | null; status: string };
+    try {
+      // The test bed's Glance (Debian 12) has image API 2.16: without snapstore's hashes the image has none.
+      const auto = await withGlance.snapshot(source, { mode: 'copy', name: disk });
+      expect(auto.checksums).toEqual({ checksum: md5, multihash: sha512, hashAlgo: 'sha512' });
+      expect(await glanceImage(auto.imageId)).toMatchObject({ status: 'active', checksum: md5, os_hash_value: sha512 });
+
+      const off = await withGlance.snapshot(source, { mode: 'copy', name: disk, checksums: 'off' });
+      expect(off.checksums).toBeNull();
+      expect(await glanceImage(off.imageId)).toMatchObject({ status: 'active', checksum: null, os_hash_value: null });
+      expect(await exportMd5(a, `images/${off.imageId}@snap`)).toBe(md5);
+
+      const inline = await noGlance.snapshot(source, { checksums: 'inline' });
+      expect(inline.checksums).toEqual({ checksum: md5, multihash: sha512, hashAlgo: 'sha512' });
+      await expect(noGlance.snapshot(source, { checksums: 'sometimes' as 'auto' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+
+      for (const r of [auto, off]) await deleteGlanceImage(env.glance.url, r.imageId);
+      await removeImage(b, `images/${inline.imageId}`);
+      await expectClean(a, disk, []);
+    } finally {
+      await withGlance.close();
+      await noGlance.close();
     }
   });
 

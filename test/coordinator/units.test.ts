@@ -2,7 +2,7 @@
 // the names and marks gc relies on, the byte layout of a sparse copy, and the step engine's unwinding.
 import { describe, expect, it } from 'vitest';
 import { SnapshotCancelledError } from '../../src/coordinator/errors.js';
-import { pieces } from '../../src/coordinator/extents.js';
+import { PIECE_BYTES, extentStream, pieces } from '../../src/coordinator/extents.js';
 import {
   currentOwner,
   decodePendingMarker,
@@ -139,18 +139,56 @@ describe('names and marks', () => {
 });
 
 describe('sparse copy layout', () => {
-  it('cuts data and holes into pieces of at most 4 MiB covering the whole image', () => {
-    const MiB = 1024 * 1024;
-    const out = [...pieces([{ offset: 10 * MiB, length: 6 * MiB, exists: true }, { offset: 2 * MiB, length: MiB, exists: true }, { offset: 30 * MiB, length: MiB, exists: false }], 20 * MiB)];
-    expect(out).toEqual([
-      { offset: 0, length: 2 * MiB, data: false },
-      { offset: 2 * MiB, length: MiB, data: true },
-      { offset: 3 * MiB, length: 4 * MiB, data: false },
-      { offset: 7 * MiB, length: 3 * MiB, data: false },
-      { offset: 10 * MiB, length: 4 * MiB, data: true },
-      { offset: 14 * MiB, length: 2 * MiB, data: true },
-      { offset: 16 * MiB, length: 4 * MiB, data: false },
-    ]);
+  const MiB = 1024 * 1024;
+  const extents = [
+    { offset: 10 * MiB, length: 6 * MiB, exists: true },
+    { offset: 2 * MiB, length: MiB, exists: true },
+    { offset: 30 * MiB, length: MiB, exists: false },
+  ];
+
+  it('cuts data and holes into pieces of at most PIECE_BYTES covering the whole image', () => {
+    const out = [...pieces(extents, 20 * MiB)];
+    let pos = 0;
+    for (const p of out) {
+      expect(p.offset).toBe(pos);
+      expect(p.length).toBeGreaterThan(0);
+      expect(p.length).toBeLessThanOrEqual(PIECE_BYTES);
+      const inData = (p.offset >= 2 * MiB && p.offset < 3 * MiB) || (p.offset >= 10 * MiB && p.offset < 16 * MiB);
+      expect(p.data).toBe(inData);
+      pos += p.length;
+    }
+    expect(pos).toBe(20 * MiB);
+    // Pieces never straddle a data/hole boundary.
+    expect(out.filter((p) => p.data).reduce((n, p) => n + p.length, 0)).toBe(7 * MiB);
+  });
+
+  it('with reuseBuffers, reads into a ring of parallel + 1 buffers and still yields the right bytes', async () => {
+    const size = 20 * MiB;
+    const byte = (offset: number) => (offset / MiB) % 251 + 1;
+    const used = new Set<ArrayBufferLike>();
+    const image = {
+      read: async (offset: number, length: number, into?: Buffer) => {
+        const buf = into ?? Buffer.allocUnsafe(length);
+        used.add(buf.buffer);
+        await new Promise((r) => setTimeout(r, 1));
+        return buf.fill(byte(offset), 0, length);
+      },
+    };
+    const check = async (reuseBuffers: boolean) => {
+      used.clear();
+      let pos = 0;
+      for await (const buf of extentStream(image, extents, size, { parallel: 3, reuseBuffers })) {
+        const inData = (pos >= 2 * MiB && pos < 3 * MiB) || (pos >= 10 * MiB && pos < 16 * MiB);
+        expect(buf[0]).toBe(inData ? byte(pos - (pos % PIECE_BYTES)) : 0);
+        expect(buf[buf.length - 1]).toBe(buf[0]);
+        pos += buf.length;
+      }
+      expect(pos).toBe(size);
+      return used.size;
+    };
+    expect(await check(true)).toBeLessThanOrEqual(4);
+    // Without it every data piece gets its own buffer (a consumer may keep them).
+    expect(await check(false)).toBe(7 * MiB / PIECE_BYTES);
   });
 });
 
