@@ -31,12 +31,10 @@ export function rbdPipe(from: ClusterInfo, src: string, to: ClusterInfo, dst: st
   });
 }
 
-export async function usedBytes(cluster: ClusterInfo, image: string): Promise<number> {
-  const du = JSON.parse(await rbd(cluster, ['du', '--format', 'json', image])) as {
-    images: Array<{ name: string; used_size: number }>;
-  };
-  // The head and every snapshot row: data written before a snapshot is counted in the snapshot's row.
-  return du.images.reduce((a, i) => a + i.used_size, 0);
+/** Bytes of data the image holds, extent by extent (`rbd diff`: exact, not rounded up to whole objects). */
+export async function writtenBytes(cluster: ClusterInfo, image: string): Promise<number> {
+  const extents = JSON.parse(await rbd(cluster, ['diff', '--format', 'json', image])) as Array<{ length: number; exists: string | boolean }>;
+  return extents.reduce((n, e) => n + (e.exists === true || e.exists === 'true' ? e.length : 0), 0);
 }
 
 export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway one-node Ceph cluster (1 mon + 1 osd, no mgr) on 127.0.0.1, all state under one directory.
 #
-#   scripts/ceph-cluster.sh start DIR PORT [--bluestore] [--clone-v2]
+#   scripts/ceph-cluster.sh start DIR PORT [--bluestore] [--clone-v2] [--stock-features]
 #   scripts/ceph-cluster.sh stop DIR
 #   scripts/ceph-cluster.sh status DIR
 #
@@ -13,11 +13,14 @@
 #   client.nova-ro  rbd profile on vms, read-only rbd profile on images
 # Each has its own DIR/<name>.keyring, referenced from ceph.conf. --clone-v2 sets
 # require-min-compat-client mimic, which makes librbd default to clone format 2.
+# New images get features layering,deep-flatten unless --stock-features keeps Ceph's own default
+# (layering, exclusive-lock, object-map, fast-diff, deep-flatten), as most deployments run: with an object
+# map, flatten and diff skip unallocated objects (the benchmarks use it).
 # SNAPSTORE_MEMSTORE_BYTES sets the memstore OSD's capacity (default 4 GiB, held in RAM).
 # Daemons run daemonized with pid files under DIR/run and are stopped by PID, OSD first.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] | stop DIR | status DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] [--stock-features] | stop DIR | status DIR" >&2; exit 2; }
 
 # A zombie still answers kill -0; only a process that is not in state Z counts as running.
 alive() {
@@ -57,11 +60,12 @@ cmd_status() {
 
 cmd_start() {
   local dir=$1 port=$2; shift 2
-  local objectstore=memstore clone_v2=0 arg
+  local objectstore=memstore clone_v2=0 features="rbd default features = layering,deep-flatten" arg
   for arg in "$@"; do
     case $arg in
       --bluestore) objectstore=bluestore ;;
       --clone-v2) clone_v2=1 ;;
+      --stock-features) features="# rbd default features: Ceph's default" ;;
       *) usage ;;
     esac
   done
@@ -113,7 +117,7 @@ mon warn on pool no redundancy = false
 mon warn on insecure global id reclaim allowed = false
 mon data avail warn = 2
 mon data avail crit = 1
-rbd default features = layering,deep-flatten
+$features
 paxos propose interval = 0.05
 paxos min wait = 0.01
 [mon]

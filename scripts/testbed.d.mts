@@ -20,7 +20,7 @@ export interface TestbedEnv {
   glance: GlanceInfo;
 }
 export function freePort(): Promise<number>;
-export function startCluster(dir: string, opts?: { bluestore?: boolean; cloneV2?: boolean }): Promise<ClusterInfo>;
+export function startCluster(dir: string, opts?: { bluestore?: boolean; cloneV2?: boolean; stockFeatures?: boolean }): Promise<ClusterInfo>;
 export function stopCluster(dir: string): Promise<void>;
 export function startGlance(dir: string, cephDir: string, opts?: { multipleLocations?: boolean }): Promise<GlanceInfo>;
 export function stopGlance(dir: string): Promise<void>;

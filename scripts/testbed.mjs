@@ -78,12 +78,13 @@ function registered(root) {
   return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' '));
 }
 
-export async function startCluster(dir, { bluestore = false, cloneV2 = false } = {}) {
+export async function startCluster(dir, { bluestore = false, cloneV2 = false, stockFeatures = false } = {}) {
   register('cluster', dir);
   const port = await freePort();
   const args = [join(scripts, 'ceph-cluster.sh'), 'start', dir, String(port)];
   if (bluestore) args.push('--bluestore');
   if (cloneV2) args.push('--clone-v2');
+  if (stockFeatures) args.push('--stock-features');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
   registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid']);
   const env = parseEnv(stdout);

@@ -625,9 +625,14 @@ export class SnapshotCoordinator {
       source: a.canonical,
       sourceSnap: snapName,
     };
+    // The run's advisory lock (see lockCookie) is the same cls lock the exclusive-lock feature manages: on a
+    // clone with that feature (Ceph's default features) it would keep flatten from ever getting the lock it
+    // needs, so there the feature's own lock, held by this handle while it writes, stands in for it.
+    let advisoryLock = false;
     await r.step('mark-clone', async () => {
       clone = await dstIo.openImage(imageId);
-      await clone.lockAcquireExclusive(lockCookie(r.runId));
+      advisoryLock = !(await clone.stat()).featureNames.includes('exclusive-lock');
+      if (advisoryLock) await clone.lockAcquireExclusive(lockCookie(r.runId));
       await clone.metadataSet(PENDING_KEY, encodeMark(marker));
     });
     const cloneImage = clone! as Image;
@@ -663,7 +668,7 @@ export class SnapshotCoordinator {
         await cloneImage.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
       }
       await cloneImage.metadataRemove(PENDING_KEY);
-      await cloneImage.unlock(lockCookie(r.runId));
+      if (advisoryLock) await cloneImage.unlock(lockCookie(r.runId));
     });
     const sizeBytes = await cloneImage.size();
     const location = formatRbdLocation(fsid, pool, imageId, TARGET_SNAP);

@@ -1,5 +1,10 @@
-// The direct path on real clusters: clone format 2 (cluster a) and 1 (cluster b), with and without Glance.
+// The direct path on real clusters: clone format 2 (cluster a) and 1 (cluster b), with and without Glance,
+// and on a cluster with Ceph's default image features.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { startCluster, stopCluster } from '../../scripts/testbed.mjs';
 import { rbd, testbed, uniqueName } from '../support/testbed.js';
 import {
   coordinator,
@@ -48,6 +53,40 @@ describe('direct path', () => {
       }
     });
   }
+
+  it("works with Ceph's default image features (exclusive-lock, object-map, fast-diff): direct and copy", async () => {
+    // The test bed's clusters default to layering,deep-flatten; deployments (and the benchmarks) run Ceph's own default.
+    const dir = mkdtempSync(join(tmpdir(), 'coord-stock-'));
+    const stock = await startCluster(join(dir, 'c'), { cloneV2: true, stockFeatures: true });
+    try {
+      const disk = uniqueName('coord-stock');
+      const source = await makeDisk(stock, disk, 96, 24);
+      expect((await imageInfo(stock, `vms/${disk}`)).features).toEqual(expect.arrayContaining(['exclusive-lock', 'object-map', 'fast-diff']));
+      const before = await exportMd5(stock, `vms/${disk}`);
+      const direct = coordinator({ source: sourceConfig(stock), target: rbdTarget(stock) });
+      const copy = coordinator({ source: sourceConfig(stock), target: rbdTarget(env.clusters.b) });
+      try {
+        const d = await direct.snapshot(source);
+        expect(d.method).toBe('direct');
+        const info = await imageInfo(stock, `images/${d.imageId}`);
+        expect(info.parent).toBeUndefined();
+        expect(info.features).toEqual(expect.arrayContaining(['object-map', 'fast-diff']));
+        expect(await exportMd5(stock, `images/${d.imageId}@snap`)).toBe(before);
+        const c = await copy.snapshot(source);
+        expect(c.method).toBe('copy');
+        expect(await exportMd5(env.clusters.b, `images/${c.imageId}@snap`)).toBe(before);
+        await removeImage(stock, `images/${d.imageId}`);
+        await removeImage(env.clusters.b, `images/${c.imageId}`);
+        await expectClean(stock, disk, [d.imageId]);
+      } finally {
+        await direct.close();
+        await copy.close();
+      }
+    } finally {
+      await stopCluster(join(dir, 'c'));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('registers the location in Glance', async () => {
     const cluster = env.clusters.a;

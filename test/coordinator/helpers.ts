@@ -60,6 +60,7 @@ export async function usedBytes(cluster: ClusterInfo, spec: string): Promise<num
 
 export interface ImageInfo {
   parent?: unknown;
+  features?: string[];
   size: number;
 }
 
