@@ -1,7 +1,7 @@
 // Shared pieces of the benchmarks: clusters they start and stop themselves, the rbd CLI, timing, medians,
 // peak RSS and event-loop lag sampling, and the result table.
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -66,8 +66,24 @@ export async function withLag<T>(fn: () => Promise<T>): Promise<[number, T]> {
   }
 }
 
+/** Peak RSS of this process (VmHWM), MiB. */
 export function peakRssMiB(): number {
-  return process.resourceUsage().maxRSS / 1024;
+  const kB = Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1]);
+  return Number.isFinite(kB) ? kB / 1024 : process.resourceUsage().maxRSS / 1024;
+}
+
+/** Peak RSS of a command run to completion, MiB (its rusage, read by a python3 wrapper: no extra package). */
+export async function commandPeakRssMiB(cmd: string, args: string[]): Promise<number> {
+  const py = 'import resource,subprocess,sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)';
+  const { stdout } = await run('python3', ['-c', py, cmd, ...args]);
+  return Number(stdout.trim()) / 1024;
+}
+
+/** Bytes clients wrote to the cluster's OSD so far (its op_w_in_bytes + op_rw_in_bytes perf counters). */
+export async function osdWrittenBytes(cluster: ClusterInfo): Promise<number> {
+  const { stdout } = await run('ceph', ['--admin-daemon', join(cluster.dir, 'run', 'osd.0.asok'), 'perf', 'dump']);
+  const osd = (JSON.parse(stdout) as { osd: Record<string, number> }).osd;
+  return (osd.op_w_in_bytes ?? 0) + (osd.op_rw_in_bytes ?? 0);
 }
 
 export interface Row {

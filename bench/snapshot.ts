@@ -5,16 +5,19 @@
 //     checksums (like the pipe; what `checksums: auto` does without Glance or with Glance ≥ 2.17, which
 //     hashes locations itself) and with md5+sha512 computed inline (what auto does for an older Glance);
 //  3. peak RSS and worst event-loop lag of the snapstore runs.
+// Each path runs in its own child process (forked from this file), so its peak RSS is its own: glibc keeps
+// what a flatten frees, and one process running both paths would report the sum.
 // The clusters keep Ceph's default image features (exclusive-lock, object-map, fast-diff), as deployments do.
 // Targets: direct ≤ 0.10x full copy and ≤ 1.0x rbd CLI; copy ≥ 1.5x the rbd pipe; RSS ≤ 200 MB; lag ≤ 50 ms.
-import { execFile } from 'node:child_process';
+import { execFile, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { startCluster, startGlance, stopCluster, stopGlance, type ClusterInfo, type GlanceInfo } from '../scripts/testbed.mjs';
 import { SnapshotCoordinator } from '../src/coordinator/index.js';
-import { median, peakRssMiB, printTable, rbd, rbdPipe, saveJson, timed, withLag, writtenBytes } from './lib.js';
+import { commandPeakRssMiB, median, osdWrittenBytes, peakRssMiB, printTable, rbd, rbdPipe, saveJson, timed, withLag, writtenBytes } from './lib.js';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
@@ -45,7 +48,7 @@ async function glanceAddLocation(glance: GlanceInfo, id: string, url: string): P
 }
 
 /** The direct path's steps, one rbd command each, as an operator script would run them. */
-async function rbdCliSnapshot(c: ClusterInfo, glance: GlanceInfo, disk: string, i: number): Promise<string> {
+async function rbdCliSnapshot(c: ClusterInfo, glance: GlanceInfo, disk: string, i: number | string): Promise<string> {
   const id = await glanceCreate(glance, `cli-${i}`);
   const snap = `${disk}@cli-${i}`;
   await rbd(c, ['snap', 'create', snap], 'nova');
@@ -71,98 +74,191 @@ async function fullCopy(c: ClusterInfo, glance: GlanceInfo, disk: string, i: num
   return id;
 }
 
-const dir = mkdtempSync(join(tmpdir(), 'snapstore-bench-'));
-process.env.SNAPSTORE_MEMSTORE_BYTES = String(10 * GiB);
-let a: ClusterInfo | undefined;
-let b: ClusterInfo | undefined;
-let glance: GlanceInfo | undefined;
-try {
-  [a, b] = await Promise.all([
-    startCluster(join(dir, 'a'), { cloneV2: true, stockFeatures: true }),
-    startCluster(join(dir, 'b'), { stockFeatures: true }),
-  ]);
-  glance = await startGlance(join(dir, 'glance'), a.dir);
-  const disk = 'vms/bench-disk';
-  await rbd(a, ['create', disk, '--size', `${DISK}G`], 'nova');
-  await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${WRITTEN_MIB}M`, '--io-pattern', 'rand', disk], 'nova');
-  const allocated = await writtenBytes(a, disk);
+interface Bed {
+  a: ClusterInfo;
+  b: ClusterInfo;
+  glance: GlanceInfo;
+  disk: string;
+  dir: string;
+}
 
-  const direct = new SnapshotCoordinator({
-    source: { confPath: a.conf, user: 'nova', pool: 'vms', connectTimeoutMs: 10_000 },
-    target: { kind: 'rbd', confPath: a.conf, user: 'glance', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 },
-    glance: { endpoint: glance.url },
-  });
-  const times = { direct: [] as number[], cli: [] as number[], full: [] as number[] };
-  let worstLag = 0;
-  for (let i = 0; i < RUNS; i++) {
-    const [lag, [t, result]] = await withLag(() => timed(() => direct.snapshot(`rbd://${a!.fsid}/${disk}`, { name: `direct-${i}` })));
-    if (result.method !== 'direct') throw new Error(`expected the direct path, got ${result.method}: ${result.fallbackReason}`);
-    worstLag = Math.max(worstLag, lag);
-    times.direct.push(t);
-    await glanceDelete(glance, result.glance!.id);
-    const [tc, cliId] = await timed(() => rbdCliSnapshot(a!, glance!, disk, i));
-    times.cli.push(tc);
-    await glanceDelete(glance, cliId);
-    const [tf, fullId] = await timed(() => fullCopy(a!, glance!, disk, i, dir));
-    times.full.push(tf);
-    await glanceDelete(glance, fullId);
-  }
-  await direct.close();
+interface PathStats {
+  /** Peak RSS of the child process that ran the path, MiB. */
+  rssMiB: number;
+  /** Worst event-loop lag over the timed runs, and in the untimed warm-up run (first connections). */
+  lagMs: number;
+  warmUpLagMs: number;
+}
 
-  // Copy path: the same disk (25% allocated) from cluster a into cluster b's images pool.
-  const copier = new SnapshotCoordinator({
-    source: { confPath: a.conf, user: 'nova', pool: 'vms', connectTimeoutMs: 10_000 },
-    target: { kind: 'rbd', confPath: b.conf, user: 'glance', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 },
-  });
-  const copy = { snapstore: [] as number[], hashed: [] as number[], pipe: [] as number[], snapstoreUsed: 0, pipeUsed: 0 };
+const sourceConfig = (c: ClusterInfo) => ({ confPath: c.conf, user: 'nova', pool: 'vms', connectTimeoutMs: 10_000 });
+const targetConfig = (c: ClusterInfo) =>
+  ({ kind: 'rbd', confPath: c.conf, user: 'glance', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 }) as const;
+
+/** The copy path vs the rbd pipe, from cluster a into cluster b; with and without checksums. */
+async function copyPhase({ a, b, disk }: Bed) {
+  const copier = new SnapshotCoordinator({ source: sourceConfig(a), target: targetConfig(b) });
+  const plain: PathStats = { rssMiB: 0, lagMs: 0, warmUpLagMs: 0 };
+  const hashed: PathStats = { rssMiB: 0, lagMs: 0, warmUpLagMs: 0 };
+  const seconds = { snapstore: [] as number[], hashed: [] as number[], pipe: [] as number[] };
+  const written = { snapstore: 0, pipe: 0 };
   await rbd(a, ['snap', 'create', `${disk}@pipe`], 'nova');
-  const copyOnce = async (id: string, checksums: 'off' | 'inline'): Promise<number> => {
-    const [lag, [t, result]] = await withLag(() => timed(() => copier.snapshot(`rbd://${a!.fsid}/${disk}`, { imageId: id, checksums })));
+  const copyOnce = async (id: string, checksums: 'off' | 'inline', warmUp = false): Promise<number> => {
+    const stats = checksums === 'off' ? plain : hashed;
+    const before = await osdWrittenBytes(b);
+    const [lag, [t, result]] = await withLag(() => timed(() => copier.snapshot(`rbd://${a.fsid}/${disk}`, { imageId: id, checksums })));
     if (result.method !== 'copy') throw new Error(`expected the copy path, got ${result.method}`);
     if ((result.checksums !== null) !== (checksums === 'inline')) throw new Error(`checksums ${checksums} gave ${JSON.stringify(result.checksums)}`);
-    worstLag = Math.max(worstLag, lag);
-    copy.snapstoreUsed = await writtenBytes(b!, `images/${id}`);
-    await rbd(b!, ['snap', 'unprotect', `images/${id}@snap`]);
-    await rbd(b!, ['snap', 'purge', `images/${id}`]);
-    await rbd(b!, ['rm', '--no-progress', `images/${id}`]);
+    if (warmUp) stats.warmUpLagMs = Math.max(stats.warmUpLagMs, lag);
+    else stats.lagMs = Math.max(stats.lagMs, lag);
+    if (checksums === 'off') written.snapstore = (await osdWrittenBytes(b)) - before;
+    await rbd(b, ['snap', 'unprotect', `images/${id}@snap`]);
+    await rbd(b, ['snap', 'purge', `images/${id}`]);
+    await rbd(b, ['rm', '--no-progress', `images/${id}`]);
     return t;
   };
+  const pipeOnce = async (id: string): Promise<number> => {
+    const before = await osdWrittenBytes(b);
+    const [t] = await timed(() => rbdPipe(a, `${disk}@pipe`, b, `images/${id}`));
+    written.pipe = (await osdWrittenBytes(b)) - before;
+    await rbd(b, ['rm', '--no-progress', `images/${id}`]);
+    return t;
+  };
+  // One untimed run of each first; then alternate which goes first.
+  await copyOnce('copy-warm-up', 'off', true);
+  await pipeOnce('pipe-warm-up');
   for (let i = 0; i < RUNS; i++) {
-    copy.snapstore.push(await copyOnce(`copy-${i}`, 'off'));
-    copy.hashed.push(await copyOnce(`hashed-${i}`, 'inline'));
-    const [tp] = await timed(() => rbdPipe(a!, `${disk}@pipe`, b!, `images/pipe-${i}`));
-    copy.pipe.push(tp);
-    copy.pipeUsed = await writtenBytes(b, `images/pipe-${i}`);
-    await rbd(b, ['rm', '--no-progress', `images/pipe-${i}`]);
+    const order = i % 2 === 0 ? (['snapstore', 'pipe'] as const) : (['pipe', 'snapstore'] as const);
+    for (const which of order) {
+      if (which === 'pipe') seconds.pipe.push(await pipeOnce(`pipe-${i}`));
+      else seconds.snapstore.push(await copyOnce(`copy-${i}`, 'off'));
+    }
   }
+  // Peak RSS without checksums, then (the worker threads and their slab on top) with them.
+  plain.rssMiB = peakRssMiB();
+  await copyOnce('hashed-warm-up', 'inline', true);
+  for (let i = 0; i < RUNS; i++) seconds.hashed.push(await copyOnce(`hashed-${i}`, 'inline'));
+  hashed.rssMiB = peakRssMiB();
   await rbd(a, ['snap', 'rm', `${disk}@pipe`], 'nova');
   await copier.close();
+  return { seconds, written, plain, hashed };
+}
 
-  const m = { direct: median(times.direct), cli: median(times.cli), full: median(times.full) };
-  const mc = { snapstore: median(copy.snapstore), hashed: median(copy.hashed), pipe: median(copy.pipe) };
-  const logical = DISK * GiB;
-  const rss = peakRssMiB();
-  const rows = [
-    { measure: 'direct snapshot, median s', snapstore: m.direct, 'rbd CLI': m.cli, 'full copy': m.full, ratio: `${(m.direct / m.full).toFixed(3)}x full, ${(m.direct / m.cli).toFixed(2)}x CLI`, target: '≤ 0.10x full, ≤ 1.0x CLI' },
-    { measure: 'copy across clusters, median s', snapstore: mc.snapstore, 'rbd CLI': mc.pipe, 'full copy': '-', ratio: `${(mc.pipe / mc.snapstore).toFixed(2)}x the pipe's throughput`, target: '≥ 1.5x' },
-    { measure: 'same copy + md5 & sha512 (Glance < 2.17), median s', snapstore: mc.hashed, 'rbd CLI': mc.pipe, 'full copy': '-', ratio: `${(mc.pipe / mc.hashed).toFixed(2)}x the pipe's throughput`, target: '- (CPU-bound: hashes every byte)' },
-    { measure: 'copy, MiB written to target (rbd diff)', snapstore: copy.snapstoreUsed / 2 ** 20, 'rbd CLI': copy.pipeUsed / 2 ** 20, 'full copy': '-', ratio: `source holds ${(allocated / 2 ** 20).toFixed(0)} MiB`, target: '≈ source' },
-    { measure: 'peak RSS, MiB', snapstore: rss, 'rbd CLI': '-', 'full copy': '-', ratio: '-', target: '≤ 200' },
-    { measure: 'worst event-loop lag, ms', snapstore: worstLag, 'rbd CLI': '-', 'full copy': '-', ratio: '-', target: '≤ 50' },
-  ];
-  printTable(`snapshot of a ${DISK} GiB disk with ${WRITTEN_MIB} MiB written, ${RUNS} runs each`, rows);
-  saveJson('snapshot', {
-    disk: { sizeBytes: logical, allocatedBytes: allocated }, runs: RUNS, seconds: { direct: times, copy }, medians: { ...m, copy: mc },
-    ratios: {
-      directVsFull: m.direct / m.full,
-      directVsCli: m.direct / m.cli,
-      copyThroughputVsPipe: mc.pipe / mc.snapstore,
-      hashedCopyThroughputVsPipe: mc.pipe / mc.hashed,
-    },
-    peakRssMiB: rss, worstLagMs: worstLag,
+/** The direct path vs the same steps by the rbd CLI vs the nova-style full copy, all on cluster a. */
+async function directPhase({ a, glance, disk, dir }: Bed) {
+  const direct = new SnapshotCoordinator({ source: sourceConfig(a), target: targetConfig(a), glance: { endpoint: glance.url } });
+  const stats: PathStats = { rssMiB: 0, lagMs: 0, warmUpLagMs: 0 };
+  const seconds = { direct: [] as number[], cli: [] as number[], full: [] as number[] };
+  const directOnce = async (name: string, warmUp = false): Promise<number> => {
+    const [lag, [t, result]] = await withLag(() => timed(() => direct.snapshot(`rbd://${a.fsid}/${disk}`, { name })));
+    if (result.method !== 'direct') throw new Error(`expected the direct path, got ${result.method}: ${result.fallbackReason}`);
+    if (warmUp) stats.warmUpLagMs = lag;
+    else stats.lagMs = Math.max(stats.lagMs, lag);
+    await glanceDelete(glance, result.glance!.id);
+    return t;
+  };
+  const cliOnce = async (i: number | string): Promise<number> => {
+    const [t, id] = await timed(() => rbdCliSnapshot(a, glance, disk, i));
+    await glanceDelete(glance, id);
+    return t;
+  };
+  await directOnce('warm-up', true);
+  await cliOnce('warm-up');
+  for (let i = 0; i < RUNS; i++) {
+    if (i % 2 === 0) {
+      seconds.direct.push(await directOnce(`direct-${i}`));
+      seconds.cli.push(await cliOnce(i));
+    } else {
+      seconds.cli.push(await cliOnce(i));
+      seconds.direct.push(await directOnce(`direct-${i}`));
+    }
+    const [tf, fullId] = await timed(() => fullCopy(a, glance, disk, i, dir));
+    seconds.full.push(tf);
+    await glanceDelete(glance, fullId);
+  }
+  stats.rssMiB = peakRssMiB();
+  await direct.close();
+  // What librbd's flatten costs the rbd CLI in memory, for comparison.
+  await rbd(a, ['snap', 'create', `${disk}@rss`], 'nova');
+  await rbd(a, ['clone', `${disk}@rss`, 'images/rss-probe'], 'nova');
+  const cliFlattenRss = await commandPeakRssMiB('rbd', ['-c', a.conf, '--id', 'nova', 'flatten', '--no-progress', 'images/rss-probe']);
+  await rbd(a, ['rm', '--no-progress', 'images/rss-probe'], 'nova');
+  await rbd(a, ['snap', 'rm', `${disk}@rss`], 'nova');
+  return { seconds, stats, cliFlattenRss };
+}
+
+type Phases = { copy: Awaited<ReturnType<typeof copyPhase>>; direct: Awaited<ReturnType<typeof directPhase>> };
+
+/** Runs one phase in a child process of its own (this file, BENCH_PHASE set) and returns what it measured. */
+function runPhase<K extends keyof Phases>(name: K, bed: Bed): Promise<Phases[K]> {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(import.meta.url), [], { env: { ...process.env, BENCH_PHASE: name, BENCH_BED: JSON.stringify(bed) } });
+    let result: Phases[K] | undefined;
+    child.on('message', (m) => (result = m as Phases[K]));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 && result ? resolve(result) : reject(new Error(`bench phase ${name} exited ${code}`))));
   });
-} finally {
-  if (glance) await stopGlance(glance.dir).catch(() => {});
-  await Promise.all([a, b].filter(Boolean).map((c) => stopCluster(c!.dir).catch(() => {})));
-  rmSync(dir, { recursive: true, force: true });
+}
+
+if (process.env.BENCH_PHASE) {
+  const bed = JSON.parse(process.env.BENCH_BED!) as Bed;
+  const result = process.env.BENCH_PHASE === 'copy' ? await copyPhase(bed) : await directPhase(bed);
+  process.send!(result, () => process.disconnect());
+} else {
+  await main();
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'snapstore-bench-'));
+  process.env.SNAPSTORE_MEMSTORE_BYTES = String(10 * GiB);
+  let a: ClusterInfo | undefined;
+  let b: ClusterInfo | undefined;
+  let glance: GlanceInfo | undefined;
+  try {
+    [a, b] = await Promise.all([
+      startCluster(join(dir, 'a'), { cloneV2: true, stockFeatures: true }),
+      startCluster(join(dir, 'b'), { stockFeatures: true }),
+    ]);
+    glance = await startGlance(join(dir, 'glance'), a.dir);
+    const disk = 'vms/bench-disk';
+    await rbd(a, ['create', disk, '--size', `${DISK}G`], 'nova');
+    await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${WRITTEN_MIB}M`, '--io-pattern', 'rand', disk], 'nova');
+    const allocated = await writtenBytes(a, disk);
+    const bed: Bed = { a, b, glance, disk, dir };
+    const copy = await runPhase('copy', bed);
+    const direct = await runPhase('direct', bed);
+
+    const m = { direct: median(direct.seconds.direct), cli: median(direct.seconds.cli), full: median(direct.seconds.full) };
+    const mc = { snapstore: median(copy.seconds.snapstore), hashed: median(copy.seconds.hashed), pipe: median(copy.seconds.pipe) };
+    const mib = (n: number) => n / 2 ** 20;
+    const lag = Math.max(direct.stats.lagMs, copy.plain.lagMs, copy.hashed.lagMs);
+    const rows = [
+      { measure: 'direct snapshot, median s', snapstore: m.direct, 'rbd CLI': m.cli, 'full copy': m.full, ratio: `${(m.direct / m.full).toFixed(3)}x full, ${(m.direct / m.cli).toFixed(2)}x CLI`, target: '≤ 0.10x full, ≤ 1.0x CLI' },
+      { measure: 'copy across clusters, median s', snapstore: mc.snapstore, 'rbd CLI': mc.pipe, 'full copy': '-', ratio: `${(mc.pipe / mc.snapstore).toFixed(2)}x the pipe's throughput`, target: '≥ 1.5x' },
+      { measure: 'same copy + md5 & sha512 (Glance < 2.17), median s', snapstore: mc.hashed, 'rbd CLI': mc.pipe, 'full copy': '-', ratio: `${(mc.pipe / mc.hashed).toFixed(2)}x the pipe's throughput`, target: '- (CPU-bound: hashes every byte)' },
+      { measure: 'copy, MiB written to the target OSD', snapstore: mib(copy.written.snapstore), 'rbd CLI': mib(copy.written.pipe), 'full copy': '-', ratio: `source holds ${mib(allocated).toFixed(0)} MiB`, target: '≈ source' },
+      { measure: 'peak RSS, copy path, MiB', snapstore: copy.plain.rssMiB, 'rbd CLI': '-', 'full copy': '-', ratio: `with checksums: ${copy.hashed.rssMiB.toFixed(0)} MiB`, target: '≤ 200 MB (190.7 MiB)' },
+      { measure: 'peak RSS, direct path, MiB', snapstore: direct.stats.rssMiB, 'rbd CLI': direct.cliFlattenRss, 'full copy': '-', ratio: "mostly librbd's flatten (CLI: rbd flatten alone)", target: '≤ 200 MB (190.7 MiB)' },
+      { measure: 'worst event-loop lag, ms', snapstore: lag, 'rbd CLI': '-', 'full copy': '-', ratio: `direct ${direct.stats.lagMs.toFixed(0)}, copy ${copy.plain.lagMs.toFixed(0)}, with checksums ${copy.hashed.lagMs.toFixed(0)}; warm-up runs ${Math.max(direct.stats.warmUpLagMs, copy.plain.warmUpLagMs, copy.hashed.warmUpLagMs).toFixed(0)}`, target: '≤ 50' },
+    ];
+    printTable(`snapshot of a ${DISK} GiB disk with ${WRITTEN_MIB} MiB written, ${RUNS} runs each after an untimed warm-up run; each path in its own process`, rows);
+    saveJson('snapshot', {
+      disk: { sizeBytes: DISK * GiB, allocatedBytes: allocated },
+      runs: RUNS,
+      seconds: { ...direct.seconds, copy: copy.seconds },
+      medians: { ...m, copy: mc },
+      ratios: {
+        directVsFull: m.direct / m.full,
+        directVsCli: m.direct / m.cli,
+        copyThroughputVsPipe: mc.pipe / mc.snapstore,
+        hashedCopyThroughputVsPipe: mc.pipe / mc.hashed,
+      },
+      writtenBytes: copy.written,
+      peakRssMiB: { direct: direct.stats.rssMiB, copy: copy.plain.rssMiB, hashedCopy: copy.hashed.rssMiB, cliFlatten: direct.cliFlattenRss },
+      lagMs: { direct: direct.stats, copy: copy.plain, hashedCopy: copy.hashed },
+    });
+  } finally {
+    if (glance) await stopGlance(glance.dir).catch(() => {});
+    await Promise.all([a, b].filter(Boolean).map((c) => stopCluster(c!.dir).catch(() => {})));
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -78,6 +78,8 @@ const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 const hash = createHash(workerData.algorithm);
+// Linux: this thread's own nice value. Hashing yields the CPU to the event loop and to librados' threads.
+try { require('node:os').setPriority(0, 5); } catch {}
 const slab = new Uint8Array(workerData.slab);
 const zeros = Buffer.alloc(1024 * 1024);
 parentPort.on('message', (m) => {

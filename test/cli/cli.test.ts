@@ -1,7 +1,7 @@
 // The snapstore command as operators run it: the compiled dist/cli.js (npm test builds it first), real
 // config files, the test bed's clusters and Glance.
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,6 +67,7 @@ describe('snapstore usage', () => {
     ['an unknown command', ['frobnicate']],
     ['an unknown flag', ['check', 'rbd://x/vms/d', '--frob']],
     ['a bad --mode', ['snapshot', 'rbd://x/vms/d', '--mode', 'fast', '--config', novaConf]],
+    ['a bad --checksums', ['snapshot', 'rbd://x/vms/d', '--checksums', 'maybe', '--config', novaConf]],
     ['a missing SOURCE', ['snapshot', '--config', novaConf]],
     ['two SOURCEs', ['check', 'a', 'b', '--config', novaConf]],
     ['a bad --image-id', ['add', '-', '--image-id', '../etc', '--config', fileStoreConf]],
@@ -160,6 +161,33 @@ describe('snapstore check and snapshot', () => {
       const image = (await (await fetch(`${env.glance.url}/v2/images/${result.glance.id}`)).json()) as { direct_url: string; size: number };
       expect(image.direct_url).toBe(result.location);
       await fetch(`${env.glance.url}/v2/images/${result.glance.id}`, { method: 'DELETE' });
+      expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
+    } finally {
+      await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
+    }
+  });
+
+  it('copies into a file store with --checksums inline and prints them; the default (no Glance) computes none', async () => {
+    const name = await disk();
+    const source = `rbd://${a.fsid}/vms/${name}`;
+    try {
+      const noGlance = conf('nova-no-glance.conf', `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n`);
+      const inline = await snapstore(['snapshot', source, '--mode', 'copy', '--checksums', 'inline', '--config', noGlance, '--config', fileStoreConf, '--json']);
+      expect(inline.stderr).toBe('');
+      expect(inline.code).toBe(0);
+      const r = JSON.parse(inline.stdout) as { location: string; checksums: { checksum: string; multihash: string; hashAlgo: string } };
+      const bytes = readFileSync(fileURLToPath(r.location));
+      expect(r.checksums).toEqual({
+        checksum: createHash('md5').update(bytes).digest('hex'),
+        multihash: createHash('sha512').update(bytes).digest('hex'),
+        hashAlgo: 'sha512',
+      });
+      const plain = await snapstore(['snapshot', source, '--mode', 'copy', '--config', noGlance, '--config', fileStoreConf, '--json']);
+      expect(plain.code).toBe(0);
+      const p = JSON.parse(plain.stdout) as { location: string; checksums: unknown };
+      expect(p.checksums).toBeNull();
+      expect(readFileSync(fileURLToPath(p.location)).equals(bytes)).toBe(true);
+      for (const loc of [r.location, p.location]) expect((await snapstore(['delete', loc, '--config', fileStoreConf])).code).toBe(0);
       expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
     } finally {
       await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');

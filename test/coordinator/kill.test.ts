@@ -82,7 +82,7 @@ describe('kill -9, then gc', () => {
     const mid = (phase: string) => (e: CoordinatorEvent) => e.type === 'progress' && e.phase === phase && e.done > 0 && e.done < e.total;
     const flat = startChild({ options: { source: sourceConfig(cluster), target: rbdTarget(cluster) }, source: flatSource, snapshot: {} }, mid('flatten'));
     const copy = startChild(
-      { options: { source: sourceConfig(cluster), target: { kind: 'file', dataDir } }, source: copySource, snapshot: {} },
+      { options: { source: sourceConfig(cluster), target: { kind: 'file', dataDir } }, source: copySource, snapshot: {}, freezeOnPhase: 'copy' },
       mid('copy'),
     );
     await Promise.all([flat.reached, copy.reached]);
