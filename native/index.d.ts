@@ -31,6 +31,12 @@ export interface ConnectOptions {
    * fails with {@link TimeoutError} after about this long, and so does any single RADOS op.
    */
   timeoutMs?: number;
+  /**
+   * Further Ceph options, set with rados_conf_set after ceph.conf is read (so they win over it), e.g.
+   * `{ rbd_concurrent_management_ops: 4 }`. An unknown option fails the connect with NotFoundError
+   * naming it (call `rados_conf_set <name>`).
+   */
+  config?: Record<string, string | number | boolean>;
 }
 
 /** A connection to one Ceph cluster (a `rados_t`). */
@@ -51,6 +57,8 @@ export class Cluster {
   readonly user: string;
   /** True once close() was called. */
   readonly closed: boolean;
+  /** The value of a Ceph option as this connection uses it. Implements rados_conf_get. @throws {NotFoundError} no such option */
+  confGet(key: string): string;
   /** Pool names. Implements rados_pool_list. */
   listPools(): Promise<string[]>;
   /**

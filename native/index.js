@@ -410,9 +410,20 @@ export class Cluster {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalid(call, `client.${user}`, 'timeoutMs must be positive');
     // Ceph takes these timeouts in whole seconds.
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
+    const options = [];
+    if (opts.config !== undefined) {
+      if (!opts.config || typeof opts.config !== 'object') throw invalid('rados_conf_set', `client.${user}`, 'config must be an object of option names to values');
+      for (const [key, value] of Object.entries(opts.config)) {
+        if (!/^[A-Za-z0-9_ -]+$/.test(key)) throw invalid('rados_conf_set', `client.${user}`, `config option name ${JSON.stringify(key)} is not an option name`);
+        if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+          throw invalid('rados_conf_set', `client.${user}`, `config option ${key} must be a string, number or boolean`);
+        }
+        options.push([key, String(value)]);
+      }
+    }
     const b = load();
     try {
-      const native = await b.NativeCluster.connect(confPath, user, keyring, seconds);
+      const native = await b.NativeCluster.connect(confPath, user, keyring, seconds, options);
       return new Cluster(INTERNAL, native, user);
     } catch (err) {
       throw translate(err);
@@ -429,6 +440,20 @@ export class Cluster {
   }
   get closed() {
     return this.#life.closed;
+  }
+
+  /**
+   * The value of a Ceph option as this connection uses it (ceph.conf, then what connect set). Implements
+   * rados_conf_get. @throws {NotFoundError} no such option
+   */
+  confGet(key) {
+    checkName(key, 'key', 'rados_conf_get', undefined);
+    if (this.#life.closed) throw errorFromErrno(E.EBADF, 'rados_conf_get', `cluster ${this.#fsid}`);
+    try {
+      return this.#native.confGet(key);
+    } catch (err) {
+      throw translate(err);
+    }
   }
 
   /** Pool names. Implements rados_pool_list. */

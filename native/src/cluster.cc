@@ -16,6 +16,7 @@ Napi::Function NativeCluster::Define(Napi::Env env) {
   return DefineClass(env, "NativeCluster",
                      {StaticMethod<&NativeCluster::Connect>("connect"),
                       InstanceMethod<&NativeCluster::Fsid>("fsid"),
+                      InstanceMethod<&NativeCluster::ConfGet>("confGet"),
                       InstanceMethod<&NativeCluster::ListPools>("listPools"),
                       InstanceMethod<&NativeCluster::OpenIoctx>("openIoctx"),
                       InstanceMethod<&NativeCluster::Close>("close")});
@@ -33,12 +34,15 @@ NativeCluster::~NativeCluster() {
   if (h_) Handle::ReleaseDetached(h_);
 }
 
-// connect(confPath, user, keyring | undefined, timeoutSeconds) -> Promise<NativeCluster>
-// rados_create2, rados_conf_read_file, rados_conf_set, rados_connect, rados_cluster_fsid.
+// connect(confPath, user, keyring | undefined, timeoutSeconds, [[key, value], ...]) -> Promise<NativeCluster>
+// rados_create2, rados_conf_read_file, rados_conf_set, rados_connect, rados_cluster_fsid. The pairs are set
+// after ceph.conf is read, so they win over it.
 Napi::Value NativeCluster::Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct State {
     std::string confPath, user, keyring, timeout;
+    std::vector<std::pair<std::string, std::string>> options;
+    std::vector<std::string> optionCalls;  // "rados_conf_set <key>", named in the error when one fails
     rados_t cluster = nullptr;
     char fsid[64] = {0};
   };
@@ -47,6 +51,15 @@ Napi::Value NativeCluster::Connect(const Napi::CallbackInfo& info) {
   st->user = info[1].As<Napi::String>().Utf8Value();
   st->keyring = OptString(info[2]);
   st->timeout = std::to_string(info[3].As<Napi::Number>().Uint32Value());
+  if (info.Length() > 4 && info[4].IsArray()) {
+    Napi::Array pairs = info[4].As<Napi::Array>();
+    for (uint32_t i = 0; i < pairs.Length(); ++i) {
+      Napi::Array pair = pairs.Get(i).As<Napi::Array>();
+      std::string key = pair.Get(uint32_t(0)).As<Napi::String>().Utf8Value();
+      st->options.emplace_back(key, pair.Get(uint32_t(1)).As<Napi::String>().Utf8Value());
+      st->optionCalls.push_back("rados_conf_set " + key);
+    }
+  }
   std::string object = "client." + st->user;
 
   return CallWorker::Start(
@@ -59,8 +72,12 @@ Napi::Value NativeCluster::Connect(const Napi::CallbackInfo& info) {
                    o.Ok(rados_conf_set(st->cluster, "keyring", st->keyring.c_str()), "rados_conf_set")) &&
                   o.Ok(rados_conf_set(st->cluster, "client_mount_timeout", st->timeout.c_str()), "rados_conf_set") &&
                   o.Ok(rados_conf_set(st->cluster, "rados_mon_op_timeout", st->timeout.c_str()), "rados_conf_set") &&
-                  o.Ok(rados_conf_set(st->cluster, "rados_osd_op_timeout", st->timeout.c_str()), "rados_conf_set") &&
-                  o.Ok(rados_connect(st->cluster), "rados_connect") &&
+                  o.Ok(rados_conf_set(st->cluster, "rados_osd_op_timeout", st->timeout.c_str()), "rados_conf_set");
+        for (size_t i = 0; ok && i < st->options.size(); ++i) {
+          const auto& kv = st->options[i];
+          ok = o.Ok(rados_conf_set(st->cluster, kv.first.c_str(), kv.second.c_str()), st->optionCalls[i].c_str());
+        }
+        ok = ok && o.Ok(rados_connect(st->cluster), "rados_connect") &&
                   o.Ok(rados_cluster_fsid(st->cluster, st->fsid, sizeof(st->fsid) - 1), "rados_cluster_fsid");
         if (!ok) {
           rados_shutdown(st->cluster);
@@ -76,6 +93,23 @@ Napi::Value NativeCluster::Connect(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeCluster::Fsid(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), fsid_);
+}
+
+// confGet(key) -> string — rados_conf_get: the value this connection uses (local, no I/O: synchronous).
+Napi::Value NativeCluster::ConfGet(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string key = info[0].As<Napi::String>().Utf8Value();
+  if (!h_) throw CephError(env, EBADF, "rados_conf_get", "cluster " + fsid_);
+  std::vector<char> buf(256);
+  for (;;) {
+    int r = rados_conf_get(h_->cluster, key.c_str(), buf.data(), buf.size());
+    if (r == -ENAMETOOLONG && buf.size() < (1u << 20)) {
+      buf.resize(buf.size() * 4);
+      continue;
+    }
+    if (r < 0) throw CephError(env, -r, "rados_conf_get", key);
+    return Napi::String::New(env, buf.data());
+  }
 }
 
 // rados_pool_list

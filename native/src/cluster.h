@@ -17,6 +17,7 @@ class NativeCluster : public Napi::ObjectWrap<NativeCluster> {
  private:
   static Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value Fsid(const Napi::CallbackInfo& info);
+  Napi::Value ConfGet(const Napi::CallbackInfo& info);
   Napi::Value ListPools(const Napi::CallbackInfo& info);
   Napi::Value OpenIoctx(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);

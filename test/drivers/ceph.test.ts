@@ -5,7 +5,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CephCluster, CephConfigError, findKeyring, readCephConf } from '../../src/ceph/index.js';
+import { CEPH_DEFAULTS, CephCluster, CephConfigError, findKeyring, readCephConf } from '../../src/ceph/index.js';
 import { RbdStore } from '../../src/drivers/rbd.js';
 import { testbed, uniqueName } from '../support/testbed.js';
 
@@ -32,6 +32,34 @@ describe('CephCluster', () => {
         await conn.close();
       }
     }
+  });
+
+  it("sets snapstore's Ceph defaults unless ceph.conf sets them for the user; a bad option fails by name", async () => {
+    const plain = await CephCluster.connect({ confPath: a.conf, user: 'nova' });
+    try {
+      expect(plain.confGet('rbd_concurrent_management_ops')).toBe(String(CEPH_DEFAULTS.rbd_concurrent_management_ops));
+    } finally {
+      await plain.close();
+    }
+    // The operator's value wins, from [client.<user>], [client] or [global], spelled with spaces or underscores.
+    for (const [section, value] of [['client.nova', '7'], ['client', '9'], ['global', '12']] as const) {
+      const conf = confVariant(`ops-${section}`, (t) => `${t}\n[${section}]\nrbd concurrent management ops = ${value}\n`);
+      const conn = await CephCluster.connect({ confPath: conf, user: 'nova' });
+      try {
+        expect(conn.confGet('rbd_concurrent_management_ops')).toBe(value);
+      } finally {
+        await conn.close();
+      }
+    }
+    // No defaults: librbd's own.
+    const stock = await CephCluster.connect({ confPath: a.conf, user: 'nova', defaults: {} });
+    try {
+      expect(stock.confGet('rbd_concurrent_management_ops')).toBe('10');
+      expect(() => stock.confGet('no_such_option')).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+    } finally {
+      await stock.close();
+    }
+    await expect(CephCluster.connect({ confPath: a.conf, user: 'nova', defaults: { no_such_option: 1 } })).rejects.toThrow(/no_such_option/);
   });
 
   it('shares one handle per pool, and close() is safe twice and refuses work afterwards', async () => {
