@@ -93,11 +93,16 @@ export function peakRssMiB(): number {
   return Number.isFinite(kB) ? kB / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
-/** Peak RSS of a command run to completion, MiB (its rusage, read by a python3 wrapper: no extra package). */
-export async function commandPeakRssMiB(cmd: string, args: string[]): Promise<number> {
-  const py = 'import resource,subprocess,sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)';
-  const { stdout } = await run('python3', ['-c', py, cmd, ...args]);
-  return Number(stdout.trim()) / 1024;
+/** Runs a command to completion: its stdout and its peak RSS in MiB (rusage, read by a python3 wrapper). */
+export async function commandPeakRss(cmd: string, args: string[]): Promise<{ stdout: string; rssMiB: number }> {
+  const py =
+    'import resource,subprocess,sys\n' +
+    'r = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)\n' +
+    'sys.stdout.write(r.stdout.decode() + "\\n" + str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) + "\\n")\n' +
+    'sys.exit(r.returncode)';
+  const { stdout } = await run('python3', ['-c', py, cmd, ...args], { maxBuffer: 1 << 24 });
+  const lines = stdout.trimEnd().split('\n');
+  return { stdout: lines.slice(0, -1).join('\n'), rssMiB: Number(lines.at(-1)) / 1024 };
 }
 
 /** Bytes clients wrote to the cluster's OSD so far (its op_w_in_bytes + op_rw_in_bytes perf counters). */

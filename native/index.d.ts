@@ -329,6 +329,12 @@ export class Image {
 export const FEATURES: Readonly<Record<string, bigint>>;
 /** Feature bits → names. */
 export function featureNames(bits: bigint): string[];
+/**
+ * malloc_trim(0) in a pool thread: gives the free memory of every malloc arena back to the kernel, so a
+ * long-running process does not keep the high-water mark of each librados thread's arena. Resolves false
+ * when nothing was released or the C library is not glibc.
+ */
+export function trimMemory(): Promise<boolean>;
 /** Feature names (or bits) → bits. @throws {InvalidArgumentError} an unknown name */
 export function featureBits(features: bigint | string[], call: string, object?: string): bigint;
 

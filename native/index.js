@@ -237,6 +237,16 @@ export const FEATURES = Object.freeze({
 });
 
 /** Feature bits -> names, lowest bit first. Unknown bits are reported as "bit<N>". */
+/**
+ * Gives the free memory of glibc's malloc arenas back to the kernel (malloc_trim(0), in a pool thread).
+ * librados' threads each allocate from an arena of their own and keep what a flatten or a copy frees, so a
+ * long-running process's RSS creeps up from run to run; call this when a big operation is done. Resolves
+ * true when memory was released, false when there was none to release or the C library is not glibc.
+ */
+export async function trimMemory() {
+  return load().trimMemory();
+}
+
 export function featureNames(bits) {
   const out = [];
   for (let i = 0n; i < 64n; i++) {

@@ -1,5 +1,10 @@
-// Module entry: the classes index.js builds on. Nothing here makes a librados/librbd call.
+// Module entry: the classes index.js builds on, and trimMemory. Nothing here makes a librados/librbd call.
 #include <napi.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <memory>
 
 #include "addon.h"
 #include "cluster.h"
@@ -9,6 +14,22 @@
 #include "workers.h"
 
 namespace cephrbd {
+
+// trimMemory() -> Promise<boolean> — malloc_trim(0) in a pool thread: glibc hands the free memory of every
+// malloc arena back to the kernel. librados' threads each allocate from their own arena, and what a flatten
+// or a copy frees stays there otherwise, so a long-running process's RSS ratchets up run after run.
+// Resolves false where there is no glibc (nothing to do).
+static Napi::Value TrimMemory(const Napi::CallbackInfo& info) {
+  auto released = std::make_shared<bool>(false);
+  return CallWorker::Start(
+      info.Env(), "process", {},
+      [released](Outcome&) {
+#ifdef __GLIBC__
+        *released = malloc_trim(0) == 1;
+#endif
+      },
+      [released](Napi::Env env) -> Napi::Value { return Napi::Boolean::New(env, *released); });
+}
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
@@ -42,6 +63,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeIoctx", ioctx);
   exports.Set("NativeImage", image);
   exports.Set("CancelToken", cancel);
+  exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   return exports;
 }
 

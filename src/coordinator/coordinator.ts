@@ -45,7 +45,7 @@ import {
 } from './names.js';
 import { blockersText, decidePlan, type CapsProbe, type DetailedPlan } from './plan.js';
 import { ignoreNotFound, isExists, removeImageFully, removeSnapshot, whileBusy } from './rbd-util.js';
-import { CephCluster } from '../ceph/index.js';
+import { CephCluster, releaseMemory } from '../ceph/index.js';
 import { prepareSourceRemoval, type SourceRemovalReport } from './flattener.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, storeReadsSource, type FlattenRequest } from './instant.js';
 import { Lazy } from './lazy.js';
@@ -149,7 +149,13 @@ export class SnapshotCoordinator {
    *   SnapshotFailedError, SnapshotCancelledError (everything created was removed); CleanupFailedError.
    */
   async snapshot(source: string, opts: SnapshotOptions = {}): Promise<SnapshotResult> {
-    return this.track(() => this.runSnapshot(source, opts));
+    return this.track(async () => {
+      try {
+        return await this.runSnapshot(source, opts);
+      } finally {
+        await releaseMemory();
+      }
+    });
   }
 
   /** Finds (and unless `dryRun`, removes) what killed runs left behind. */

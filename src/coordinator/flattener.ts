@@ -5,7 +5,7 @@
 // work a killed flattener left is picked up by the next — its lock is broken once its owner is known to
 // be dead (a pid on this host that is gone) or the lock is older than `staleLockMs`.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
-import { CephCluster, type Image, type Ioctx } from '../ceph/index.js';
+import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import {
@@ -126,6 +126,8 @@ export async function flattenImage(
   } finally {
     if (cookie) await image.unlock(cookie).catch(() => {});
     await image.close();
+    // A flattener runs for days: give what this flatten's buffers took back to the kernel.
+    await releaseMemory();
   }
 }
 
