@@ -5,6 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { lagMonitor, type LagReport } from '../scripts/lag-monitor.mjs';
 import type { ClusterInfo } from '../scripts/testbed.mjs';
 
 const run = promisify(execFile);
@@ -46,44 +47,15 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-/** Time this thread has spent runnable but waiting for a CPU (ms), or null without schedstats. */
-function runQueueWaitMs(): number | null {
-  try {
-    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6;
-  } catch {
-    return null;
-  }
-}
-
-export interface Lag {
-  /** Worst delay of a 10 ms timer while `fn` ran. */
-  worstMs: number;
-  /**
-   * The same with the time the JS thread waited on the run queue taken out (CPU starvation on a small,
-   * busy machine rather than anything blocking the loop); equals worstMs without /proc schedstats.
-   */
-  worstOwnMs: number;
-}
-
-/** Event-loop lag seen by a 10 ms timer while `fn` runs. */
-export async function withLag<T>(fn: () => Promise<T>): Promise<[Lag, T]> {
-  const lag: Lag = { worstMs: 0, worstOwnMs: 0 };
-  let last = performance.now();
-  let lastWait = runQueueWaitMs();
-  const timer = setInterval(() => {
-    const now = performance.now();
-    const wait = runQueueWaitMs();
-    const delay = now - last - 10;
-    lag.worstMs = Math.max(lag.worstMs, delay);
-    lag.worstOwnMs = Math.max(lag.worstOwnMs, wait === null || lastWait === null ? delay : delay - (wait - lastWait));
-    last = now;
-    lastWait = wait;
-  }, 10);
+/** Event-loop lag (scripts/lag-monitor.mjs, shared with the native tests) while `fn` runs. */
+export async function withLag<T>(fn: () => Promise<T>): Promise<[LagReport, T]> {
+  const monitor = lagMonitor();
   try {
     const value = await fn();
-    return [lag, value];
-  } finally {
-    clearInterval(timer);
+    return [monitor.stop(), value];
+  } catch (err) {
+    monitor.stop();
+    throw err;
   }
 }
 

@@ -88,7 +88,7 @@ interface PathStats {
   /** Worst event-loop lag over the timed runs, and in the untimed warm-up run (first connections). */
   lagMs: number;
   warmUpLagMs: number;
-  /** lagMs without the time the JS thread waited for a CPU (see Lag.worstOwnMs). */
+  /** lagMs without the time the JS thread waited for a CPU (see LagReport.worstOwnMs). */
   ownLagMs: number;
 }
 

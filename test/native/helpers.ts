@@ -1,6 +1,5 @@
 // Shared by the native addon tests: connections to the test bed's clusters and cleanup that
 // works whatever state a failed test left an image in.
-import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as rbd from '../../native/index.js';
@@ -67,56 +66,7 @@ export function forceGc(): void {
   (runInNewContext('gc') as () => void)();
 }
 
-/** Time the calling thread has spent runnable but waiting for a CPU (ms), or null without schedstats. */
-function runQueueWaitMs(): number | null {
-  try {
-    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[1]) / 1e6;
-  } catch {
-    return null;
-  }
-}
-
-export interface LagReport {
-  /** Worst delay of a 10 ms interval timer, as the event loop saw it. */
-  worstMs: number;
-  /**
-   * Worst delay once the time this thread waited on the run queue during that tick is taken
-   * out: what our own code kept the loop from running. On a loaded 2-core test machine the raw
-   * figure is dominated by CPU starvation (Ceph daemons, other test processes), which no code in
-   * this process can avoid; this one is what a blocking call on the JS thread would show up in.
-   * Equals worstMs where /proc/thread-self/schedstat is unavailable.
-   */
-  worstOwnMs: number;
-  ticks: number;
-}
-
-/** Measures event-loop delay with a 10 ms interval timer between start and stop. */
-export function lagMonitor(): { stop: () => LagReport } {
-  let last = performance.now();
-  let lastWait = runQueueWaitMs();
-  let worst = 0;
-  let worstOwn = 0;
-  let ticks = 0;
-  const tick = () => {
-    const now = performance.now();
-    const wait = runQueueWaitMs();
-    const lag = now - last - 10;
-    const starved = wait !== null && lastWait !== null ? wait - lastWait : 0;
-    worst = Math.max(worst, lag);
-    worstOwn = Math.max(worstOwn, lag - starved);
-    last = now;
-    lastWait = wait;
-    ticks++;
-  };
-  const timer = setInterval(tick, 10);
-  return {
-    stop() {
-      clearInterval(timer);
-      tick();
-      return { worstMs: worst, worstOwnMs: worstOwn, ticks };
-    },
-  };
-}
+export { lagMonitor, type LagReport } from '../../scripts/lag-monitor.mjs';
 
 /** A 4 MiB-aligned chunk whose bytes say which chunk it is. */
 export function chunk(index: number, size = 4 * MiB): Buffer {
