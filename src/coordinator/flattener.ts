@@ -97,6 +97,7 @@ export async function flattenImage(
     throw err;
   }
   let cookie: string | null = null;
+  let flattened = false;
   try {
     const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
     if (!request) return { state: 'skipped', why: 'nothing to flatten' };
@@ -110,6 +111,7 @@ export async function flattenImage(
     if (!current) return { state: 'skipped', why: 'flattened meanwhile' };
 
     if ((await image.parentInfo()) !== null) {
+      flattened = true;
       await image.flatten({
         ...(opts.signal ? { signal: opts.signal } : {}),
         onProgress: (done, total) => opts.emit({ type: 'progress', image: name, done, total }),
@@ -126,8 +128,9 @@ export async function flattenImage(
   } finally {
     if (cookie) await image.unlock(cookie).catch(() => {});
     await image.close();
-    // A flattener runs for days: give what this flatten's buffers took back to the kernel.
-    await releaseMemory();
+    // A flattener runs for days: give what this flatten's buffers took back to the kernel. Only after a
+    // flatten: each poll passes every image of the pool through here.
+    if (flattened) await releaseMemory();
   }
 }
 
