@@ -32,11 +32,11 @@ import {
   GLANCE_RUN_PROPERTY,
   PENDING_KEY,
   TARGET_SNAP,
-  currentOwner,
   lockCookie,
   encodeMark,
   newRunId,
   pendingFileName,
+  pendingMarker,
   probeImageName,
   runKey,
   sourceSnapName,
@@ -509,17 +509,7 @@ export class SnapshotCoordinator {
   }
 
   private record(a: Assessment, runId: string, method: 'direct' | 'copy', sourceSnap: string | null, target: string, glance: RunRecord['glance']): RunRecord {
-    return {
-      v: 1,
-      runId,
-      startedAt: new Date().toISOString(),
-      owner: currentOwner(),
-      method,
-      source: a.canonical,
-      sourceSnap,
-      target,
-      glance,
-    };
+    return { ...pendingMarker(runId, a.canonical, sourceSnap), method, target, glance };
   }
 
   /**
@@ -623,14 +613,7 @@ export class SnapshotCoordinator {
     r.always('close clone', async () => {
       await clone?.close();
     });
-    const marker: PendingMarker = {
-      v: 1,
-      runId: r.runId,
-      startedAt: new Date().toISOString(),
-      owner: currentOwner(),
-      source: a.canonical,
-      sourceSnap: snapName,
-    };
+    const marker = pendingMarker(r.runId, a.canonical, snapName);
     // The run's advisory lock (see lockCookie) is the same cls lock the exclusive-lock feature manages: on a
     // clone with that feature (Ceph's default features) it would keep flatten from ever getting the lock it
     // needs, so there the feature's own lock, held by this handle while it writes, stands in for it.
@@ -780,14 +763,7 @@ export class SnapshotCoordinator {
     }
     await (reader as Image | null)?.close();
 
-    const marker: PendingMarker = {
-      v: 1,
-      runId: r.runId,
-      startedAt: new Date().toISOString(),
-      owner: currentOwner(),
-      source: a.canonical,
-      sourceSnap: ownSnap ? snapName : null,
-    };
+    const marker = pendingMarker(r.runId, a.canonical, ownSnap ? snapName : null);
     if (sink === 'store') await r.step('mark-target', () => this.markTarget(r, imageId, marker));
 
     if (ownSnap && source && snapName) {

@@ -153,6 +153,11 @@ export interface PendingMarker {
   sourceSnap: string | null;
 }
 
+/** The marker a run of this process puts on the image it is making, stamped now. */
+export function pendingMarker(runId: string, source: string, sourceSnap: string | null): PendingMarker {
+  return { v: 1, runId, startedAt: new Date().toISOString(), owner: currentOwner(), source, sourceSnap };
+}
+
 /** The file next to a file-store image that marks it unfinished. */
 export function pendingFileName(imageId: string): string {
   return `.${imageId}.snapstore-pending`;

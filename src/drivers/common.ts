@@ -145,16 +145,21 @@ export async function* chunked(
 }
 
 /**
- * Keeps an 'error' of a Readable source from becoming an uncaught exception while `add` is still preparing
- * (creating the image) and has not started reading; the error is seen again when reading starts, because
- * a destroyed stream's iterator rethrows `stream.errored`. Call before the first await; call the result when done.
+ * Runs a driver's `add` work while an 'error' of a Readable source cannot become an uncaught exception
+ * (while `add` is still preparing, creating the image, and has not started reading); the error is seen again
+ * when reading starts, because a destroyed stream's iterator rethrows `stream.errored`. The guard is on
+ * before `work` first awaits and off when it settles.
  */
-export function guardSource(source: StoreSource): () => void {
+export async function withGuardedSource<T>(source: StoreSource, work: () => Promise<T>): Promise<T> {
   const emitter = source as Partial<Readable>;
-  if (typeof emitter.on !== 'function' || typeof emitter.off !== 'function') return () => {};
+  if (typeof emitter.on !== 'function' || typeof emitter.off !== 'function') return work();
   const ignore = () => {};
   emitter.on('error', ignore);
-  return () => emitter.off?.('error', ignore);
+  try {
+    return await work();
+  } finally {
+    emitter.off('error', ignore);
+  }
 }
 
 function iterate(source: StoreSource): AsyncIterator<unknown> {

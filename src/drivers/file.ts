@@ -24,7 +24,7 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, checkAddArguments, chunked, nonZeroRuns, resolveRange, withGuardedSource } from './common.js';
 import { checksumFields, createImageHasher } from './hashing.js';
 
 export interface FileStoreConfig {
@@ -125,12 +125,7 @@ export class FileStore implements Store {
   }
 
   async add(imageId: string, data: StoreSource, size?: number, options: AddOptions = {}): Promise<AddResult> {
-    const unguard = guardSource(data);
-    try {
-      return await this.write(imageId, data, size, options);
-    } finally {
-      unguard();
-    }
+    return withGuardedSource(data, () => this.write(imageId, data, size, options));
   }
 
   private async write(imageId: string, data: StoreSource, size: number | undefined, options: AddOptions): Promise<AddResult> {

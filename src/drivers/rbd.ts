@@ -37,7 +37,7 @@ import {
   type StoreCapabilities,
   type StoreSource,
 } from '../store.js';
-import { BufferPool, abortedError, checkAddArguments, chunked, guardSource, nonZeroRuns, resolveRange } from './common.js';
+import { BufferPool, abortedError, checkAddArguments, chunked, nonZeroRuns, resolveRange, withGuardedSource } from './common.js';
 import { checksumFields, createImageHasher } from './hashing.js';
 
 export interface RbdStoreConfig {
@@ -157,12 +157,7 @@ export class RbdStore implements Store {
   }
 
   async add(imageId: string, data: StoreSource, size?: number, options: AddOptions = {}): Promise<AddResult> {
-    const unguard = guardSource(data);
-    try {
-      return await this.write(imageId, data, size, options);
-    } finally {
-      unguard();
-    }
+    return withGuardedSource(data, () => this.write(imageId, data, size, options));
   }
 
   private async write(imageId: string, data: StoreSource, size: number | undefined, options: AddOptions): Promise<AddResult> {
