@@ -3,6 +3,7 @@
 // config. Ctrl-C aborts the running operation, which then cleans up; a second Ctrl-C exits at once.
 import { parseInvocation, USAGE } from './cli/args.js';
 import { exitCodeFor, makeOutput, reportError } from './cli/output.js';
+import { SnapstoreError } from './errors.js';
 import { VERSION } from './index.js';
 
 async function main(argv: string[]): Promise<number> {
@@ -12,7 +13,7 @@ async function main(argv: string[]): Promise<number> {
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(130);
     out.info('snapstore: interrupted; cleaning up (Ctrl-C again to exit now)');
-    abort.abort(new Error('interrupted'));
+    abort.abort(new SnapstoreError('CANCELLED', 'interrupted (SIGINT)'));
   };
   process.on('SIGINT', onSigint);
   try {

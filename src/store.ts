@@ -163,7 +163,7 @@ export class StoreUnavailable extends StoreError {
 
 export class StoreAborted extends StoreError {
   constructor(message: string, options: ErrorOptions = {}) {
-    super('ABORTED', message, options);
+    super('CANCELLED', message, options);
   }
 }
 

@@ -1,6 +1,8 @@
 // Where the command's words go: with --json exactly one JSON object on stdout and nothing else there;
 // human text and progress on stderr (progress only when stderr is a terminal).
-import { redactSecrets, SnapstoreError } from '../errors.js';
+import { asSnapstoreError, redactSecrets, SnapstoreError } from '../errors.js';
+
+export { exitCodeFor } from '../errors.js';
 
 export interface Output {
   json: boolean;
@@ -44,39 +46,13 @@ export class UsageError extends SnapstoreError {
   }
 }
 
-/** Codes meaning "the input was wrong" (exit 2) rather than "the operation failed" (exit 1). */
-const INPUT_CODES = new Set([
-  'USAGE',
-  'CONFIG_INVALID',
-  'BAD_LOCATION',
-  'INVALID_ARGUMENT',
-  'MODE_NOT_POSSIBLE',
-  'SOURCE_NOT_FOUND',
-  'BAD_SOURCE',
-  'NOT_CONFIGURED',
-  'TARGET_EXISTS',
-  'NOT_FOUND',
-  'EXISTS',
-  'FOREIGN_LOCATION',
-  'INVALID_IMAGE_ID',
-  'INVALID_RANGE',
-  'CEPH_CONFIG',
-  'NATIVE_UNAVAILABLE',
-]);
-
-export function exitCodeFor(err: unknown): 1 | 2 {
-  return err instanceof SnapstoreError && INPUT_CODES.has(err.code) ? 2 : 1;
-}
-
-/** One line for humans; the JSON form for --json. Stack traces only with --debug. */
+/** One line for humans; the JSON form for --json. Stack traces only with --debug (secrets scrubbed there too). */
 export function reportError(err: unknown, out: Output, debug: boolean): void {
-  const code = err instanceof SnapstoreError ? err.code : 'INTERNAL';
-  const message = redactSecrets(err instanceof Error ? err.message : String(err));
+  const e = asSnapstoreError(err);
   if (out.json) {
-    const body = err instanceof SnapstoreError ? err.toJSON() : { name: 'Error', code, message };
-    process.stdout.write(`${JSON.stringify({ error: body })}\n`);
+    process.stdout.write(`${JSON.stringify({ error: e.toJSON() })}\n`);
   } else {
-    process.stderr.write(`snapstore: ${message} [${code}]\n`);
+    process.stderr.write(`snapstore: ${e.message} [${e.code}]\n`);
   }
-  if (debug && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n`);
+  if (debug && err instanceof Error) process.stderr.write(`${redactSecrets(err.stack ?? '')}\n`);
 }

@@ -1,35 +1,18 @@
 // Which failures the copy path can get around. Errors are recognised by their stable `code` (ceph-rbd-napi's
 // RbdError codes, the Store codes, the Glance client's classes), never by message text.
-import { LocationsNotAllowed } from '../glance/errors.js';
+import { hasCode } from '../errors.js';
 import type { StepName } from './faults.js';
 
-function codeOf(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-/** Walks `cause` links: a store or step error wraps the native one. */
-function anyCode(err: unknown, codes: readonly string[]): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = codeOf(e);
-    if (code && codes.includes(code)) return true;
-  }
-  return false;
-}
-
 export function isNotFound(err: unknown): boolean {
-  return anyCode(err, ['NOT_FOUND']);
+  return hasCode(err, 'NOT_FOUND');
 }
 
 export function isPermission(err: unknown): boolean {
-  return anyCode(err, ['PERMISSION', 'READ_ONLY']);
+  return hasCode(err, 'PERMISSION', 'READ_ONLY');
 }
 
 export function isLocationsNotAllowed(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
-    if (e instanceof LocationsNotAllowed || codeOf(e) === 'GLANCE_LOCATIONS_NOT_ALLOWED') return true;
-  }
-  return false;
+  return hasCode(err, 'GLANCE_LOCATIONS_NOT_ALLOWED');
 }
 
 /** Steps that write to the target pool as the source user: a permission error there is what copy avoids. */
@@ -53,7 +36,7 @@ export function directFallback(step: StepName, err: unknown): Fallback | null {
   if (TARGET_POOL_STEPS.has(step) && isPermission(err)) {
     return { code: 'PERMISSION', reason: `the source user may not write the target pool (${step} was refused)` };
   }
-  if (step === 'clone' && anyCode(err, ['INVALID_ARGUMENT', 'NOT_SUPPORTED', 'CROSS_CLUSTER'])) {
+  if (step === 'clone' && hasCode(err, 'INVALID_ARGUMENT', 'NOT_SUPPORTED', 'CROSS_CLUSTER')) {
     return { code: 'CLONE_UNSUPPORTED', reason: 'librbd refused the clone' };
   }
   if (step === 'glance-add-location' && isLocationsNotAllowed(err)) {

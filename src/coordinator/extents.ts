@@ -3,6 +3,7 @@
 // produced as zeros without touching the cluster (stores with thin provisioning write them as holes; the
 // hashes still cover every byte, as Glance's checksum does).
 import type { Extent, Image } from 'ceph-rbd-napi';
+import { SnapstoreError } from '../errors.js';
 
 /**
  * The largest piece read or yielded at once. 1 MiB pieces, 4 in flight, copy as fast as 4 MiB pieces (8 in
@@ -106,7 +107,7 @@ export async function* extentStream(
       // The consumer asked for the next piece: it is done with this buffer.
       if (into) ring.push(into);
       done += piece.length;
-      if (options.progress && !options.progress(done, size)) throw options.stop?.() ?? new Error('stopped');
+      if (options.progress && !options.progress(done, size)) throw options.stop?.() ?? new SnapstoreError('CANCELLED', 'the copy was stopped');
     }
   } finally {
     // Let reads still in flight finish before the caller closes the image.

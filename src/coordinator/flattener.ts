@@ -6,6 +6,7 @@
 // be dead (a pid on this host that is gone) or the lock is older than `staleLockMs`.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
 import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
+import { SnapstoreError } from '../errors.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import {
@@ -118,7 +119,7 @@ export async function flattenImage(
       });
     }
     if ((await image.parentInfo()) !== null) {
-      throw new Error(`${io.pool}/${name} still has a parent after flatten (its snapshots lack deep-flatten)`);
+      throw new SnapstoreError('FLATTEN_FAILED', `${io.pool}/${name} still has a parent after flatten (its snapshots lack deep-flatten)`);
     }
     await releaseSourceSnapshot(session, current);
     await image.metadataRemove(FLATTEN_KEY).catch((err: unknown) => {

@@ -1,5 +1,6 @@
 // Small RBD routines the paths and gc share.
 import type { Image, Ioctx } from 'ceph-rbd-napi';
+import { codeOf, hasCode } from '../errors.js';
 import { isNotFound } from './classify.js';
 
 export async function ignoreNotFound(p: Promise<unknown>): Promise<void> {
@@ -8,10 +9,6 @@ export async function ignoreNotFound(p: Promise<unknown>): Promise<void> {
   } catch (err) {
     if (!isNotFound(err)) throw err;
   }
-}
-
-function isCode(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code;
 }
 
 /**
@@ -78,15 +75,12 @@ export async function whileBusy<T>(
     try {
       return await fn();
     } catch (err) {
-      if (i >= attempts || !isCode(err, 'BUSY')) throw err;
+      if (i >= attempts || codeOf(err) !== 'BUSY') throw err;
       await new Promise((r) => setTimeout(r, backoff ? delayMs * i : delayMs));
     }
   }
 }
 
 export function isExists(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 6; e = (e as { cause?: unknown }).cause, depth++) {
-    if (isCode(e, 'EXISTS')) return true;
-  }
-  return false;
+  return hasCode(err, 'EXISTS');
 }

@@ -2,6 +2,7 @@
 // abort signal), hash every byte (./hashing.ts), and find the runs of a chunk that are not zeros.
 import type { Readable } from 'node:stream';
 import { InvalidRange, SizeMismatch, StoreAborted, StoreError, type StoreSource } from '../store.js';
+import { InternalError } from '../errors.js';
 import { checkImageId } from '../location.js';
 import { isAllZero, type ImageHasher } from './hashing.js';
 
@@ -61,7 +62,7 @@ export class BufferPool {
   take(): Buffer {
     const buf = this.free.pop();
     // A driver takes a buffer only after making room for one; running dry is a bug in the driver.
-    if (!buf) throw new Error('BufferPool exhausted');
+    if (!buf) throw new InternalError('BufferPool exhausted');
     return buf;
   }
 
@@ -73,7 +74,7 @@ export class BufferPool {
 function asBuffer(piece: unknown): Buffer {
   if (Buffer.isBuffer(piece)) return piece;
   if (piece instanceof Uint8Array) return Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-  throw new StoreError('BAD_SOURCE', `the data source yielded ${typeof piece}, not bytes (a string stream needs no encoding set)`);
+  throw new StoreError('BAD_DATA', `the data source yielded ${typeof piece}, not bytes (a string stream needs no encoding set)`);
 }
 
 /**
@@ -174,7 +175,7 @@ function iterate(source: StoreSource): AsyncIterator<unknown> {
       return: async () => sync.return?.() ?? { done: true, value: undefined },
     };
   }
-  throw new StoreError('BAD_SOURCE', 'the data source is neither a Readable nor an (async) iterable of bytes');
+  throw new StoreError('BAD_DATA', 'the data source is neither a Readable nor an (async) iterable of bytes');
 }
 
 /**

@@ -99,7 +99,7 @@ export class FileStore implements Store {
     this.chunkSize = config.chunkSize ?? DEFAULT_CHUNK;
     this.sparseBlockSize = config.sparseBlockSize ?? DEFAULT_SPARSE_BLOCK;
     if (this.chunkSize % this.sparseBlockSize !== 0) {
-      throw new StoreError('BAD_CONFIG', 'FileStore chunkSize must be a multiple of sparseBlockSize');
+      throw new StoreError('CONFIG_INVALID', 'FileStore chunkSize must be a multiple of sparseBlockSize');
     }
   }
 

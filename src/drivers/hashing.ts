@@ -10,6 +10,7 @@
 //  - off: no hashes (the caller records none, or Glance computes them itself).
 import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { InternalError } from '../errors.js';
 
 export interface Digests {
   /** MD5, hex (Glance's legacy `checksum`). */
@@ -126,7 +127,7 @@ class HashThread {
     this.worker.on('error', (err) => this.fail(err, onDone));
     this.worker.on('exit', (code) => {
       this.exited = true;
-      this.fail(new Error(`the ${algorithm} hashing thread exited (code ${code})`), onDone);
+      this.fail(new InternalError(`the ${algorithm} hashing thread exited (code ${code})`), onDone);
     });
   }
 
@@ -153,7 +154,7 @@ class HashThread {
 
   async terminate(): Promise<void> {
     if (this.exited) return;
-    this.failure ??= new Error('hashing closed');
+    this.failure ??= new InternalError('hashing closed');
     await this.worker.terminate();
   }
 }
@@ -234,7 +235,7 @@ export class WorkerHasher implements ImageHasher {
   }
 
   private check(): void {
-    if (this.closed) throw new Error('hasher already closed');
+    if (this.closed) throw new InternalError('hasher already closed');
     const failed = this.threads.find((t) => t.failure);
     if (failed) throw failed.failure;
   }

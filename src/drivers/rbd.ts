@@ -100,7 +100,7 @@ export class RbdStore implements Store {
   constructor(config: RbdStoreConfig) {
     const chunkSizeMiB = config.chunkSizeMiB ?? 8;
     if (!(chunkSizeMiB > 0) || !Number.isFinite(chunkSizeMiB)) {
-      throw new StoreError('BAD_CONFIG', `rbd chunk size must be a positive number of MiB, not ${String(chunkSizeMiB)}`);
+      throw new StoreError('CONFIG_INVALID', `rbd chunk size must be a positive number of MiB, not ${String(chunkSizeMiB)}`);
     }
     this.config = config;
     this.pool = config.pool;

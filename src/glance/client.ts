@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { redactSecrets } from '../errors.js';
+import { codeOf, redactSecrets } from '../errors.js';
 import {
   GlanceBadRequest,
   GlanceConflict,
@@ -572,10 +572,11 @@ function scrubCause(err: unknown, token: string | undefined): unknown {
   if (!token || !(err instanceof Error)) return err;
   const leaks = [String(err), err.stack ?? '', safeJson(err)].some((t) => t.includes(token));
   if (!leaks) return err;
+  // Only ever a `cause` inside a GlanceError: it keeps the name and code the network classification reads.
   const clean = new Error(scrubText(err.message, token));
   clean.name = err.name;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') Object.assign(clean, { code });
+  const code = codeOf(err);
+  if (code !== undefined) Object.assign(clean, { code });
   return clean;
 }
 

@@ -1,7 +1,7 @@
 // The Glance client's errors: ONE funnel (`errorForResponse`, `errorForNetwork`) turns an HTTP status and
 // body, or a socket error, into a class callers can catch. Every error carries the method and path (no query
 // string), the status when there was one, and a short text excerpt of the body with HTML removed.
-import { SnapstoreError, redactSecrets, type ErrorContext } from '../errors.js';
+import { SnapstoreError, redactSecrets, type ErrorCode, type ErrorContext } from '../errors.js';
 
 export interface GlanceErrorDetails {
   method: string;
@@ -22,7 +22,7 @@ export class GlanceError extends SnapstoreError {
   readonly body: string | undefined;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     details: GlanceErrorDetails,
     options: { cause?: unknown; context?: ErrorContext } = {},
@@ -67,7 +67,7 @@ export class GlanceUnauthorized extends GlanceError {
 }
 
 export class GlanceForbidden extends GlanceError {
-  constructor(details: GlanceErrorDetails, options: { cause?: unknown } = {}, code = 'GLANCE_FORBIDDEN') {
+  constructor(details: GlanceErrorDetails, options: { cause?: unknown } = {}, code: ErrorCode = 'GLANCE_FORBIDDEN') {
     super(code, describe(details, 'forbidden'), details, options);
   }
 }
@@ -107,7 +107,7 @@ export class GlanceUnsupportedMediaType extends GlanceError {
 }
 
 export class GlanceBadRequest extends GlanceError {
-  constructor(details: GlanceErrorDetails, options: { cause?: unknown } = {}, code = 'GLANCE_BAD_REQUEST') {
+  constructor(details: GlanceErrorDetails, options: { cause?: unknown } = {}, code: ErrorCode = 'GLANCE_BAD_REQUEST') {
     super(code, describe(details, 'bad request'), details, options);
   }
 }

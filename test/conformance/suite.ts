@@ -271,7 +271,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
     it('aborts on the signal, before or during the write, even while the source stalls, and leaves nothing', async () => {
       const id = newId();
       await expect(store.add(id, irregular(randomBytes(10)), 10, { signal: AbortSignal.abort() })).rejects.toMatchObject({
-        code: 'ABORTED',
+        code: 'CANCELLED',
       });
       expect(await leftovers(id)).toEqual([]);
 
@@ -281,7 +281,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
         setTimeout(() => stalled.abort(new Error('user canceled')), 20);
         await new Promise<void>((resolve) => stalled.signal.addEventListener('abort', () => setTimeout(resolve, 1000)));
       };
-      await expect(store.add(id, stalling(), undefined, { signal: stalled.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+      await expect(store.add(id, stalling(), undefined, { signal: stalled.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
       expect(await leftovers(id)).toEqual([]);
 
       const midway = new AbortController();
@@ -291,7 +291,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
           yield randomBytes(c / 2);
         }
       };
-      await expect(store.add(id, flowing(), undefined, { signal: midway.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+      await expect(store.add(id, flowing(), undefined, { signal: midway.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
       expect(await leftovers(id)).toEqual([]);
     });
 

@@ -143,7 +143,7 @@ describe('RbdStore failures leave nothing', () => {
         yield randomBytes(8 * MiB);
       }
     }
-    await expect(store.add(id, source(), undefined, { signal: controller.signal })).rejects.toMatchObject({ code: 'ABORTED' });
+    await expect(store.add(id, source(), undefined, { signal: controller.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
     expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
   });
 
