@@ -1,7 +1,7 @@
 // ceph-rbd-napi against real Ceph: every call of the API, its error classes, and cleanup. The
 // results are checked with the `rbd` CLI where our own code could agree with itself by mistake.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as rbd from '../../native/index.js';
+import * as rbd from 'ceph-rbd-napi';
 import { NOTHING, rbd as rbdCli, rbdJson, testbed, uniqueName } from '../support/testbed.js';
 import { connect, destroyImage, leftoversOf, MiB, within } from './helpers.js';
 

@@ -2,7 +2,7 @@
 // works whatever state a failed test left an image in.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import * as rbd from '../../native/index.js';
+import * as rbd from 'ceph-rbd-napi';
 import { leftovers, type ClusterInfo, type PoolContents } from '../support/testbed.js';
 
 export const MiB = 1024 * 1024;

@@ -2,19 +2,21 @@
 // staying responsive during long admin calls and heavy aio, cancellation, closing with I/O in
 // flight, and memory over many open/close cycles.
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as rbd from '../../native/index.js';
+import * as rbd from 'ceph-rbd-napi';
 import { NOTHING, rbdJson, testbed, uniqueName } from '../support/testbed.js';
 import { chunk, connect, destroyImage, forceGc, GiB, lagMonitor, leftoversOf, MiB, within } from './helpers.js';
 
 const run = promisify(execFile);
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native');
+/** The package's entry, compiled from native/lib (child processes import it directly). */
+const entry = join(nativeDir, 'dist', 'index.js');
 const env = testbed();
 const A = env.clusters.a;
 const MARK = uniqueName('napi-rt');
@@ -43,10 +45,10 @@ async function freshClone(what: string): Promise<string> {
 }
 
 describe('loading', () => {
-  it('importing index.js loads neither the addon nor librbd; the first use does', async () => {
+  it('importing the package loads neither the addon nor librbd; the first use does', async () => {
     const script = `
       const maps = () => require('node:fs').readFileSync('/proc/self/maps', 'utf8');
-      import(${JSON.stringify(join(nativeDir, 'index.js'))}).then((m) => {
+      import(${JSON.stringify(entry)}).then((m) => {
         const before = /ceph_rbd\\.node|librbd/.test(maps());
         const available = m.isAvailable();
         const after = /ceph_rbd\\.node/.test(maps()) && /librbd\\.so/.test(maps());
@@ -59,10 +61,11 @@ describe('loading', () => {
   it('without a built addon: import works, isAvailable() is false, calls reject with ONE NativeUnavailableError saying how to fix it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'napi-unbuilt-'));
     try {
-      copyFileSync(join(nativeDir, 'index.js'), join(dir, 'index.js'));
+      // The compiled package without build/Release/ceph_rbd.node beside it.
+      cpSync(join(nativeDir, 'dist'), join(dir, 'dist'), { recursive: true });
       writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
       const script = `
-        const m = await import(${JSON.stringify(join(dir, 'index.js'))});
+        const m = await import(${JSON.stringify(join(dir, 'dist', 'index.js'))});
         const available = m.isAvailable();
         const e1 = await m.Cluster.connect({ confPath: '/x' }).catch((e) => e);
         const e2 = await m.Cluster.connect({ confPath: '/x' }).catch((e) => e);
@@ -135,7 +138,7 @@ describe('lifetime', () => {
     try {
       // Read-only opens hold no header watch, so nothing lingers on the image after the exit.
       const script = `
-        const rbd = await import(${JSON.stringify(join(nativeDir, 'index.js'))});
+        const rbd = await import(${JSON.stringify(entry)});
         const c = await rbd.Cluster.connect({ confPath: ${JSON.stringify(A.conf)} });
         const io = await c.openIoctx('vms');
         const image = await io.openImage(${JSON.stringify(img)}, { readOnly: true });
