@@ -93,6 +93,18 @@ describe('errors', () => {
     expect(rbd.featureNames(61n)).toEqual(['layering', 'exclusive-lock', 'object-map', 'fast-diff', 'deep-flatten']);
     expect(() => rbd.featureBits(['layring'], 'rbd_create4', 'vms/x')).toThrow(rbd.InvalidArgumentError);
   });
+
+  it('handles come only from connect/openIoctx/openImage, and expose no internals', () => {
+    // The constructors are private in the types; plain JS gets a TypeError naming the factory.
+    const construct = (cls: unknown) => () => new (cls as new () => unknown)();
+    expect(construct(rbd.Cluster)).toThrow(/use Cluster\.connect\(\)/);
+    expect(construct(rbd.Ioctx)).toThrow(/use Cluster\.openIoctx\(\)/);
+    expect(construct(rbd.Image)).toThrow(/use Ioctx\.openImage\(\)/);
+    for (const cls of [rbd.Cluster, rbd.Ioctx, rbd.Image]) {
+      const statics = Object.getOwnPropertyNames(cls).filter((n) => !['length', 'name', 'prototype'].includes(n));
+      expect(statics).toEqual(cls === rbd.Cluster ? ['connect'] : []);
+    }
+  });
 });
 
 describe('Cluster', () => {
