@@ -247,8 +247,10 @@ export function parseSourceLocation(input: string, defaultPool?: string): Source
   if (typeof input !== 'string' || input.trim() === '') throw notString(typeof input === 'string' ? '' : input, 'source');
   if (SCHEME.test(input)) {
     const loc = parseUrl(input, 'source');
-    // parseUrl gives a source an fsid and a pool, or refuses it.
-    return loc as SourceLocation;
+    if (loc.scheme !== 'rbd') return loc;
+    // As a source, parseRbd refuses the legacy form: the pool is always there.
+    if (loc.pool === null) throw bad(input, 'names no pool', 'source');
+    return { ...loc, pool: loc.pool };
   }
   if (input.startsWith('/')) throw bad(input, `looks like a path; write it as file://${input}`, 'source');
   return parseRbdSpec(input, defaultPool);
