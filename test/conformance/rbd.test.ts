@@ -1,7 +1,7 @@
 // RbdStore against the common Store contract: on cluster a (clone v2 capable) and cluster b (clone v1
 // only), as client.glance on the images pool, the way Glance's own rbd store runs. Clone formats matter
 // only to delete; test/drivers/rbd.test.ts covers deleting with clone children of both formats.
-import { RbdStore } from '../../src/drivers/rbd.js';
+import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { testbed, type ClusterInfo } from '../support/testbed.js';
 import { stableLeftovers } from './rbd-support.js';
 import { testStore } from './suite.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileStore } from '../../src/drivers/file.js';
+import { FileStore } from '../../src/drivers/file/index.js';
 import { readAll, reference } from '../conformance/suite.js';
 
 const MiB = 1024 * 1024;

@@ -3,7 +3,7 @@
 // foreign and legacy locations, and deleting images whose snapshot has clones (v1 on b, v1 and v2 on a).
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RbdStore, type RbdStoreConfig } from '../../src/drivers/rbd.js';
+import { RbdStore, type RbdStoreConfig } from '../../src/drivers/rbd/index.js';
 import { formatRbdLocation } from '../../src/location.js';
 import { readAll, reference } from '../conformance/suite.js';
 import { NOTHING, rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
