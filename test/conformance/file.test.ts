@@ -25,5 +25,5 @@ testStore(
       },
     };
   },
-  { readAccess: true, writeAccess: true, readRandom: true, canClone: false, thinProvisioning: true, chunkSize: 1024 * 1024 },
+  { readAccess: true, writeAccess: true, readRandom: true, canClone: false, thinProvisioning: true, chunkSize: 1024 * 1024, schemes: ['file', 'filesystem'] },
 );

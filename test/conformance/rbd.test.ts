@@ -18,7 +18,7 @@ function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number) {
   });
 }
 
-const capabilities = { readAccess: true, writeAccess: true, readRandom: true, canClone: true, thinProvisioning: true };
+const capabilities = { readAccess: true, writeAccess: true, readRandom: true, canClone: true, thinProvisioning: true, schemes: ['rbd'] };
 
 // Default 8 MiB objects (each written as 2 MiB pieces) on a; 1 MiB objects, one write each, on b.
 testStore('rbd cluster a (clone v2)', rbdFactory(env.clusters.a, 8), { ...capabilities, chunkSize: 8 * 1024 * 1024 });
