@@ -58,7 +58,8 @@ export interface RbdStoreConfig {
    * A connection (to the same cluster) allowed to read the disks' pool, used to open clones whose parent
    * lives there — librbd opens the parent with the clone, and Glance's user often cannot — for
    * readPending, listPending, markPending, clearPending, exists and discard. Default: the store's own
-   * connection; a connection to another cluster is ignored. Not closed by close().
+   * connection; a connection to another cluster is ignored. Not closed by close(). Without it, those calls
+   * on such a clone (listPending: with such a clone in the pool) fail with PERMISSION rather than skip it.
    */
   parentReader?: CephCluster;
   /** Aio writes (of at most 2 MiB) in flight at once (default 4). */
