@@ -6,7 +6,7 @@
 // be dead (a pid on this host that is gone) or the lock is older than `staleLockMs`.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
 import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
-import { SnapstoreError } from '../errors.js';
+import { SnapstoreError, codeOf } from '../errors.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import {
@@ -72,10 +72,6 @@ function holderOf(cookie: string): Holder | null {
   } catch {
     return null;
   }
-}
-
-function isCode(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code;
 }
 
 export type Outcome = { state: 'done' } | { state: 'skipped'; why: string };
@@ -147,7 +143,7 @@ async function takeLock(
       await image.lockAcquireExclusive(cookie);
       return cookie;
     } catch (err) {
-      if (!isCode(err, 'BUSY')) throw err;
+      if (codeOf(err) !== 'BUSY') throw err;
     }
     for (const locker of await image.listLockers()) {
       const holder = holderOf(locker.cookie);

@@ -12,7 +12,7 @@
 //  - the source disk cannot be removed while a clone hangs from its trashed snapshot (librbd: "image has
 //    snapshots"); `prepareSourceRemoval` says which images are pending, or flattens them first.
 import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
-import { SnapstoreError } from '../errors.js';
+import { SnapstoreError, codeOf } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import { runIdOfSnap } from './names.js';
 import { withImage } from './rbd-util.js';
@@ -156,8 +156,7 @@ export async function removeUnusedTrashedSnapshots(io: Ioctx, image: string, onl
         await handle.snapRemoveById(s.id);
         removed++;
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (code !== 'BUSY' && !isNotFound(err)) throw err;
+        if (codeOf(err) !== 'BUSY' && !isNotFound(err)) throw err;
       }
     }
     return removed;

@@ -18,7 +18,8 @@ import {
 import { capsFix, decidePlan, type PlanFacts } from '../../src/coordinator/plan.js';
 import { formatSource, parseSource } from '../../src/coordinator/source.js';
 import { StepFailure, StepRunner } from '../../src/coordinator/steps.js';
-import type { CoordinatorEvent, FaultInjector } from '../../src/coordinator/index.js';
+import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import type { FaultInjector } from '../../src/coordinator/faults.js';
 
 const FSID = '487fa79f-7f2e-43c7-b184-926649f940de';
 const OTHER = 'b6fdf8a2-4a8b-4130-ad95-e615245ec91c';
