@@ -5,26 +5,28 @@ import { isNotFound } from './classify.js';
 import type { Assessment, RbdSource, Services } from './context.js';
 import { SourceNotFoundError } from './errors.js';
 import { storeReadsSource } from './instant.js';
-import { decidePlan, type CapsProbe, type PlanFacts } from './plan.js';
+import { decidePlan, type CapsProbe } from './plan.js';
 import { probeTargetPool } from './probe.js';
+import { isRbdSource } from './source-kind.js';
 import { formatSource, type Source } from './source.js';
+import type { TargetFacts } from './target-facts.js';
+import type { InstantCheck } from './types.js';
 import { sniffFile } from './paths/file-source.js';
 
 type SourceFacts = { features: { layering: boolean; deepFlatten: boolean }; snapProtected: boolean | null };
 
 export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct' | 'copy'): Promise<Assessment> {
   const glance = !svc.glance ? 'none' : svc.learned.glanceRefusesLocations ? 'refused' : 'assumed';
-  const target: PlanFacts['target'] =
-    svc.target.kind === 'rbd'
-      ? { kind: 'rbd', fsid: (await svc.targetSession()).fsid, pool: svc.target.pool }
-      : { kind: 'file', dataDir: svc.target.dataDir };
-  const targetFsid = target.kind === 'rbd' ? target.fsid : null;
+  const store = await svc.store();
+  const where = (await store.clones?.where()) ?? null;
+  const target: TargetFacts = { kind: store.kind, ...(where ?? {}) };
+  const targetFsid = where?.fsid ?? null;
   const none = { sourceCluster: null, capsProbe: null, cloneFormat: null, features: null, snapProtected: null };
 
-  if (src.kind === 'file') {
+  if (!isRbdSource(src)) {
     const fileFormat = await sniffFile(src.path);
     const plan = decidePlan({ source: src, target, ...none, fileFormat, glance });
-    return { kind: 'file', src, canonical: formatSource(src), plan, targetFsid };
+    return { disk: false, src, canonical: formatSource(src), plan, targetFsid };
   }
 
   const session = await svc.sourceSession();
@@ -37,15 +39,25 @@ export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct'
   const { features, snapProtected } = await inspectSource(session, src, canonical);
   let capsProbe: CapsProbe | null = null;
   let cloneFormat: 1 | 2 | null = null;
-  if (target.kind === 'rbd' && target.fsid === session.fsid && mode !== 'copy' && features.layering) {
-    ({ caps: capsProbe, cloneFormat } = await probeTargetPool(svc, session, target.pool));
+  if (where && where.fsid === session.fsid && mode !== 'copy' && features.layering) {
+    ({ caps: capsProbe, cloneFormat } = await probeTargetPool(svc, session, where.pool));
   }
   const sourceCluster = { fsid: session.fsid, user: session.user };
   const plan = decidePlan({ source: src, sourceCluster, target, capsProbe, cloneFormat, features, snapProtected, fileFormat: null, glance });
-  if (plan.instant.possible && svc.target.kind === 'rbd') {
-    plan.instant = await storeReadsSource(await svc.targetSession(), src, svc.target.pool, !!svc.glance);
+  if (plan.instant.possible && where) plan.instant = await storeUserReads(svc, src, where.pool);
+  return { disk: true, src, canonical, plan, session, targetFsid };
+}
+
+/** Whether the store's user can read the disk an instant snapshot would read through to (see instant.ts). */
+async function storeUserReads(svc: Services, src: RbdSource, pool: string): Promise<InstantCheck> {
+  const storeUser = await svc.storeUserSession();
+  if (!storeUser) {
+    return {
+      possible: false,
+      reason: "snapstore cannot tell whether the store's user may read the disks (the store was given as an object, not a config)",
+    };
   }
-  return { kind: 'rbd', src, canonical, plan, session, targetFsid };
+  return storeReadsSource(storeUser, src, pool, !!svc.glance);
 }
 
 /** The source's features and (for an existing snapshot) whether it is protected; SourceNotFound when absent. */

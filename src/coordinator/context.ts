@@ -2,18 +2,17 @@
 // Glance client, the event emitter) and, per run, the step runner and the run's options. The paths import
 // these types, never the coordinator, so the coordinator imports the paths and not the other way round.
 import type { CephCluster } from '../ceph/index.js';
-import type { RbdSourceConfig, TargetConfig } from '../config/types.js';
+import type { RbdSourceConfig } from '../config/types.js';
 import type { GlanceClient } from '../glance/client.js';
-import type { Store } from '../store.js';
+import type { CloneTarget, Store } from '../store.js';
 import type { Logger } from './events.js';
 import type { FaultInjector } from './faults.js';
 import type { DetailedPlan } from './plan.js';
-import type { Source } from './source.js';
+import type { FileSource, RbdSource } from './source-kind.js';
 import type { StepRunner } from './steps.js';
 import type { SnapshotOptions, SnapshotResult } from './types.js';
 
-export type RbdSource = Extract<Source, { kind: 'rbd' }>;
-export type FileSource = Extract<Source, { kind: 'file' }>;
+export type { FileSource, RbdSource } from './source-kind.js';
 
 /** What one coordinator learns once and keeps for the snapshots that follow. */
 export interface Learned {
@@ -26,12 +25,13 @@ export interface Learned {
 /** One coordinator's connections and collaborators, made lazily and shared by its runs. */
 export interface Services {
   sourceConfig: RbdSourceConfig | undefined;
-  target: TargetConfig;
   glance: GlanceClient | null;
   emit: Logger;
   faults: FaultInjector | undefined;
   sourceSession(): Promise<CephCluster>;
-  targetSession(): Promise<CephCluster>;
+  /** The target store's cluster as the store's user, for a store configured in a Ceph cluster; else null. */
+  storeUserSession(): Promise<CephCluster | null>;
+  /** The target store. */
   store(): Promise<Store>;
   learned: Learned;
 }
@@ -40,19 +40,18 @@ interface Planned {
   /** The source as `rbd://fsid/pool/image[/snap]` or `file:///path`. */
   canonical: string;
   plan: DetailedPlan;
+  /** The cluster the target store keeps its images in, when it is a Ceph cluster that can hold clones. */
   targetFsid: string | null;
 }
 
-/** What `check` learned about a source, kept for the run that follows it. */
-export type Assessment =
-  | (Planned & { kind: 'rbd'; src: RbdSource; session: CephCluster })
-  | (Planned & { kind: 'file'; src: FileSource });
+/** What `check` learned about a source, kept for the run that follows it: an RBD disk (with its session) or a file. */
+export type Assessment = (Planned & { disk: true; src: RbdSource; session: CephCluster }) | (Planned & { disk: false; src: FileSource });
 
-export type RbdAssessment = Extract<Assessment, { kind: 'rbd' }>;
-export type FileAssessment = Extract<Assessment, { kind: 'file' }>;
+export type RbdAssessment = Extract<Assessment, { disk: true }>;
+export type FileAssessment = Extract<Assessment, { disk: false }>;
 
-/** An assessment the direct path can run: an RBD source, a known clone format, and the pool clones go to. */
-export type DirectAssessment = RbdAssessment & { cloneFormat: 1 | 2; targetPool: string };
+/** An assessment the direct path can run: an RBD source, a known clone format, and where clones go. */
+export type DirectAssessment = RbdAssessment & { cloneFormat: 1 | 2; clones: CloneTarget; where: { fsid: string; pool: string } };
 
 /** Where the copy path writes: the target store, or Glance's own store through an upload. */
 export type Sink = 'store' | 'glance';
@@ -66,6 +65,7 @@ export interface GlanceTarget {
 /** One run of a path. */
 export interface RunContext {
   svc: Services;
+  store: Store;
   r: StepRunner;
   imageId: string;
   opts: SnapshotOptions;

@@ -15,17 +15,24 @@ import { collectGarbage } from './gc/index.js';
 import { Lazy } from './lazy.js';
 import { publicPlan, runSnapshot } from './snapshot.js';
 import { parseSource } from './source.js';
-import { openTargetStore } from './targets.js';
+import { connectStoreUser, openTargetStore } from './targets.js';
 import type { GcOptions, GcReport, Plan, SnapshotOptions, SnapshotResult } from './types.js';
 
 export interface SnapshotCoordinatorOptions {
   /** The cluster holding instance disks, as nova's user. Needed for rbd:// sources. */
   source?: RbdSourceConfig;
-  /** Where images are stored (Glance's store). */
-  target: TargetConfig;
+  /**
+   * Where images are stored (Glance's store): a config (the coordinator opens the store and closes it) or
+   * your Store (any driver; you close it).
+   */
+  target: TargetConfig | Store;
   /** Register the image in Glance: a config (the coordinator makes and closes its client) or your client. */
   glance?: GlanceConfig | GlanceClient;
   logger?: (event: CoordinatorEvent) => void;
+}
+
+function isStore(target: TargetConfig | Store): target is Store {
+  return typeof (target as Partial<Store>).add === 'function';
 }
 
 function glanceClient(glance: SnapshotCoordinatorOptions['glance']): GlanceClient | null {
@@ -40,9 +47,13 @@ function glanceClient(glance: SnapshotCoordinatorOptions['glance']): GlanceClien
 export class SnapshotCoordinator {
   private readonly svc: Services;
   private readonly ownsGlance: boolean;
+  private readonly ownsStore: boolean;
   private readonly sourceSession: Lazy<CephCluster>;
-  private readonly targetSession: Lazy<CephCluster>;
+  private readonly storeUser: Lazy<CephCluster | null>;
+  /** The store snapshots write to, as the store's user alone. */
   private readonly store: Lazy<Store>;
+  /** The store gc scans: it opens clones, and so reads their parents through the disks' session. */
+  private readonly gcStore: Lazy<Store>;
   private closed = false;
   private readonly running = new Set<Promise<unknown>>();
 
@@ -54,19 +65,19 @@ export class SnapshotCoordinator {
       if (!source) return Promise.reject(new NotConfiguredError('rbd:// sources need a source cluster (source config)'));
       return CephCluster.connect({ confPath: source.confPath, user: source.user, ...(source.keyring ? { keyring: source.keyring } : {}), timeoutMs: source.connectTimeoutMs });
     });
-    this.targetSession = new Lazy(() => {
-      if (target.kind !== 'rbd') return Promise.reject(new NotConfiguredError('the target is not an RBD store'));
-      return CephCluster.connect({ confPath: target.confPath, user: target.user, ...(target.keyring ? { keyring: target.keyring } : {}), timeoutMs: target.connectTimeoutMs });
-    });
-    this.store = new Lazy(() => openTargetStore(target, () => this.targetSession.get()));
+    this.ownsStore = !isStore(target);
+    this.storeUser = new Lazy(async () => (isStore(target) ? null : await connectStoreUser(target)));
+    // A run never opens a clone through the store (the direct path hands it its own handle), and a source
+    // user that may only read the image pool (allowed: it then copies) would fail every mark it set.
+    this.store = new Lazy(async () => (isStore(target) ? target : openTargetStore(target, this.storeUser.get(), undefined)));
+    this.gcStore = new Lazy(async () => (isStore(target) ? target : openTargetStore(target, this.storeUser.get(), await this.parentReader())));
     this.svc = {
       sourceConfig: source,
-      target,
       glance: glanceClient(opts.glance),
       emit: safeLogger(opts.logger),
       faults: faultsOf(opts),
       sourceSession: () => this.sourceSession.get(),
-      targetSession: () => this.targetSession.get(),
+      storeUserSession: () => this.storeUser.get(),
       store: () => this.store.get(),
       learned: { cloneFormat: null, glanceRefusesLocations: false },
     };
@@ -100,13 +111,12 @@ export class SnapshotCoordinator {
 
   /** Finds (and unless `dryRun`, removes) what killed runs left behind. */
   async gc(opts: GcOptions = {}): Promise<GcReport> {
-    const { sourceConfig, target, glance, emit } = this.svc;
+    const { sourceConfig, glance, emit } = this.svc;
     return this.track(() =>
       collectGarbage(
         {
           source: sourceConfig ? { config: sourceConfig, session: () => this.sourceSession.get() } : null,
-          target,
-          targetSession: target.kind === 'rbd' ? () => this.targetSession.get() : null,
+          store: () => this.gcStore.get(),
           glance,
           emit,
         },
@@ -122,10 +132,10 @@ export class SnapshotCoordinator {
    */
   async prepareSourceRemoval(source: string, opts: { flattenFirst?: boolean; signal?: AbortSignal } = {}): Promise<SourceRemovalReport> {
     return this.track(async () => {
-      const target = this.svc.target;
-      if (target.kind !== 'rbd') throw new NotConfiguredError('instant snapshots live in an RBD target; this target is a file store');
+      const clones = (await this.store.get()).clones;
+      if (!clones) throw new NotConfiguredError('instant snapshots live in a store that holds clones; this target store cannot');
       const src = parseSource(source, this.svc.sourceConfig?.pool);
-      return prepareSourceRemoval(await this.sourceSession.get(), target.pool, src, opts);
+      return prepareSourceRemoval(await this.sourceSession.get(), (await clones.where()).pool, src, opts);
     });
   }
 
@@ -133,8 +143,24 @@ export class SnapshotCoordinator {
   async close(): Promise<void> {
     this.closed = true;
     await Promise.allSettled([...this.running]);
-    const [src, tgt, store] = await Promise.all([this.sourceSession.settled(), this.targetSession.settled(), this.store.settled()]);
-    await Promise.allSettled([src?.close(), tgt?.close(), store?.close(), this.ownsGlance ? this.svc.glance?.close() : undefined]);
+    const [src, tgt, ...stores] = await Promise.all([
+      this.sourceSession.settled(),
+      this.storeUser.settled(),
+      this.store.settled(),
+      this.gcStore.settled(),
+    ]);
+    // The stores first: they may use the sessions.
+    if (this.ownsStore) await Promise.allSettled(stores.map((s) => s?.close()));
+    await Promise.allSettled([src?.close(), tgt?.close(), this.ownsGlance ? this.svc.glance?.close() : undefined]);
+  }
+
+  /**
+   * The disks' session, for the store to open clones whose parent lives in the disks' pool (Glance's user
+   * often may not read it). Without a reachable source cluster the store does without.
+   */
+  private async parentReader(): Promise<CephCluster | undefined> {
+    if (!this.svc.sourceConfig) return undefined;
+    return this.sourceSession.get().catch(() => undefined);
   }
 
   private async track<T>(fn: () => Promise<T>): Promise<T> {

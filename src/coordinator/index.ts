@@ -21,5 +21,5 @@ export {
 } from './flattener.js';
 export { FLATTEN_KEY, SourceInUseError, type FlattenRequest } from './instant.js';
 export type { StepName } from './faults.js';
-export { PENDING_KEY, PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX, TARGET_SNAP } from './names.js';
+export { PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX } from './names.js';
 export type { GcOptions, GcReport, InstantCheck, Leftover, Plan, Reason, SnapshotOptions, SnapshotResult } from './types.js';

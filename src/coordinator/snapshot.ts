@@ -24,6 +24,7 @@ import { blockersText, type DetailedPlan } from './plan.js';
 import { parseSource } from './source.js';
 import { StepFailure, StepRunner } from './steps.js';
 import type { Plan, SnapshotOptions, SnapshotResult } from './types.js';
+import type { Store } from '../store.js';
 
 type Mode = 'auto' | 'direct' | 'copy';
 
@@ -107,12 +108,13 @@ function chooseMethod(a: Assessment, mode: Mode, background: boolean): Pick<Atte
 }
 
 /** What the direct path needs, which a plan that chose it guarantees. */
-function directAssessment(svc: Services, a: Assessment): DirectAssessment {
+async function directAssessment(store: Store, a: Assessment): Promise<DirectAssessment> {
   const cloneFormat = a.plan.cloneFormat;
-  if (a.kind !== 'rbd' || cloneFormat === null || svc.target.kind !== 'rbd') {
+  const clones = store.clones;
+  if (!a.disk || cloneFormat === null || !clones) {
     throw new InternalError('the direct path was chosen for a plan that does not allow it');
   }
-  return { ...a, cloneFormat, targetPool: svc.target.pool };
+  return { ...a, cloneFormat, clones, where: await clones.where() };
 }
 
 /**
@@ -128,14 +130,15 @@ async function runAttempt(
   background: boolean,
 ): Promise<{ result: PathResult; runId: string } | null> {
   const { method, sink, imageId } = attempt;
-  await checkTargetFree(svc, a, method, sink, imageId);
+  const store = await svc.store();
+  await checkTargetFree(store, method, sink, imageId);
   const runId = newRunId();
   svc.emit({ type: 'run', runId, path: method, source: a.canonical, imageId });
   const r = new StepRunner({ runId, path: method, emit: svc.emit, faults: svc.faults, signal: opts.signal, onProgress: opts.onProgress });
   const glanceImage: GlanceTarget | null = svc.glance ? { id: imageId, created: opts.imageId === undefined } : null;
-  const ctx = { svc, r, imageId, opts, glanceImage };
+  const ctx = { svc, store, r, imageId, opts, glanceImage };
   try {
-    const result = method === 'direct' ? await direct(ctx, directAssessment(svc, a), background) : await copy(ctx, a, sink);
+    const result = method === 'direct' ? await direct(ctx, await directAssessment(store, a), background) : await copy(ctx, a, sink);
     await r.finish();
     return { result, runId };
   } catch (err) {

@@ -111,7 +111,7 @@ describe.each([
   });
   const cases: Array<[StepName, FaultPoint['when']]> = [
     ...steps.map((s) => [s, 'before'] as [StepName, FaultPoint['when']]),
-    ...(['snap-create', 'clone', 'glance-create', 'target-snap-create'] as StepName[])
+    ...(['snap-create', 'clone', 'glance-create', 'finalize'] as StepName[])
       .filter((s) => steps.includes(s))
       .map((s) => [s, 'after'] as [StepName, FaultPoint['when']]),
     ['flatten', 'progress'],

@@ -7,9 +7,7 @@ import {
   currentOwner,
   decodePendingMarker,
   decodeRunRecord,
-  imageIdOfPendingFile,
   ownerState,
-  pendingFileName,
   probeImageName,
   probeTime,
   runIdOfSnap,
@@ -126,8 +124,6 @@ describe('names and marks', () => {
     const record = { v: 1, runId, startedAt: 'x', owner: currentOwner(), method: 'copy', source: 's', sourceSnap: sourceSnapName(runId), target: 't', glance: null };
     expect(decodeRunRecord(JSON.stringify(record))).toEqual(record);
     expect(decodeRunRecord(JSON.stringify({ ...record, sourceSnap: 'snapstore-other' }))).toBeNull();
-    expect(imageIdOfPendingFile(pendingFileName('abc'))).toBe('abc');
-    expect(imageIdOfPendingFile('.abc.1234.tmp')).toBeNull();
   });
 
   it('tells a live owner from a dead one on this host, and cannot tell for another host', () => {

@@ -1,11 +1,12 @@
 // gc: finds what killed runs left behind and removes it — only things snapstore provably made. Each kind
 // of leftover has its scanner:
 //  - run-records.ts: run records (`snapstore.run.<uuid>` metadata on source images) and what a record lists
-//    — the source snapshot, the target (only in the configured target pool or data directory) and the
+//    — the source snapshot, the target (run-targets.ts: only an image of the configured store) and the
 //    Glance image (glance-images.ts; only when it carries the run's `snapstore_run` property) — and
 //    `snapstore-<uuid>` snapshots on source images;
-//  - pending-targets.ts: targets carrying the pending mark;
-//  - probes.ts: `snapstore-probe-<uuidv7>` scratch images in the target pool;
+//  - pending-targets.ts: images the target store lists as pending (Store.listPending), removed with
+//    Store.discard;
+//  - probes.ts: `snapstore-probe-<uuidv7>` scratch images where the store keeps clones;
 //  - trashed.ts: trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots).
 // Clones queued for a background flatten (`snapstore.flatten`, no pending marker) are finished snapshots.
 // A leftover qualifies when it is at least `olderThanMs` old and its owner is not a live process on this
@@ -25,8 +26,8 @@ const DEFAULT_OLDER_THAN_MS = 60 * 60 * 1000;
 export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<GcReport> {
   const olderThanMs = opts.olderThanMs ?? DEFAULT_OLDER_THAN_MS;
   const dryRun = opts.dryRun ?? false;
-  const [source, target] = await Promise.all([ctx.source?.session() ?? null, ctx.targetSession?.() ?? null]);
-  const scan = new Scan(ctx, { source, target }, Date.now(), olderThanMs);
+  const [source, store] = await Promise.all([ctx.source?.session() ?? null, ctx.store()]);
+  const scan = new Scan(ctx, source, store, Date.now(), olderThanMs);
   await scanSourcePool(scan);
   await scanPendingTargets(scan);
   await scanProbes(scan);

@@ -1,17 +1,17 @@
 // Scratch images `check` made (`snapstore-probe-<uuidv7>`) and could not remove: their name says when.
+// The source user makes them where the store keeps clones.
 import { probeTime } from '../names.js';
-import { removeImage, targetPoolReader } from './removals.js';
+import { clonePool, removeImage } from './removals.js';
 import { toLeftover, type Scan } from './scan.js';
 
 /** A probe lives well under a second; one this young may belong to a `check` running right now. */
 const PROBE_MIN_AGE_MS = 10 * 60 * 1000;
 
 export async function scanProbes(scan: Scan): Promise<void> {
-  const target = scan.ctx.target;
-  if (target.kind !== 'rbd') return;
-  const reader = targetPoolReader(scan.sessions);
-  if (!reader) return;
-  const io = await reader.pool(target.pool);
+  const where = (await scan.store.clones?.where()) ?? null;
+  const io = await clonePool(scan.source, where);
+  if (!io || !scan.source) return;
+  const fsid = scan.source.fsid;
   const probes: Array<{ name: string; parent: boolean }> = [];
   for (const name of await io.listImages()) {
     const born = probeTime(name);
@@ -23,7 +23,7 @@ export async function scanProbes(scan: Scan): Promise<void> {
   probes.sort((x, y) => Number(y.parent) - Number(x.parent));
   scan.add(
     probes.map(({ name }) => ({
-      leftover: toLeftover('probe-image', `rbd://${reader.fsid}/${target.pool}/${name}`, null, null, probeTime(name)),
+      leftover: toLeftover('probe-image', `rbd://${fsid}/${io.pool}/${name}`, null, null, probeTime(name)),
       remove: () => removeImage(io, name),
     })),
   );

@@ -11,7 +11,7 @@ import { targetRemoval } from './run-targets.js';
 import { readImage, toLeftover, type Removal, type Scan } from './scan.js';
 
 export async function scanSourcePool(scan: Scan): Promise<void> {
-  const session = scan.sessions.source;
+  const session = scan.source;
   const config = scan.ctx.source?.config;
   if (!session || !config) return;
   const io = await session.pool(config.pool);
@@ -24,13 +24,13 @@ export async function scanSourcePool(scan: Scan): Promise<void> {
     });
     if (!info) continue;
     const where = `rbd://${session.fsid}/${config.pool}/${name}`;
-    const recorded = scanRecords(scan, io, name, where, info.meta);
+    const recorded = await scanRecords(scan, io, name, where, info.meta);
     scanSnapshots(scan, io, name, where, info.snaps, recorded);
   }
 }
 
 /** The run records on one image; returns the source snapshots they account for. */
-function scanRecords(scan: Scan, io: Ioctx, name: string, where: string, meta: Record<string, string>): Set<string> {
+async function scanRecords(scan: Scan, io: Ioctx, name: string, where: string, meta: Record<string, string>): Promise<Set<string>> {
   const recorded = new Set<string>();
   for (const [key, value] of Object.entries(meta)) {
     if (!key.startsWith(RUN_KEY_PREFIX)) continue;
@@ -38,7 +38,7 @@ function scanRecords(scan: Scan, io: Ioctx, name: string, where: string, meta: R
     if (!record || runKey(record.runId) !== key) continue;
     if (record.sourceSnap) recorded.add(record.sourceSnap);
     const leftover = toLeftover('run-record', `${where}#${key}`, record.runId, record.owner, Date.parse(record.startedAt));
-    if (scan.qualifies(leftover, record.abandoned ? null : record.owner)) scan.add(runRemovals(scan, io, name, record));
+    if (scan.qualifies(leftover, record.abandoned ? null : record.owner)) scan.add(await runRemovals(scan, io, name, record));
   }
   return recorded;
 }
@@ -65,7 +65,7 @@ function scanSnapshots(scan: Scan, io: Ioctx, name: string, where: string, snaps
  * The removals a stale run record stands for, in order; the record goes last, and only when everything it
  * lists could be reached (else a gc with the right configuration can still find the rest through it).
  */
-function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunRecord): Removal[] {
+async function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunRecord): Promise<Removal[]> {
   const out: Removal[] = [];
   const started = Date.parse(record.startedAt);
   const leftover = (kind: Leftover['kind'], location: string) => toLeftover(kind, location, record.runId, record.owner, started);
@@ -74,7 +74,7 @@ function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunReco
     if (scan.ctx.glance) out.push(glanceRemoval(scan.ctx.glance, record.glance.id, record.runId, leftover('glance-image', `glance:${record.glance.id}`)));
     else complete = false;
   }
-  const target = targetRemoval(scan, record);
+  const target = await targetRemoval(scan, record);
   if (target) {
     out.push({ leftover: leftover(record.method === 'direct' ? 'clone' : 'target', record.target), remove: target });
   } else if (!record.target.startsWith('glance:')) {

@@ -1,8 +1,9 @@
 // What gc's scanners share: the context they scan with, the rule that decides whether a leftover may go
 // (old enough, and its owner not a live process on this host), and the removal groups they collect.
 import type { CephCluster, Image, Ioctx } from '../../ceph/index.js';
-import type { RbdSourceConfig, TargetConfig } from '../../config/types.js';
+import type { RbdSourceConfig } from '../../config/types.js';
 import type { GlanceClient } from '../../glance/client.js';
+import type { Store } from '../../store.js';
 import { isNotFound } from '../classify.js';
 import { errorText, type Logger } from '../events.js';
 import { describeOwner, ownerState, type Owner } from '../names.js';
@@ -10,15 +11,10 @@ import type { Leftover } from '../types.js';
 
 export interface GcContext {
   source: { config: RbdSourceConfig; session: () => Promise<CephCluster> } | null;
-  target: TargetConfig;
-  targetSession: (() => Promise<CephCluster>) | null;
+  /** The target store: its pending images, and the targets run records name. */
+  store: () => Promise<Store>;
   glance: GlanceClient | null;
   emit: Logger;
-}
-
-export interface Sessions {
-  source: CephCluster | null;
-  target: CephCluster | null;
 }
 
 export interface Removal {
@@ -43,7 +39,9 @@ export class Scan {
 
   constructor(
     readonly ctx: GcContext,
-    readonly sessions: Sessions,
+    /** The disks' cluster, as the source user (who makes snapshots, clones and probes). */
+    readonly source: CephCluster | null,
+    readonly store: Store,
     readonly now: number,
     readonly olderThanMs: number,
   ) {}

@@ -3,16 +3,16 @@
 // locations; then marked, the source snapshot removed, and the location registered with Glance.
 import { stat } from 'node:fs/promises';
 import type { Image } from '../../ceph/index.js';
+import type { AddOptions } from '../../store.js';
 import type { Assessment, FileAssessment, PathResult, RbdAssessment, RunContext, Sink } from '../context.js';
 import { NotConfiguredError } from '../errors.js';
 import { allocatedBytes, extentStream } from '../extents.js';
-import { pendingMarker } from '../names.js';
-import { ignoreNotFound } from '../rbd-util.js';
+import { encodeMark, pendingMarker } from '../names.js';
 import type { SnapshotResult } from '../types.js';
 import { fileStream } from './file-source.js';
 import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
-import { markTarget, targetText, unmarkTarget } from './target.js';
+import { targetText } from './target.js';
 
 /** What the copy step wrote, and where. */
 interface Copied {
@@ -28,33 +28,31 @@ interface Data {
 }
 
 /** What the copy reads: a snapshot of an RBD source the run holds, or a file. */
-type From = { kind: 'rbd'; a: RbdAssessment; s: SourceRun } | { kind: 'file'; a: FileAssessment };
+type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: false; a: FileAssessment };
 
 export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<PathResult> {
   const { svc, imageId } = ctx;
   if (sink === 'glance' && (!svc.glance || !ctx.glanceImage)) throw new NotConfiguredError('uploading through Glance needs Glance');
-  const from: From = a.kind === 'rbd' ? { kind: 'rbd', a, s: await recordRun(ctx, a, 'copy', targetText(svc, a, imageId, sink)) } : { kind: 'file', a };
-  const s = from.kind === 'rbd' ? from.s : null;
-  await createGlanceImage(ctx, ctx.opts.name ?? `${from.kind === 'rbd' ? from.a.src.image : 'file'} snapshot`);
-  if (from.kind === 'rbd') {
+  const from: From = a.disk ? { disk: true, a, s: await recordRun(ctx, a, 'copy', await targetText(ctx.store, imageId, sink)) } : { disk: false, a };
+  const s = from.disk ? from.s : null;
+  await createGlanceImage(ctx, ctx.opts.name ?? `${from.disk ? from.a.src.image : 'file'} snapshot`);
+  if (from.disk) {
     await takeSourceSnapshot(ctx, from.a, from.s);
     await from.s.handle.close();
   }
 
-  const copied = await copyData(ctx, from, sink);
-  if (sink === 'store') {
-    const marker = pendingMarker(ctx.r.runId, a.canonical, s?.ownSnap ? s.snapName : null);
-    await ctx.r.step('mark-target', () => markTarget(ctx, marker));
-  }
+  // The store marks the image pending from its creation on (atomically with it), until unmark-target.
+  const marker = encodeMark(pendingMarker(ctx.r.runId, 'copy', a.canonical, s?.ownSnap ? s.snapName : null));
+  const copied = await copyData(ctx, from, sink, marker);
   if (s) await dropSourceSnapshot(ctx, s, false);
-  if (sink === 'store') await ctx.r.step('unmark-target', () => unmarkTarget(ctx));
+  if (sink === 'store') await ctx.r.step('unmark-target', () => ctx.store.clearPending(imageId));
   const { glance, location } = await register(ctx, a, sink, copied);
   if (s) await unrecordRun(ctx, s);
   return { imageId: glance?.id ?? imageId, location, sizeBytes: copied.sizeBytes, glance, checksums: copied.checksums };
 }
 
 /** The `copy` step: the source's bytes into the store, or up to Glance. */
-async function copyData(ctx: RunContext, from: From, sink: Sink): Promise<Copied> {
+async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string): Promise<Copied> {
   const { r, opts, svc, imageId } = ctx;
   let reader: Image | null = null;
   r.always('close snapshot reader', async () => {
@@ -73,7 +71,7 @@ async function copyData(ctx: RunContext, from: From, sink: Sink): Promise<Copied
   try {
     copied = await r.step('copy', async () => {
       let source: Data;
-      if (from.kind === 'rbd') {
+      if (from.disk) {
         reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
         source = await rbdData(ctx, reader, sink, progress);
       } else {
@@ -85,7 +83,7 @@ async function copyData(ctx: RunContext, from: From, sink: Sink): Promise<Copied
         await svc.glance.upload(imageId, source.data, { size: source.sizeBytes, signal: stopCopy.signal });
         return { location: `glance:${imageId}`, sizeBytes: source.sizeBytes, checksums: null };
       }
-      return await addToStore(ctx, source, checksums, stopCopy.signal);
+      return await addToStore(ctx, source, { signal: stopCopy.signal, checksums, pending: marker });
     });
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
@@ -105,10 +103,12 @@ async function rbdData(ctx: RunContext, reader: Image, sink: Sink, progress: (do
   return { data, sizeBytes };
 }
 
-async function addToStore(ctx: RunContext, source: Data, checksums: boolean, signal: AbortSignal): Promise<Copied> {
-  const store = await ctx.svc.store();
-  const added = await store.add(ctx.imageId, source.data, source.sizeBytes, { signal, checksums });
-  ctx.r.undo(`delete ${added.location}`, () => ignoreNotFound(store.delete(added.location)));
+async function addToStore(ctx: RunContext, source: Data, options: AddOptions): Promise<Copied> {
+  const { store, imageId } = ctx;
+  const added = await store.add(imageId, source.data, source.sizeBytes, options);
+  ctx.r.undo(`delete ${added.location}`, async () => {
+    await store.discard(imageId);
+  });
   const hashes = added.checksum !== null && added.multihash !== null ? { checksum: added.checksum, multihash: added.multihash, hashAlgo: 'sha512' as const } : null;
   return { location: added.location, sizeBytes: source.sizeBytes, checksums: hashes };
 }
@@ -119,8 +119,7 @@ async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copi
   const target = ctx.glanceImage;
   if (!client || !target) return { glance: null, location: copied.location };
   if (sink === 'store') {
-    const expectedFsid = ctx.svc.target.kind === 'rbd' ? a.targetFsid : null;
-    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid }), location: copied.location };
+    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid: a.targetFsid }), location: copied.location };
   }
   const image = await client.getImage(target.id);
   const direct = typeof image.direct_url === 'string' ? image.direct_url : image.locations?.[0]?.url;

@@ -1,11 +1,11 @@
-// The direct path: the data never leaves Ceph. A snapshot of the disk, a clone of it into the target pool
-// (as the source user, who may read its parent), a flatten (or, for an instant snapshot, a flatten queued
-// for a Flattener), the `snap` Glance expects, and the location registered with Glance.
+// The direct path: the data never leaves Ceph. A snapshot of the disk, a clone of it where the target store
+// keeps clones (as the source user, who may read its parent), a flatten (or, for an instant snapshot, a
+// flatten queued for a Flattener), the store's finalize (what makes the clone one of its images), and the
+// location registered with Glance.
 import type { Image, Ioctx } from '../../ceph/index.js';
-import { formatRbdLocation } from '../../location.js';
 import type { DirectAssessment, PathResult, RunContext } from '../context.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
-import { PENDING_KEY, TARGET_SNAP, encodeMark, lockCookie, pendingMarker } from '../names.js';
+import { encodeMark, lockCookie, pendingMarker } from '../names.js';
 import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
 import { createGlanceImage, registerLocation } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
@@ -18,24 +18,21 @@ interface Clone {
 
 export async function direct(ctx: RunContext, a: DirectAssessment, background: boolean): Promise<PathResult> {
   const { imageId } = ctx;
-  const fsid = a.session.fsid;
-  const pool = a.targetPool;
-  const s = await recordRun(ctx, a, 'direct', `rbd://${fsid}/${pool}/${imageId}`);
+  const { fsid } = a.where;
+  const s = await recordRun(ctx, a, 'direct', await ctx.store.locationOf(imageId));
   await createGlanceImage(ctx, ctx.opts.name ?? `${a.src.image} snapshot`);
   await takeSourceSnapshot(ctx, a, s);
   const protectedHere = s.ownSnap && a.cloneFormat === 1;
   if (protectedHere) await ctx.r.step('snap-protect', async () => (await s.handle.get()).snapProtect(s.snapName));
   await s.handle.close();
 
-  const clone = await makeClone(ctx, a, s, await a.session.pool(pool), background);
+  const clone = await makeClone(ctx, a, s, await a.session.pool(a.where.pool), background);
   // Background: no flatten here; the source snapshot, removed below, waits in the snapshot trash.
   if (!background) await flattenClone(ctx, clone.image);
   await dropSourceSnapshot(ctx, s, protectedHere);
-  await ctx.r.step('target-snap-create', () => clone.image.snapCreate(TARGET_SNAP));
-  await ctx.r.step('target-snap-protect', () => clone.image.snapProtect(TARGET_SNAP));
+  const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
   await unmarkClone(ctx, a, s, clone, background);
   const sizeBytes = await clone.image.size();
-  const location = formatRbdLocation(fsid, pool, imageId, TARGET_SNAP);
   const glance = await registerLocation(ctx, location, { expectedFsid: fsid });
   await unrecordRun(ctx, s);
   return { imageId, location, sizeBytes, glance, checksums: null };
@@ -44,7 +41,7 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
 /** Clones the source snapshot into the target pool and marks the clone pending, through one open handle. */
 async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dstIo: Ioctx, background: boolean): Promise<Clone> {
   const { r, imageId } = ctx;
-  const cloneUndo = r.undo(`remove clone ${a.targetPool}/${imageId}`, () => whileBusy(() => removeImageFully(dstIo, imageId)));
+  const cloneUndo = r.undo(`remove clone ${a.where.pool}/${imageId}`, () => whileBusy(() => removeImageFully(dstIo, imageId)));
   try {
     await r.step('clone', () =>
       s.io.clone(a.src.image, s.snapName, dstIo, imageId, { format: a.cloneFormat, ...(background ? { features: INSTANT_CLONE_FEATURES } : {}) }),
@@ -58,7 +55,7 @@ async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dst
   r.always('close clone', async () => {
     await opened?.close();
   });
-  const marker = pendingMarker(r.runId, a.canonical, s.snapName);
+  const marker = encodeMark(pendingMarker(r.runId, 'direct', a.canonical, s.snapName));
   // The run's advisory lock (see lockCookie) is the same cls lock the exclusive-lock feature manages: on a
   // clone with that feature (Ceph's default features) it would keep flatten from ever getting the lock it
   // needs, so there the feature's own lock, held by this handle while it writes, stands in for it.
@@ -67,7 +64,7 @@ async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dst
     opened = image;
     const advisoryLock = !(await image.stat()).featureNames.includes('exclusive-lock');
     if (advisoryLock) await image.lockAcquireExclusive(lockCookie(r.runId));
-    await image.metadataSet(PENDING_KEY, encodeMark(marker));
+    await a.clones.markPending(image, marker);
     return { image, advisoryLock };
   });
 }
@@ -91,11 +88,15 @@ async function flattenClone(ctx: RunContext, clone: Image): Promise<void> {
   }
 }
 
-/** The clone is finished: queued for its flatten (background) before the run's marker comes off. */
+/**
+ * The clone is finished: the run's mark comes off, then (background) it is queued for its flatten — a
+ * flattener takes only clones whose run is over, and a kill between the two leaves an unmarked clone that
+ * gc still finds through the run record (its parent is the run's snapshot).
+ */
 async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<void> {
   const { r } = ctx;
   await r.step('unmark-clone', async () => {
-    // The flatten queue entry goes on before the run's marker comes off: the clone is never unaccounted for.
+    await a.clones.clearPending(clone.image);
     if (background) {
       const request: FlattenRequest = {
         v: 1,
@@ -106,7 +107,6 @@ async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, c
       };
       await clone.image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
     }
-    await clone.image.metadataRemove(PENDING_KEY);
     if (clone.advisoryLock) await clone.image.unlock(lockCookie(r.runId));
   });
 }

@@ -32,7 +32,7 @@ export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'dire
   const io = await a.session.pool(src.pool);
   const handle = new SourceHandle(io, src.image, ownSnap);
   r.always('close source image', () => handle.close());
-  const record: RunRecord = { ...pendingMarker(r.runId, a.canonical, ownSnap ? snapName : null), method, target, glance: ctx.glanceImage };
+  const record: RunRecord = { ...pendingMarker(r.runId, method, a.canonical, ownSnap ? snapName : null), target, imageId: ctx.imageId, glance: ctx.glanceImage };
   const key = runKey(record.runId);
   await r.step('record', async () => {
     const image = await handle.open();
