@@ -7,9 +7,7 @@ import {
   currentOwner,
   decodePendingMarker,
   decodeRunRecord,
-  imageIdOfPendingFile,
   ownerState,
-  pendingFileName,
   probeImageName,
   probeTime,
   runIdOfSnap,
@@ -18,7 +16,8 @@ import {
 import { capsFix, decidePlan, type PlanFacts } from '../../src/coordinator/plan.js';
 import { formatSource, parseSource } from '../../src/coordinator/source.js';
 import { StepFailure, StepRunner } from '../../src/coordinator/steps.js';
-import type { CoordinatorEvent, FaultInjector } from '../../src/coordinator/index.js';
+import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import type { FaultInjector } from '../../src/coordinator/faults.js';
 
 const FSID = '487fa79f-7f2e-43c7-b184-926649f940de';
 const OTHER = 'b6fdf8a2-4a8b-4130-ad95-e615245ec91c';
@@ -150,8 +149,6 @@ describe('names and marks', () => {
     const record = { v: 1, runId, startedAt: 'x', owner: currentOwner(), method: 'copy', source: 's', sourceSnap: sourceSnapName(runId), target: 't', glance: null };
     expect(decodeRunRecord(JSON.stringify(record))).toEqual(record);
     expect(decodeRunRecord(JSON.stringify({ ...record, sourceSnap: 'snapstore-other' }))).toBeNull();
-    expect(imageIdOfPendingFile(pendingFileName('abc'))).toBe('abc');
-    expect(imageIdOfPendingFile('.abc.1234.tmp')).toBeNull();
   });
 
   it('tells a live owner from a dead one on this host, and cannot tell for another host', () => {
