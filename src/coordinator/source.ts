@@ -8,6 +8,7 @@
 import { formatSourceLocation, parseSourceLocation, type SourceLocation } from '../location.js';
 import { BadLocation } from '../store.js';
 import { BadSourceError } from './errors.js';
+import { isRbdSource } from './source-kind.js';
 
 export type Source =
   | { kind: 'rbd'; fsid: string | null; pool: string; image: string; snap: string | null }
@@ -17,7 +18,7 @@ function asBadSource(err: unknown, source: string): unknown {
   if (!(err instanceof BadLocation)) return err;
   const reason = typeof err.context.reason === 'string' ? { reason: err.context.reason } : {};
   return new BadSourceError(err.message.replace(/^invalid (location|source)/, 'invalid source'), {
-    source: typeof source === 'string' ? source : typeof source,
+    source,
     ...reason,
   });
 }
@@ -39,13 +40,12 @@ export function parseSource(source: string, defaultPool: string | undefined): So
  * none), `pool/image[@snap]` when neither is known, or `file:///path`. @throws BadSourceError.
  */
 export function formatSource(src: Source, fsid?: string): string {
-  const loc: SourceLocation =
-    src.kind === 'file'
-      ? { scheme: 'file', path: src.path }
-      : { scheme: 'rbd', fsid: src.fsid ?? fsid ?? null, pool: src.pool, image: src.image, snapshot: src.snap };
+  const loc: SourceLocation = isRbdSource(src)
+    ? { scheme: 'rbd', fsid: src.fsid ?? fsid ?? null, pool: src.pool, image: src.image, snapshot: src.snap }
+    : { scheme: 'file', path: src.path };
   try {
     return formatSourceLocation(loc);
   } catch (err) {
-    throw asBadSource(err, src.kind === 'file' ? src.path : `${src.pool}/${src.image}`);
+    throw asBadSource(err, isRbdSource(src) ? `${src.pool}/${src.image}` : src.path);
   }
 }

@@ -1,6 +1,6 @@
 // A Store made from the target part of a SnapstoreConfig. The file driver never loads the native addon:
 // the RBD driver is only imported when the config asks for it.
-import type { CephCluster } from '../ceph/index.js';
+import { CephCluster } from '../ceph/index.js';
 import type { TargetConfig } from '../config/types.js';
 import type { Store } from '../store.js';
 
@@ -29,5 +29,19 @@ export async function storeFromConfig(target: TargetConfig, cluster?: CephCluste
     connectTimeoutMs: target.connectTimeoutMs,
     ...(cluster ? { cluster } : {}),
     ...(options.parentReader ? { parentReader: options.parentReader } : {}),
+  });
+}
+
+/**
+ * A connection as the store's user when the store lives in a Ceph cluster (shared with the store, and used
+ * by `check` to learn what that user may read); null for any other store.
+ */
+export function connectStoreUser(target: TargetConfig): Promise<CephCluster> | null {
+  if (target.kind !== 'rbd') return null;
+  return CephCluster.connect({
+    confPath: target.confPath,
+    user: target.user,
+    ...(target.keyring ? { keyring: target.keyring } : {}),
+    timeoutMs: target.connectTimeoutMs,
   });
 }
