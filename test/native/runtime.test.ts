@@ -367,7 +367,7 @@ describe('with a 1 GiB parent holding 256 MiB', () => {
       expect((await listing).length).toBeGreaterThan(0); // in flight when close() was called: completed
       await expect(c.listPools()).rejects.toBeInstanceOf(rbd.ClosedError);
       const results = await within(30_000, Promise.all(reads), 'reads after cluster close');
-      results.forEach((buf, i) => expect(buf.readUInt32BE(0)).toBe(i));
+      for (const [i, buf] of results.entries()) expect(buf.readUInt32BE(0)).toBe(i);
       expect((await image.read(5 * 4 * MiB, 4)).readUInt32BE(0)).toBe(5);
       // Closing the last user shuts the connection down (rados_shutdown in a worker).
       const more = image.read(0, 4 * MiB);
