@@ -166,3 +166,28 @@ export class MgrUnavailableError extends SnapstoreError {
     super('MGR_UNAVAILABLE', message);
   }
 }
+
+/** A queued image with no view of the mgr's queue is left to the mgr this long, then taken by the flattener. */
+export const MGR_GRACE_MS = 15 * 60 * 1000;
+
+/** What a flattener does with an image whose flatten was queued with the mgr. */
+export type MgrVerdict = { take: false; why: string } | { take: true; why: string; cancel: string | null };
+
+/**
+ * Whether snapstore's flattener takes over a flatten queued with the mgr (task `taskId`, queued at
+ * `queuedAt`): never while the mgr has it queued or running; when the task failed (Ceph would retry it,
+ * the flattener does it now, after cancelling it) or is gone from the queue (a failed task Ceph dropped,
+ * a lost queue); and, when the queue cannot be read, once it has waited MGR_GRACE_MS.
+ */
+export function mgrVerdict(queue: { tasks: MgrTask[] } | { error: string } | null, taskId: string, queuedAt: string, now = Date.now()): MgrVerdict {
+  if (queue && 'tasks' in queue) {
+    const s = taskState(queue.tasks, taskId);
+    if (s.state === 'queued' || s.state === 'running') return { take: false, why: `being flattened by ceph-mgr (task ${taskId}: ${describeTaskState(s)})` };
+    if (s.state === 'failed') return { take: true, why: `ceph-mgr task ${taskId} ${describeTaskState(s)}`, cancel: taskId };
+    return { take: true, why: `ceph-mgr task ${taskId} is gone from the queue and the image still has its parent`, cancel: null };
+  }
+  const waited = now - Date.parse(queuedAt);
+  const unseen = queue ? `ceph-mgr's queue cannot be read (${queue.error})` : "no connection that may read ceph-mgr's queue";
+  if (waited < MGR_GRACE_MS) return { take: false, why: `being flattened by ceph-mgr (task ${taskId}; ${unseen}, left to it for ${MGR_GRACE_MS / 60000} min)` };
+  return { take: true, why: `${unseen}, and task ${taskId} was queued ${Math.round(waited / 60000)} min ago`, cancel: null };
+}
