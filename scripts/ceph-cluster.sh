@@ -229,7 +229,8 @@ start_mgr() {
   [[ -s $dir/mgr/x/keyring ]] || { echo "$dir was not started with --mgr" >&2; return 1; }
   ceph-mgr -c "$conf" -i x 2>>"$dir/log/setup.log"
   for ((i = 0; i < 600; i++)); do
-    if ceph -c "$conf" --connect-timeout 15 rbd task list >/dev/null 2>&1; then return 0; fi
+    # A mgr command waits for a mgr: each try is bounded, the loop decides.
+    if timeout 10 ceph -c "$conf" --connect-timeout 5 rbd task list >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   echo "ceph-mgr's rbd_support did not answer within 60 s; logs in $dir/log" >&2

@@ -128,6 +128,14 @@ export class Cluster {
   }
 
   /**
+   * Sends a command to the monitors (an object is sent as its JSON), e.g. `{ prefix: 'status' }`.
+   * Implements rados_mon_command, in a worker thread, bounded like mgrCommand.
+   */
+  monCommand(cmd: object | string, input?: Buffer, opts?: MgrCommandOptions): Promise<MgrCommandResult> {
+    return this.#life.run('rados_mon_command', `cluster ${this.#fsid}`, () => sendMgrCommand(load(), this.#native, cmd, input, opts, 'mon'));
+  }
+
+  /**
    * Idempotent. Waits for this cluster's in-flight calls, then drops the connection's reference.
    * rados_shutdown runs (in a worker) only once every Ioctx and Image opened from it is closed too, so
    * those keep working after this resolves.

@@ -1,6 +1,8 @@
 // mgrCommand: a command for a ceph-mgr module (rados_mgr_command), e.g. rbd_support's task queue
-// (`{"prefix": "rbd task add flatten", "image_spec": "pool/image"}`, what `ceph rbd task add flatten` sends).
-// The C++ glue is ../src/mgr.cc; it runs the command off the JS thread and bounds the wait.
+// (`{"prefix": "rbd task add flatten", "image_spec": "pool/image"}`, what `ceph rbd task add flatten` sends);
+// monCommand the same for the monitors (rados_mon_command, e.g. `{"prefix": "status"}`, whose mgrmap says
+// whether any mgr is active at all). The C++ glue is ../src/mgr.cc; it runs the command off the JS thread
+// and bounds the wait.
 import type { Binding, NativeCluster } from './binding.js';
 import { invalid, RbdError, translate } from './errors.js';
 
@@ -23,6 +25,7 @@ export interface MgrCommandResult {
 /** The addon's mgrCommand export (src/mgr.cc): the one native function this module calls. */
 interface MgrBinding {
   mgrCommand(cluster: NativeCluster, cmd: string, input: Buffer | undefined, timeoutMs: number): Promise<MgrCommandResult>;
+  monCommand(cluster: NativeCluster, cmd: string, input: Buffer | undefined, timeoutMs: number): Promise<MgrCommandResult>;
 }
 
 /** The part of a native rejection only mgr commands carry: the mgr's status text. */
@@ -43,8 +46,9 @@ export async function sendMgrCommand(
   cmd: object | string,
   input: Buffer | undefined,
   opts: MgrCommandOptions | undefined,
+  to: 'mgr' | 'mon' = 'mgr',
 ): Promise<MgrCommandResult> {
-  const call = 'rados_mgr_command';
+  const call = to === 'mgr' ? 'rados_mgr_command' : 'rados_mon_command';
   const text = typeof cmd === 'string' ? cmd : JSON.stringify(cmd);
   if (typeof text !== 'string' || text.length === 0) throw invalid(call, undefined, 'cmd must be a non-empty string or a JSON-serializable object');
   if (input !== undefined && !Buffer.isBuffer(input)) throw invalid(call, undefined, 'input must be a Buffer');
@@ -52,7 +56,8 @@ export async function sendMgrCommand(
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0 || timeoutMs > 0xffffffff) throw invalid(call, undefined, 'timeoutMs must be a positive integer');
   try {
     // The addon exports mgrCommand beside the classes (Binding lists those); see MgrBinding.
-    return await (binding as Binding & MgrBinding).mgrCommand(native, text, input, timeoutMs);
+    const b = binding as Binding & MgrBinding;
+    return await (to === 'mgr' ? b.mgrCommand(native, text, input, timeoutMs) : b.monCommand(native, text, input, timeoutMs));
   } catch (err) {
     const out = translate(err);
     const status = statusOf(err).trim();

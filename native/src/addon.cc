@@ -66,6 +66,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CancelToken", cancel);
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   exports.Set("mgrCommand", Napi::Function::New(env, MgrCommand, "mgrCommand"));
+  exports.Set("monCommand", Napi::Function::New(env, MonCommand, "monCommand"));
   return exports;
 }
 

@@ -1,4 +1,4 @@
-// rados_mgr_command off the JS thread, with a bound of the caller's.
+// rados_mgr_command (and rados_mon_command) off the JS thread, with a bound of the caller's.
 //
 // librados only bounds a mgr command by rados_mon_op_timeout (the connection's, set at connect), and with
 // no mgr answering a command simply waits for one. So the blocking call runs on a thread of its own that
@@ -36,8 +36,10 @@ struct MgrReply {
 
 class MgrCommandWorker : public Napi::AsyncWorker {
  public:
-  MgrCommandWorker(Napi::Env env, RadosHandle* h, std::string cmd, std::string input, uint32_t timeoutMs)
+  MgrCommandWorker(Napi::Env env, RadosHandle* h, bool mon, std::string cmd, std::string input,
+                   uint32_t timeoutMs)
       : Napi::AsyncWorker(env, "ceph-rbd-mgr-command"),
+        mon_(mon),
         deferred_(Napi::Promise::Deferred::New(env)),
         holds_(env, {h}),
         h_(h),
@@ -52,14 +54,16 @@ class MgrCommandWorker : public Napi::AsyncWorker {
     auto reply = std::make_shared<MgrReply>();
     RadosHandle* h = h_;
     h->Retain();  // the command thread's own reference, dropped when rados_mgr_command returns
-    std::thread([h, reply, cmd = cmd_, input = input_] {
+    std::thread([h, reply, mon = mon_, cmd = cmd_, input = input_] {
       const char* argv[1] = {cmd.c_str()};
       char* outbuf = nullptr;
       size_t outlen = 0;
       char* outs = nullptr;
       size_t outslen = 0;
-      int r = rados_mgr_command(h->cluster, argv, 1, input.data(), input.size(), &outbuf, &outlen,
-                                &outs, &outslen);
+      int r = mon ? rados_mon_command(h->cluster, argv, 1, input.data(), input.size(), &outbuf,
+                                      &outlen, &outs, &outslen)
+                  : rados_mgr_command(h->cluster, argv, 1, input.data(), input.size(), &outbuf,
+                                      &outlen, &outs, &outslen);
       {
         std::lock_guard<std::mutex> lock(reply->mutex);
         reply->ret = r;
@@ -76,7 +80,8 @@ class MgrCommandWorker : public Napi::AsyncWorker {
     std::unique_lock<std::mutex> lock(reply->mutex);
     if (!reply->cv.wait_for(lock, std::chrono::milliseconds(timeoutMs_), [&] { return reply->done; })) {
       err_ = ETIMEDOUT;
-      status_ = "no answer from ceph-mgr within " + std::to_string(timeoutMs_) + " ms";
+      status_ = std::string("no answer from ") + (mon_ ? "the monitors" : "ceph-mgr") + " within " +
+                std::to_string(timeoutMs_) + " ms";
       return;
     }
     if (reply->ret < 0) err_ = -reply->ret;
@@ -87,7 +92,8 @@ class MgrCommandWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     if (err_ != 0) {
-      Napi::Error error = CephError(env, err_, "rados_mgr_command", "cluster " + h_->fsid);
+      Napi::Error error =
+          CephError(env, err_, mon_ ? "rados_mon_command" : "rados_mgr_command", "cluster " + h_->fsid);
       error.Set("status", Napi::String::New(env, status_));
       deferred_.Reject(error.Value());
       return;
@@ -99,6 +105,7 @@ class MgrCommandWorker : public Napi::AsyncWorker {
   }
 
  private:
+  bool mon_;
   Napi::Promise::Deferred deferred_;
   Holds holds_;
   RadosHandle* h_;
@@ -110,17 +117,16 @@ class MgrCommandWorker : public Napi::AsyncWorker {
   std::string status_;
 };
 
-}  // namespace
-
-Napi::Value MgrCommand(const Napi::CallbackInfo& info) {
+Napi::Value Start(const Napi::CallbackInfo& info, bool mon) {
   Napi::Env env = info.Env();
+  const char* call = mon ? "rados_mon_command" : "rados_mgr_command";
   if (info.Length() < 4 || !info[0].IsObject() || !info[1].IsString() || !info[3].IsNumber())
-    throw Napi::TypeError::New(env, "mgrCommand(cluster, cmd, input, timeoutMs)");
+    throw Napi::TypeError::New(env, std::string(call) + ": (cluster, cmd, input, timeoutMs)");
   NativeCluster* cluster = NativeCluster::Unwrap(info[0].As<Napi::Object>());
   RadosHandle* h = cluster ? cluster->handle() : nullptr;
   if (!h) {
     auto deferred = Napi::Promise::Deferred::New(env);
-    deferred.Reject(CephError(env, EBADF, "rados_mgr_command", "cluster").Value());
+    deferred.Reject(CephError(env, EBADF, call, "cluster").Value());
     return deferred.Promise();
   }
   std::string input;
@@ -128,11 +134,17 @@ Napi::Value MgrCommand(const Napi::CallbackInfo& info) {
     auto buf = info[2].As<Napi::Buffer<char>>();
     input.assign(buf.Data(), buf.Length());
   }
-  auto* w = new MgrCommandWorker(env, h, info[1].As<Napi::String>().Utf8Value(), std::move(input),
+  auto* w = new MgrCommandWorker(env, h, mon, info[1].As<Napi::String>().Utf8Value(), std::move(input),
                                  info[3].As<Napi::Number>().Uint32Value());
   Napi::Promise promise = w->Promise();
   w->Queue();
   return promise;
 }
+
+}  // namespace
+
+Napi::Value MgrCommand(const Napi::CallbackInfo& info) { return Start(info, false); }
+
+Napi::Value MonCommand(const Napi::CallbackInfo& info) { return Start(info, true); }
 
 }  // namespace cephrbd

@@ -55,6 +55,8 @@ const silentMgr = new WeakMap<CephCluster, { until: number; reason: string }>();
 async function mgrJson(session: CephCluster, cmd: Record<string, string>, timeoutMs: number): Promise<unknown> {
   const silent = silentMgr.get(session);
   if (silent && silent.until > Date.now()) throw new MgrSilent(silent.reason);
+  const inactive = await noActiveMgr(session, timeoutMs);
+  if (inactive) throw new MgrSilent(inactive);
   try {
     const { output } = await session.native.mgrCommand(cmd, undefined, { timeoutMs });
     const text = output.toString('utf8').trim();
@@ -66,6 +68,21 @@ async function mgrJson(session: CephCluster, cmd: Record<string, string>, timeou
       throw new MgrSilent(reason);
     }
     throw err;
+  }
+}
+
+/**
+ * Why no mgr can answer, when the monitors say none is active (`ceph status`: mgrmap.available false) — a
+ * mgr command would otherwise wait the whole bound for one. Null when one is active or the monitors do not
+ * say (then the command's own bound decides).
+ */
+async function noActiveMgr(session: CephCluster, timeoutMs: number): Promise<string | null> {
+  try {
+    const { output } = await session.native.monCommand({ prefix: 'status', format: 'json' }, undefined, { timeoutMs });
+    const status = JSON.parse(output.toString('utf8')) as { mgrmap?: { available?: unknown } };
+    return status.mgrmap?.available === false ? 'no ceph-mgr is active (the monitors\' mgrmap says available: false)' : null;
+  } catch {
+    return null;
   }
 }
 
