@@ -77,14 +77,27 @@ async function mgrJson(session: CephCluster, cmd: Record<string, string>, timeou
  * say (then the command's own bound decides).
  */
 async function noActiveMgr(session: CephCluster, timeoutMs: number): Promise<string | null> {
+  const known = mgrMapSeen.get(session);
+  if (known && known.until > Date.now()) return known.inactive;
+  let inactive: string | null = null;
   try {
     const { output } = await session.native.monCommand({ prefix: 'status', format: 'json' }, undefined, { timeoutMs });
     const status = JSON.parse(output.toString('utf8')) as { mgrmap?: { available?: unknown } };
-    return status.mgrmap?.available === false ? 'no ceph-mgr is active (the monitors\' mgrmap says available: false)' : null;
+    if (status.mgrmap?.available === false) inactive = "no ceph-mgr is active (the monitors' mgrmap says available: false)";
   } catch {
     return null;
   }
+  mgrMapSeen.set(session, { until: Date.now() + SEEN_FOR_MS, inactive });
+  return inactive;
 }
+
+/**
+ * What a session last learned (the mgrmap, the answer to check's probe), kept briefly: `check` and the
+ * snapshot that follows it ask the same questions, and an instant snapshot must stay instant.
+ */
+const SEEN_FOR_MS = 30_000;
+const mgrMapSeen = new WeakMap<CephCluster, { until: number; inactive: string | null }>();
+const probeSeen = new WeakMap<CephCluster, Map<string, { until: number; outcome: MgrCheckOutcome }>>();
 
 /** Internal marker: the mgr is known not to answer (not an error that leaves this module). */
 class MgrSilent {
@@ -125,14 +138,22 @@ export async function queueMgrFlatten(session: CephCluster, pool: string, image:
  * Which way a background flatten of an image in `pool` will go, asked without queueing anything: a flatten
  * of an image that cannot exist is authorised first (EACCES without the cap) and then answered ENOENT.
  */
-export async function mgrFlattenCheck(session: CephCluster, pool: string, osdCaps: string): Promise<MgrQueueOutcome | { via: 'mgr'; taskId: null }> {
+export async function mgrFlattenCheck(session: CephCluster, pool: string, osdCaps: string): Promise<MgrCheckOutcome> {
+  const seen = probeSeen.get(session)?.get(pool);
+  if (seen && seen.until > Date.now()) return seen.outcome;
+  let outcome: MgrCheckOutcome = { via: 'mgr', taskId: null };
   try {
     await mgrJson(session, { prefix: 'rbd task add flatten', image_spec: `${pool}/snapstore-mgr-probe-does-not-exist` }, MGR_ANSWER_MS);
   } catch (err) {
-    if (codeOf(err) !== 'NOT_FOUND') return { via: 'flattener', ...flattenerReason(err, session, pool, osdCaps) };
+    if (codeOf(err) !== 'NOT_FOUND') outcome = { via: 'flattener', ...flattenerReason(err, session, pool, osdCaps) };
   }
-  return { via: 'mgr', taskId: null };
+  const pools = probeSeen.get(session) ?? new Map<string, { until: number; outcome: MgrCheckOutcome }>();
+  pools.set(pool, { until: Date.now() + SEEN_FOR_MS, outcome });
+  probeSeen.set(session, pools);
+  return outcome;
 }
+
+export type MgrCheckOutcome = MgrQueueOutcome | { via: 'mgr'; taskId: null };
 
 /** rbd_support's task list (every pool), or why it cannot be read. */
 export async function listMgrTasks(session: CephCluster): Promise<{ tasks: MgrTask[] } | { error: string }> {

@@ -104,6 +104,18 @@ describe('background flattens through ceph-mgr', () => {
     await waitFlattened([id], 50_000);
     expect(await exportMd5(c, `images/${id}@snap`)).toBe(md5);
     expect(await diskSnaps(disk)).toEqual([]);
+    // gc sees pending work there (the entry stays until a flattener pass), not a leftover.
+    const gcEvents: CoordinatorEvent[] = [];
+    const gcCo = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance') }, gcEvents);
+    try {
+      const report = await gcCo.gc({ olderThanMs: 0, dryRun: true });
+      expect(report.found.filter((l) => l.location.includes(id))).toEqual([]);
+      expect(gcEvents).toContainEqual(
+        expect.objectContaining({ type: 'gc', action: 'kept', why: expect.stringContaining(`queued with ceph-mgr (task ${(await flattenRequest(id))?.mgrTask?.id}`) }),
+      );
+    } finally {
+      await gcCo.close();
+    }
     // The next flattener pass only clears the finished entry.
     const f = new Flattener({ source: sourceConfig(c), target: { pool: 'images' }, storeUser: rbdTarget(c, 'glance'), images: [id] });
     try {
