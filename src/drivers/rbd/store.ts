@@ -163,7 +163,10 @@ export class RbdStore implements Store {
     const io = await this.markIoctx();
     const what = `looking up ${this.pool}/${imageId}`;
     try {
-      return await unlessMissing(what, { pool: this.pool, image: imageId }, false, async () => (await io.statImage(imageId), true));
+      return await unlessMissing(what, { pool: this.pool, image: imageId }, false, async () => {
+        await io.statImage(imageId);
+        return true;
+      });
     } catch (err) {
       // Opening a clone opens its parent too; a user who may not read the parent's pool still sees the name.
       if (!hasCode(err, 'PERMISSION')) throw err;
