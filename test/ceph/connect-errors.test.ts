@@ -1,9 +1,10 @@
 // Issue 21 in the library: the operator's commonest Ceph mistakes, tried against the test bed's real cluster,
 // come out of CephCluster.connect, RbdStore (the target side) and SnapshotCoordinator (the source side) as
 // typed errors with catalog codes, naming the user and the files, never the key.
-import { rmSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CephAuthError, CephCluster, CephUnreachable, isWellFormedKey } from '../../src/ceph/index.js';
+import { CephAuthError, CephCluster, CephConfigError, CephUnreachable, isWellFormedKey } from '../../src/ceph/index.js';
 import { SnapshotCoordinator } from '../../src/coordinator/index.js';
 import { RbdStore } from '../../src/drivers/rbd.js';
 import { exitCodeFor, hasCode } from '../../src/errors.js';
@@ -11,7 +12,7 @@ import { expectNoSecret, makeMistakes, newKey } from '../support/ceph-mistakes.j
 import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
 
 const a = testbed().clusters.a;
-const { dir, mistakes, secrets } = await makeMistakes(a);
+const { dir, mistakes, secrets, global, conf } = await makeMistakes(a);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const TIMEOUT_MS = 2000;
@@ -91,5 +92,43 @@ describe.each(mistakes)('$what', (m) => {
       await coordinator.close();
     }
     expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  });
+});
+
+describe('ceph.conf mistakes librados reports with the same errnos', () => {
+  const novaKeyring = join(a.dir, 'nova.keyring');
+  const connect = (confPath: string) => CephCluster.connect({ confPath, user: 'nova', timeoutMs: TIMEOUT_MS }).catch((e: unknown) => e);
+
+  it('no mon host (ENOENT at rados_connect, like a missing keyring) is CEPH_CONFIG naming the option', async () => {
+    const confPath = conf('nomon', `[client.nova]\nkeyring = ${novaKeyring}`, global.replace(/^mon host = .*\n/m, ''));
+    const err = await connect(confPath);
+    expect(err).toBeInstanceOf(CephConfigError);
+    expect(err).toMatchObject({ code: 'CEPH_CONFIG', message: expect.stringContaining(`${confPath} names no monitors for client.nova`) });
+    expect(exitCodeFor(err)).toBe(2);
+  });
+
+  it('a mon host that does not resolve (EINVAL at rados_connect, like a bad key) is CEPH_CONFIG, the key being well-formed', async () => {
+    const confPath = conf('badmon', `[client.nova]\nkeyring = ${novaKeyring}`, global.replace(/^mon host = .*$/m, 'mon host = nosuchhost.invalid:6789'));
+    const err = await connect(confPath);
+    expect(err).toMatchObject({ code: 'CEPH_CONFIG', message: expect.stringContaining('nosuchhost.invalid:6789') });
+    expect((err as CephConfigError).fix).toContain(confPath);
+  });
+
+  it('a keyring librados cannot parse (EIO at rados_connect) is CEPH_AUTH naming it', async () => {
+    // Its entry and key look right to snapstore's check; librados' parser stops at the broken section header.
+    const keyring = join(dir, 'broken.keyring');
+    writeFileSync(keyring, `[client.nova]\n\tkey = ${newKey()}\n[broken\n`);
+    const err = await connect(conf('binkeyring', `[client.nova]\nkeyring = ${keyring}`));
+    expect(err).toBeInstanceOf(CephAuthError);
+    expect(err).toMatchObject({ code: 'CEPH_AUTH', message: expect.stringContaining(`cannot parse the keyring ${keyring}`) });
+  });
+
+  it('a keyring entry whose key is mangled is CEPH_AUTH before librados sees it', async () => {
+    const keyring = join(dir, 'mangled.keyring');
+    writeFileSync(keyring, `[client.nova]\n\tkey = ${secrets[0]!.slice(0, 20)}${secrets[0]!.slice(21)}\n`);
+    const err = await connect(conf('mangled', `[client.nova]\nkeyring = ${keyring}`));
+    expect(err).toMatchObject({ code: 'CEPH_AUTH', message: expect.stringContaining(`the keyring ${keyring}`) });
+    expect((err as Error).message).toContain('is malformed');
+    expectNoSecret(JSON.stringify(err) + (err as Error).message, secrets);
   });
 });

@@ -40,7 +40,17 @@ function keyOf(keyringPath: string): string {
  * Writes the mistakes into a new directory. `secrets` are every key that appears in any of these files or
  * in the test bed's keyrings the tests use: none may appear in any output.
  */
-export async function makeMistakes(a: ClusterInfo): Promise<{ dir: string; mistakes: Mistake[]; secrets: string[] }> {
+export interface Mistakes {
+  dir: string;
+  mistakes: Mistake[];
+  secrets: string[];
+  /** cluster a's [global] (no keyring line), for more variants. */
+  global: string;
+  /** Writes `<name>.conf`: `global` then `userSection`. */
+  conf: (name: string, userSection: string, global?: string) => string;
+}
+
+export async function makeMistakes(a: ClusterInfo): Promise<Mistakes> {
   const dir = mkdtempSync(join(tmpdir(), 'snapstore-mistakes-'));
   // cluster a's [global] without its admin keyring line and without the per-user sections.
   const base = readFileSync(a.conf, 'utf8')
@@ -70,7 +80,7 @@ export async function makeMistakes(a: ClusterInfo): Promise<{ dir: string; mista
     { what: 'unreachable monitors', user: 'nova', confPath: conf('deadmons', `[client.nova]\nkeyring = ${novaKeyring}`, deadMons), keyring: novaKeyring, code: 'CEPH_UNREACHABLE', exit: 1 },
   ];
   const secrets = [novaKey, wrongKey, truncated, keyOf(join(a.dir, 'glance.keyring')), keyOf(join(a.dir, 'keyring'))];
-  return { dir, mistakes, secrets };
+  return { dir, mistakes, secrets, global: base, conf };
 }
 
 /** Fails when any of `secrets` (or a 20-character piece of one) appears in `text`. */
