@@ -86,6 +86,7 @@ async function expectFinding(args: string[], m: Mistake, side: 'source' | 'targe
   expect(plan.reasons).toContainEqual(expect.objectContaining({ code: 'CEPH_CONNECTED', ok: true }));
   const human = await snapstore([...args, '--debug']);
   expect(human.code).toBe(0);
+  expect(human.stdout).toMatch(/^method: none: snapstore cannot connect to Ceph/);
   expect(human.stdout).toMatch(new RegExp(`\\n  NO   ${m.code}: the ${side} cluster`));
   expect(human.stdout).toMatch(/\n {8}fix: /);
   expectNoSecret(human.stdout + human.stderr, secrets);
