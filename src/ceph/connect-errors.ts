@@ -79,7 +79,7 @@ export class CephUnreachable extends SnapstoreError {
 }
 
 /** `client.nova (ceph.conf X, keyring Y)`: who connected with what. */
-export function describeConnection(f: ConnectFacts): string {
+function describeConnection(f: ConnectFacts): string {
   const key =
     f.key === null
       ? ''
@@ -90,7 +90,7 @@ export function describeConnection(f: ConnectFacts): string {
 }
 
 /** Run as client.<user>: reproduces the failure outside snapstore. */
-export function statusCommand(f: ConnectFacts): string {
+function statusCommand(f: ConnectFacts): string {
   return `ceph -c ${f.confPath} --id ${f.user} -s`;
 }
 
@@ -101,7 +101,7 @@ function keyPlace(f: ConnectFacts): string {
 }
 
 /** Wrong key or unknown user (EACCES at rados_connect). */
-export function refused(f: ConnectFacts, cause: unknown): CephAuthError {
+function refused(f: ConnectFacts, cause: unknown): CephAuthError {
   return new CephAuthError(
     `Ceph refused the credentials of ${describeConnection(f)}: ${keyPlace(f)} is not client.${f.user}'s current key ` +
       `(rotated with \`ceph auth get-or-create\` on another host, or copied from another user), or client.${f.user} ` +
@@ -116,7 +116,7 @@ export function refused(f: ConnectFacts, cause: unknown): CephAuthError {
 }
 
 /** No monitor answered (ETIMEDOUT at rados_connect). */
-export function unreachable(f: ConnectFacts, cause: unknown): CephUnreachable {
+function unreachable(f: ConnectFacts, cause: unknown): CephUnreachable {
   const mon = f.monHost === undefined ? 'the monitors ceph.conf names' : `mon host ${f.monHost}`;
   return new CephUnreachable(
     `no Ceph monitor answered ${describeConnection(f)} within ${f.timeoutSeconds} s (${mon}): the monitors are down, ` +
