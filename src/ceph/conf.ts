@@ -79,7 +79,7 @@ export function findKeyring(conf: IniSections, confPath: string, user: string, e
     return explicit;
   }
   const auth = cephOption(conf, user, 'auth client required') ?? cephOption(conf, user, 'auth supported');
-  if (auth && auth.value.split(/[\s,;]+/).includes('none')) return null;
+  if (auth?.value.split(/[\s,;]+/).includes('none')) return null;
   if (cephOption(conf, user, 'key') || cephOption(conf, user, 'keyfile')) return null;
   const named = cephOption(conf, user, 'keyring');
   const candidates = (named?.value ?? DEFAULT_KEYRINGS)

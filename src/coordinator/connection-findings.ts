@@ -20,21 +20,27 @@ const SIDE_WORDS = { source: "the source cluster (the disks' user)", target: "th
  * one per working connection. Errors other than the three connection codes are thrown as they are.
  */
 export async function connectionFindings(connections: CheckedConnections): Promise<Plan | null> {
-  const sides = (['source', 'target'] as const).filter((side) => connections[side] !== null);
-  const results = await Promise.allSettled(sides.map((side) => connections[side]!()));
-  const reasons: Reason[] = [];
-  results.forEach((result, i) => {
-    const side = sides[i]!;
-    if (result.status === 'fulfilled') {
-      const c = result.value;
-      if (c === null) return;
-      reasons.push({ code: 'CEPH_CONNECTED', ok: true, message: `${SIDE_WORDS[side]}: connected to cluster ${c.fsid} as client.${c.user}` });
-      return;
-    }
-    const err: unknown = result.reason;
-    if (!isCephConnectionError(err)) throw err;
-    reasons.push({ code: err.code, ok: false, message: `${SIDE_WORDS[side]}: ${err.message}`, ...(err.fix ? { fix: err.fix } : {}) });
+  const tried = (['source', 'target'] as const).flatMap((side) => {
+    const connect = connections[side];
+    return connect ? [{ side, connect }] : [];
   });
+  const outcomes = await Promise.all(
+    tried.map(({ side, connect }) =>
+      connect().then(
+        (cluster) => ({ side, cluster, error: undefined as unknown }),
+        (error: unknown) => ({ side, cluster: null, error }),
+      ),
+    ),
+  );
+  const reasons: Reason[] = [];
+  for (const { side, cluster, error } of outcomes) {
+    if (cluster) {
+      reasons.push({ code: 'CEPH_CONNECTED', ok: true, message: `${SIDE_WORDS[side]}: connected to cluster ${cluster.fsid} as client.${cluster.user}` });
+    } else if (error !== undefined) {
+      if (!isCephConnectionError(error)) throw error;
+      reasons.push({ code: error.code, ok: false, message: `${SIDE_WORDS[side]}: ${error.message}`, ...(error.fix ? { fix: error.fix } : {}) });
+    }
+  }
   if (reasons.every((r) => r.ok)) return null;
   return {
     // Plan has no "neither" method: nothing can run until the connections work; the findings say why.

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CephAuthError, CephCluster, CephConfigError, CephUnreachable, isWellFormedKey } from '../../src/ceph/index.js';
 import { SnapshotCoordinator } from '../../src/coordinator/index.js';
-import { RbdStore } from '../../src/drivers/rbd.js';
+import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { exitCodeFor, hasCode } from '../../src/errors.js';
 import { expectNoSecret, makeMistakes, newKey } from '../support/ceph-mistakes.js';
 import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
