@@ -62,8 +62,13 @@ async function withCoordinator<T>(inv: Invocation, out: Output, fn: (c: Snapshot
   }
 }
 
+/** check's findings for a Ceph connection that failed (coordinator/connection-findings.ts). */
+const CONNECTION_CODES: ReadonlySet<string> = new Set(['CEPH_AUTH', 'CEPH_UNREACHABLE', 'CEPH_CONFIG']);
+
 function renderPlan(plan: Plan): string {
-  const lines = [`method: ${plan.method}`];
+  // Plan.method has no "neither"; with a connection down no snapshot can run, whatever method it names.
+  const cannotConnect = plan.reasons.some((r) => !r.ok && CONNECTION_CODES.has(r.code));
+  const lines = [`method: ${cannotConnect ? 'none: snapstore cannot connect to Ceph (see below)' : plan.method}`];
   for (const r of plan.reasons) {
     lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
     if (r.fix) lines.push(`        fix: ${r.fix}`);
