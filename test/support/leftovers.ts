@@ -9,7 +9,7 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster } from 'ceph-rbd-napi';
 import { afterAll, expect } from 'vitest';
-import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import type { CoordinatorEvent, SnapshotResult } from '../../src/coordinator/index.js';
 import type { ClusterInfo, TestbedEnv } from './testbed.js';
 
 /** What one pool holds. Snapshots are `namespace:name` (a trashed snapshot by the name it had). */
@@ -151,26 +151,27 @@ function withExpected(listing: Listing, expected: Expected[]): Listing {
 
 /**
  * What the finished runs among `events` were meant to leave: each `result`'s image at its location (an RBD
- * image holds exactly its protected `snap` and no snapstore metadata; a file store holds exactly the
- * file) and its Glance image, in `glanceUrl`.
+ * image holds exactly its protected `snap` and no snapstore metadata but, for an instant snapshot, its
+ * flatten request; a file store holds exactly the file) and its Glance image, in `glanceUrl`.
  */
 export function producedBy(events: CoordinatorEvent[], glanceUrl?: string): Expected[] {
+  return events.flatMap((e) => (e.type === 'result' ? resultLeaves(e.result, glanceUrl) : []));
+}
+
+/** What one finished run was meant to leave, from its result (the CLI's `--json` output, or a `result` event's). */
+export function resultLeaves(r: SnapshotResult, glanceUrl?: string): Expected[] {
   const out: Expected[] = [];
-  for (const e of events) {
-    if (e.type !== 'result') continue;
-    const r = e.result;
-    const loc = new URL(r.location);
-    if (loc.protocol === 'rbd:') {
-      const [pool, image] = decodeURIComponent(loc.pathname).split('/').filter(Boolean) as [string, string];
-      out.push({ rbd: { fsid: loc.host, pool, image }, snapshots: ['user:snap'], meta: r.flatten === 'pending' ? ['snapstore.flatten'] : [] });
-    } else {
-      const path = decodeURIComponent(loc.pathname);
-      out.push({ file: { dir: path.slice(0, path.lastIndexOf('/')), name: path.slice(path.lastIndexOf('/') + 1) } });
-    }
-    if (r.glance) {
-      if (!glanceUrl) throw new Error(`run ${e.runId} registered Glance image ${r.glance.id}: say which Glance`);
-      out.push({ glance: { url: glanceUrl, id: r.glance.id, status: r.glance.status } });
-    }
+  const loc = new URL(r.location);
+  if (loc.protocol === 'rbd:') {
+    const [pool, image] = decodeURIComponent(loc.pathname).split('/').filter(Boolean) as [string, string];
+    out.push({ rbd: { fsid: loc.host, pool, image }, snapshots: ['user:snap'], meta: r.flatten === 'pending' ? ['snapstore.flatten'] : [] });
+  } else {
+    const path = decodeURIComponent(loc.pathname);
+    out.push({ file: { dir: path.slice(0, path.lastIndexOf('/')), name: path.slice(path.lastIndexOf('/') + 1) } });
+  }
+  if (r.glance) {
+    if (!glanceUrl) throw new Error(`the run registered Glance image ${r.glance.id}: say which Glance`);
+    out.push({ glance: { url: glanceUrl, id: r.glance.id, status: r.glance.status } });
   }
   return out;
 }
