@@ -157,7 +157,8 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     const err = await client({ timeoutMs: 300, retries: 0 }).getImage('x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceTimeout);
     expect(err).toMatchObject({ code: 'GLANCE_TIMEOUT', method: 'GET' });
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // The timeout must fire (the server never answers): a bound the behaviour itself sets, kept wide.
+    expect(Date.now() - started).toBeLessThan(10_000);
     expectNoToken(err);
   });
 
@@ -190,12 +191,13 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     const backingOff = new AbortController();
     setTimeout(() => backingOff.abort(), 100);
     const started = Date.now();
-    const refused = await client({ endpoint: `http://127.0.0.1:${await freePort()}`, retries: 5, retryDelayMs: 2_000 })
+    // A 30 s backoff that the abort must cut short: the bound is half of one backoff, wide for a loaded machine.
+    const refused = await client({ endpoint: `http://127.0.0.1:${await freePort()}`, retries: 5, retryDelayMs: 30_000 })
       .getImage('x', { signal: backingOff.signal })
       .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(GlanceRequestFailed);
     expect((refused as GlanceRequestFailed).context).toMatchObject({ failure: 'aborted', phase: 'backoff', attempts: 1 });
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
   it('uses a server Range answer (206) as is', async () => {
