@@ -22,7 +22,8 @@ export interface TestbedEnv {
 export function freePort(): Promise<number>;
 export function startCluster(dir: string, opts?: { bluestore?: boolean; cloneV2?: boolean; stockFeatures?: boolean }): Promise<ClusterInfo>;
 export function stopCluster(dir: string): Promise<void>;
-export function startGlance(dir: string, cephDir: string, opts?: { multipleLocations?: boolean }): Promise<GlanceInfo>;
+/** sizeCap: glance-api's image_size_cap (bytes); multiStore: stores `ceph` (rbd, default) and `local` (file). */
+export function startGlance(dir: string, cephDir: string, opts?: { multipleLocations?: boolean; sizeCap?: number; multiStore?: boolean }): Promise<GlanceInfo>;
 export function stopGlance(dir: string): Promise<void>;
 export function up(root: string): Promise<TestbedEnv>;
 export function down(root: string): Promise<void>;

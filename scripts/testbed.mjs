@@ -95,11 +95,13 @@ export async function stopCluster(dir) {
   await run('bash', [join(scripts, 'ceph-cluster.sh'), 'stop', dir], { timeout: 60_000 });
 }
 
-export async function startGlance(dir, cephDir, { multipleLocations = true } = {}) {
+export async function startGlance(dir, cephDir, { multipleLocations = true, sizeCap, multiStore = false } = {}) {
   register('glance', dir);
   const port = await freePort();
   const args = [join(scripts, 'glance-api.sh'), 'start', dir, String(port), cephDir];
   if (!multipleLocations) args.push('--no-multiple-locations');
+  if (sizeCap !== undefined) args.push('--size-cap', String(sizeCap));
+  if (multiStore) args.push('--multi-store');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
   registerPids(dir, ['glance-api.pid']);
   return { dir, url: parseEnv(stdout).url, conf: join(dir, 'glance-api.conf') };
