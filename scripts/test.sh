@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/prepare.sh
 npm run typecheck
+npm run lint
 
 # The suite's global setup stops the test bed it started; this trap covers the runner being killed.
 export SNAPSTORE_TESTBED_DIR=${SNAPSTORE_TESTBED_DIR:-$(mktemp -d /tmp/snapstore-testbed-XXXXXX)}

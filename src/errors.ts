@@ -140,22 +140,22 @@ export function exitCodeFor(err: unknown): 1 | 2 {
   return err instanceof SnapstoreError ? err.exitCode : 1;
 }
 
-const SECRET_PATTERNS: RegExp[] = [
-  // cephx keys are base64 of 28 bytes (40 characters ending in ==)
-  /[A-Za-z0-9+/]{38}==/g,
-  // userinfo in URLs: scheme://user:secret@host, scheme://:secret@host, scheme://token@host; a password may
-  // itself contain `@`, so the userinfo runs to the last `@` before the host's `/`.
-  /(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s]*@/gi,
-  // tokens in headers or query strings
-  /(x-auth-token|x-subject-token|x-service-token|token|password|passwd|key|secret)(["']?\s*[:=]\s*["']?)[^\s"',&;]+/gi,
-];
+/** cephx keys are base64 of 28 bytes (40 characters ending in ==). */
+const CEPHX_KEY = /[A-Za-z0-9+/]{38}==/g;
+/**
+ * Userinfo in URLs: scheme://user:secret@host, scheme://:secret@host, scheme://token@host; a password may
+ * itself contain `@`, so the userinfo runs to the last `@` before the host's `/`.
+ */
+const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)[^/\s]*@/gi;
+/** Tokens, passwords and keys in headers, query strings and config text. */
+const NAMED_SECRET = /(x-auth-token|x-subject-token|x-service-token|token|password|passwd|key|secret)(["']?\s*[:=]\s*["']?)[^\s"',&;]+/gi;
 
 /** Removes cephx keys, URL credentials and token/password values from a text meant for humans. */
 export function redactSecrets(text: string): string {
   return text
-    .replace(SECRET_PATTERNS[0]!, '[redacted]')
-    .replace(SECRET_PATTERNS[1]!, '$1[redacted]@')
-    .replace(SECRET_PATTERNS[2]!, '$1$2[redacted]');
+    .replace(CEPHX_KEY, '[redacted]')
+    .replace(URL_USERINFO, '$1[redacted]@')
+    .replace(NAMED_SECRET, '$1$2[redacted]');
 }
 
 function redactContext(context: ErrorContext): ErrorContext {

@@ -2,6 +2,7 @@
 // image id, read it back (whole or a range), size it, delete it. Plus the error classes every driver throws,
 // so callers switch on one set of codes whatever the backend.
 import type { Readable } from 'node:stream';
+import type { Image } from './ceph/index.js';
 import { SnapstoreError, type ErrorContext } from './errors.js';
 
 export type { FileLocation, Location, RbdLocation } from './location.js';
@@ -28,6 +29,41 @@ export interface AddOptions {
    * (holes included); turn it off when nobody records them, or when Glance computes them itself.
    */
   checksums?: boolean;
+  /**
+   * Marks the image pending (opaque text, see `Store.markPending`) from its creation on, atomically with it:
+   * a kill at any point of `add` leaves either nothing or a marked image. The mark stays after `add`
+   * succeeds, until `clearPending`; a failed `add` removes it with the image.
+   */
+  pending?: string;
+}
+
+/** One marked image, as `Store.listPending` reports it. */
+export interface PendingEntry {
+  imageId: string;
+  /** The location the image has (or will have once finished) in this store. */
+  location: string;
+  /** The caller's text given to `markPending` (or `AddOptions.pending`). */
+  marker: string;
+}
+
+/**
+ * What the direct (clone) path needs from a store that can hold clones (`capabilities.canClone`): the path
+ * makes the clone itself, as the disks' user, with its own open handle of it; the store says where clones
+ * go and turns a finished clone into one of its images.
+ */
+export interface CloneTarget {
+  /** The cluster and pool clones must be made in to become images of this store. */
+  where(): Promise<{ fsid: string; pool: string }>;
+  /** Marks the clone through the caller's open handle (the same mark as `Store.markPending`). */
+  markPending(image: Image, marker: string): Promise<void>;
+  /** Removes that mark; no mark is fine. */
+  clearPending(image: Image): Promise<void>;
+  /**
+   * Creates and protects the snapshot this store's locations name through the caller's handle, and returns
+   * the image's location (`rbd://fsid/pool/id/snap`). @throws StoreError INVALID_ARGUMENT when `image` is
+   * not `imageId` in this store's pool.
+   */
+  finalize(imageId: string, image: Image): Promise<string>;
 }
 
 export interface GetOptions {
@@ -78,10 +114,41 @@ export interface Store {
   getSize(location: string): Promise<number>;
 
   /**
-   * Removes the image. @throws StoreNotFound when there is nothing to delete; StoreInUse when something
+   * Removes the image (and its pending mark). @throws StoreNotFound when there is nothing to delete; StoreInUse when something
    * depends on it (RBD: clones of its snapshot).
    */
   delete(location: string): Promise<void>;
+
+  /** The location `imageId` has (or would have) in this store. @throws InvalidImageId. */
+  locationOf(imageId: string): Promise<string>;
+
+  /** Whether anything is stored under `imageId`, finished or not (a pending mark counts). */
+  exists(imageId: string): Promise<boolean>;
+
+  /**
+   * Marks `imageId` as unfinished work, replacing any earlier mark; `marker` is the caller's opaque text
+   * (the coordinator's JSON). @throws StoreNotFound when there is no such image.
+   */
+  markPending(imageId: string, marker: string): Promise<void>;
+
+  /** Removes the mark; no mark (or no image) is fine. */
+  clearPending(imageId: string): Promise<void>;
+
+  /** The mark on `imageId`, or null (no mark or no image). */
+  readPending(imageId: string): Promise<string | null>;
+
+  /** Every marked image of this store (gc's scan). */
+  listPending(): Promise<PendingEntry[]>;
+
+  /**
+   * Removes an unfinished image and everything the driver keeps for it (its snapshots, temporary files, its
+   * mark; RBD breaks advisory locks on it first, so a dead holder is blocklisted and its watch ends). Waits
+   * out a dead process's watch (EBUSY) for up to ~45 s. Returns false when there was nothing to remove.
+   */
+  discard(imageId: string): Promise<boolean>;
+
+  /** Present when `capabilities.canClone`: what the direct (clone) path needs. */
+  readonly clones?: CloneTarget;
 
   /** Releases connections and handles the driver owns. Safe to call twice. */
   close(): Promise<void>;
@@ -178,45 +245,4 @@ export class StoreClosed extends StoreError {
   constructor(message: string, options: ErrorOptions = {}) {
     super('CLOSED', message, options);
   }
-}
-
-/** Native ceph-rbd-napi error codes → the store error that means the same to a caller. */
-const NATIVE_CODES: Record<string, (message: string, options: ErrorOptions) => StoreError> = {
-  NOT_FOUND: (m, o) => new StoreNotFound(m, o),
-  EXISTS: (m, o) => new StoreExists(m, o),
-  BUSY: (m, o) => new StoreInUse(m, o),
-  HAS_SNAPSHOTS: (m, o) => new StoreInUse(m, o),
-  PERMISSION: (m, o) => new StorePermission(m, o),
-  READ_ONLY: (m, o) => new StorePermission(m, o),
-  NO_SPACE: (m, o) => new StoreFull(m, o),
-  TIMEOUT: (m, o) => new StoreUnavailable(m, o),
-  CONNECTION: (m, o) => new StoreUnavailable(m, o),
-  NATIVE_UNAVAILABLE: (m, o) => new StoreUnavailable(m, o),
-  CEPH_CONFIG: (m, o) => new StoreUnavailable(m, o),
-  CANCELED: (m, o) => new StoreAborted(m, o),
-  CLOSED: (m, o) => new StoreClosed(m, o),
-  INVALID_ARGUMENT: (m, o) => new StoreError('INVALID_ARGUMENT', m, o),
-  NOT_SUPPORTED: (m, o) => new StoreError('NOT_SUPPORTED', m, o),
-  CROSS_CLUSTER: (m, o) => new StoreError('CROSS_CLUSTER', m, o),
-};
-
-/**
- * Turns an error from the RBD layer (a ceph-rbd-napi RbdError, or a snapstore ceph-layer error such as
- * CephUnavailable / CephConfigError) into the StoreError a caller switches on, keeping the original as
- * `cause`. Store errors pass through unchanged; anything unrecognised becomes a StoreError `STORE_ERROR`.
- * @param what what was being done, for the message, e.g. `removing images/1234`.
- */
-export function mapRbdError(err: unknown, what: string, context: ErrorContext = {}): StoreError {
-  if (err instanceof StoreError) return err;
-  const detail = err instanceof Error ? err.message : String(err);
-  const message = `${what}: ${detail}`;
-  const code = (err as { code?: unknown } | null)?.code;
-  const ctx: ErrorContext = { ...(err instanceof SnapstoreError ? err.context : {}), ...context };
-  if (typeof code === 'string') ctx.cephCode = code;
-  const { errno, call } = (err ?? {}) as { errno?: unknown; call?: unknown };
-  if (typeof errno === 'number') ctx.errno = errno;
-  if (typeof call === 'string') ctx.call = call;
-  const make = typeof code === 'string' ? NATIVE_CODES[code] : undefined;
-  if (make) return make(message, { cause: err, context: ctx });
-  return new StoreError('STORE_ERROR', message, { cause: err, context: ctx });
 }

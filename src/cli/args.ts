@@ -84,34 +84,42 @@ function nonNegativeInt(flag: string, value: string | undefined): number | undef
 
 /** `help` / `version` for those requests, which the caller answers itself. */
 export function parseInvocation(argv: string[]): Invocation | 'help' | 'version' {
-  let parsed;
+  let parsed: ReturnType<typeof parseOptions>;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        config: { type: 'string', multiple: true, short: 'c' },
-        json: { type: 'boolean' },
-        debug: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-        'image-id': { type: 'string' },
-        name: { type: 'string' },
-        mode: { type: 'string' },
-        flatten: { type: 'string' },
-        checksums: { type: 'string' },
-        once: { type: 'boolean' },
-        'stale-lock-seconds': { type: 'string' },
-        output: { type: 'string', short: 'o' },
-        size: { type: 'string' },
-        'dry-run': { type: 'boolean' },
-        'older-than': { type: 'string' },
-      },
-    });
+    parsed = parseOptions(argv);
   } catch (err) {
     throw new UsageError(`${(err as Error).message.split('\n')[0]} (see snapstore --help)`);
   }
+  return invocationOf(parsed);
+}
+
+function parseOptions(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', multiple: true, short: 'c' },
+      json: { type: 'boolean' },
+      debug: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean' },
+      'image-id': { type: 'string' },
+      name: { type: 'string' },
+      mode: { type: 'string' },
+      flatten: { type: 'string' },
+      checksums: { type: 'string' },
+      once: { type: 'boolean' },
+      'stale-lock-seconds': { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      size: { type: 'string' },
+      'dry-run': { type: 'boolean' },
+      'older-than': { type: 'string' },
+    },
+  });
+}
+
+function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'help' | 'version' {
   const { values, positionals } = parsed;
   if (values.help) return 'help';
   if (values.version) return 'version';

@@ -25,7 +25,10 @@ function flatten(into: IniSections, path: string, value: Record<string, unknown>
     }
     if (!path) continue;
     let section = into.get(path);
-    if (!section) into.set(path, (section = new Map()));
+    if (!section) {
+      section = new Map();
+      into.set(path, section);
+    }
     section.set(normalizeKey(key), Array.isArray(v) ? v.join(',') : String(v ?? '').trim());
   }
 }

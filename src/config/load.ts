@@ -33,7 +33,7 @@ type TargetDraft =
   | { kind: 'rbd'; confPath: Sourced<string>; user: string; pool: string; chunkSizeMiB: number; thinProvisioning: boolean; connectTimeoutMs: number }
   | { kind: 'file'; dataDir: Sourced<string> };
 
-function get(sections: IniSections, file: string, section: string, key: string): Sourced<string> | undefined {
+function get(sections: IniSections, file: string, section: string, key: string): { value: string; origin: Origin } | undefined {
   const value = iniGet(sections, section, key);
   return value === undefined ? undefined : { value, origin: { file, section, key } };
 }
@@ -47,7 +47,7 @@ function readNova(sections: IniSections, file: string, prev: SourceDraft | undef
     user: iniGet(sections, s, 'rbd_user') ?? prev?.user ?? 'admin',
     pool: iniGet(sections, s, 'images_rbd_pool') ?? prev?.pool ?? 'rbd',
     connectTimeoutMs: timeout
-      ? parsePositiveNumber(timeout.value, timeout.origin!) * 1000
+      ? parsePositiveNumber(timeout.value, timeout.origin) * 1000
       : prev?.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
   };
 }
@@ -69,7 +69,7 @@ function readGlanceStore(sections: IniSections, file: string): { draft: TargetDr
       }
       backends.set(id, kind);
     }
-    const chosen = iniGet(sections, 'glance_store', 'default_backend') ?? [...backends.keys()][0]!;
+    const chosen = iniGet(sections, 'glance_store', 'default_backend') ?? [...backends.keys()][0] ?? '';
     const kind = backends.get(chosen);
     if (!kind) {
       throw new ConfigError(`default_backend "${chosen}" in [glance_store] of ${file} is not in enabled_backends`, {
@@ -154,7 +154,7 @@ export function loadConfig(files: string[]): SnapstoreConfig {
     }
     const api = iniGet(sections, 'glance', 'endpoint_override') ?? iniGet(sections, 'glance', 'api_servers');
     if (api) {
-      const endpoint = api.split(',')[0]!.trim();
+      const endpoint = (api.split(',', 1)[0] ?? api).trim();
       if (!/^https?:\/\/[^\s/@]+(\/[^\s@]*)?$/.test(endpoint)) {
         throw new ConfigError(`api_servers in [glance] of ${file} is not an http(s) URL: "${endpoint}"`, {
           file, section: 'glance', key: 'api_servers',

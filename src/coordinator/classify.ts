@@ -20,8 +20,7 @@ const TARGET_POOL_STEPS: ReadonlySet<StepName> = new Set<StepName>([
   'clone',
   'mark-clone',
   'flatten',
-  'target-snap-create',
-  'target-snap-protect',
+  'finalize',
   'unmark-clone',
 ]);
 

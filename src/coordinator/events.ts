@@ -1,5 +1,6 @@
 // What the coordinator tells its logger. One event per step boundary, progress while data moves, the
 // fallback reason once, and each undo action when a run is rolled back.
+import { codeOf } from '../errors.js';
 import type { StepName } from './faults.js';
 import type { Leftover, Plan, SnapshotResult } from './types.js';
 
@@ -30,8 +31,8 @@ export function safeLogger(logger: Logger | undefined): Logger {
 
 export function errorText(err: unknown): string {
   if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' ? `${code}: ${err.message}` : err.message;
+    const code = codeOf(err);
+    return code !== undefined ? `${code}: ${err.message}` : err.message;
   }
   return String(err);
 }

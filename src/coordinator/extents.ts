@@ -88,8 +88,8 @@ export async function* extentStream(
   };
   try {
     fill();
-    while (window.length > 0) {
-      const { piece, read, into } = window.shift()!;
+    for (let next = window.shift(); next !== undefined; next = window.shift()) {
+      const { piece, read, into } = next;
       // Return to the event loop once per piece: a read that already finished, or a hole that needs no I/O,
       // would otherwise hand the consumer piece after piece within one macrotask, and the consumer hashes
       // each of them (gigabytes for a sparse disk) without the loop turning in between.

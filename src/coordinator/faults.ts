@@ -1,6 +1,7 @@
 // Fault injection for tests: the coordinator calls the injector at every step boundary of both paths (and
 // while data moves), and an injector that throws makes that step fail exactly as if the Ceph, store or
-// Glance call behind it had failed. Production code never passes one.
+// Glance call behind it had failed. Not exported from the package: tests import this module and attach an
+// injector with `withFaults`; production code never does.
 
 /**
  * Every step a snapshot can take, in the order the paths take them. Registering in Glance comes last but
@@ -17,8 +18,7 @@ export const DIRECT_STEPS = [
   'flatten',
   'snap-unprotect',
   'snap-remove',
-  'target-snap-create',
-  'target-snap-protect',
+  'finalize',
   'unmark-clone',
   'glance-add-location',
   'unrecord',
@@ -29,7 +29,6 @@ export const COPY_STEPS = [
   'glance-create',
   'snap-create',
   'copy',
-  'mark-target',
   'snap-remove',
   'unmark-target',
   'glance-add-location',
@@ -53,3 +52,20 @@ export interface FaultPoint {
 
 /** Throw (or reject) to fail the step at that point. */
 export type FaultInjector = (point: FaultPoint) => void | Promise<void>;
+
+/**
+ * Where a coordinator's options carry a test's injector. A symbol, not an option: it is not part of the
+ * public API (this module is not exported from the package); tests attach one with `withFaults`.
+ */
+const FAULTS = Symbol('snapstore.faults');
+
+/** `opts` with `injector` attached (tests only). */
+export function withFaults<T extends object>(opts: T, injector: FaultInjector): T {
+  return { ...opts, [FAULTS]: injector };
+}
+
+/** The injector `withFaults` attached to `opts`, if any. */
+export function faultsOf(opts: object): FaultInjector | undefined {
+  const injector: unknown = (opts as { [FAULTS]?: unknown })[FAULTS];
+  return typeof injector === 'function' ? (injector as FaultInjector) : undefined;
+}

@@ -6,7 +6,7 @@
 // be dead (a pid on this host that is gone) or the lock is older than `staleLockMs`.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
 import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
-import { SnapstoreError } from '../errors.js';
+import { SnapstoreError, codeOf } from '../errors.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import {
@@ -18,7 +18,8 @@ import {
   removeUnusedTrashedSnapshots,
   type FlattenRequest,
 } from './instant.js';
-import { PENDING_KEY, currentOwner, describeOwner, ownerState, type Owner } from './names.js';
+import { currentOwner, describeOwner, ownerState, type Owner } from './names.js';
+import { isRbdSource } from './source-kind.js';
 import { parseSource, type Source } from './source.js';
 
 export interface FlattenerOptions {
@@ -74,10 +75,6 @@ function holderOf(cookie: string): Holder | null {
   }
 }
 
-function isCode(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code;
-}
-
 export type Outcome = { state: 'done' } | { state: 'skipped'; why: string };
 
 /**
@@ -101,8 +98,8 @@ export async function flattenImage(
   let flattened = false;
   try {
     const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
+    // A run writes the request only once its pending mark is off (paths/direct.ts): the snapshot is done.
     if (!request) return { state: 'skipped', why: 'nothing to flatten' };
-    if ((await image.metadataGet(PENDING_KEY)) !== null) return { state: 'skipped', why: 'its snapshot run has not finished' };
 
     const taken = await takeLock(image, name, opts);
     if (typeof taken !== 'string') return taken;
@@ -147,7 +144,7 @@ async function takeLock(
       await image.lockAcquireExclusive(cookie);
       return cookie;
     } catch (err) {
-      if (!isCode(err, 'BUSY')) throw err;
+      if (codeOf(err) !== 'BUSY') throw err;
     }
     for (const locker of await image.listLockers()) {
       const holder = holderOf(locker.cookie);
@@ -180,7 +177,7 @@ async function releaseSourceSnapshot(session: CephCluster, request: FlattenReque
   } catch {
     return;
   }
-  if (src.kind !== 'rbd' || src.fsid !== session.fsid) return;
+  if (!isRbdSource(src) || src.fsid !== session.fsid) return;
   await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image, request.sourceSnap);
 }
 
@@ -343,6 +340,6 @@ export async function prepareSourceRemoval(
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
-  const removedTrashedSnapshots = src.kind === 'rbd' ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
+  const removedTrashedSnapshots = isRbdSource(src) ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
   return { source, flattened, removedTrashedSnapshots };
 }

@@ -20,6 +20,6 @@ export {
   type SourceRemovalReport,
 } from './flattener.js';
 export { FLATTEN_KEY, SourceInUseError, type FlattenRequest } from './instant.js';
-export { COPY_STEPS, DIRECT_STEPS, type FaultInjector, type FaultPoint, type StepName } from './faults.js';
-export { PENDING_KEY, PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX, TARGET_SNAP } from './names.js';
+export type { StepName } from './faults.js';
+export { PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX } from './names.js';
 export type { GcOptions, GcReport, InstantCheck, Leftover, Plan, Reason, SnapshotOptions, SnapshotResult } from './types.js';

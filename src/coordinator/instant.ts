@@ -12,11 +12,13 @@
 //  - the source disk cannot be removed while a clone hangs from its trashed snapshot (librbd: "image has
 //    snapshots"); `prepareSourceRemoval` says which images are pending, or flattens them first.
 import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
-import { SnapstoreError } from '../errors.js';
+import { SnapstoreError, codeOf } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import { runIdOfSnap } from './names.js';
 import { withImage } from './rbd-util.js';
 import type { PlanFacts } from './plan.js';
+import { clonesGoTo } from './target-facts.js';
+import { isRbdSource } from './source-kind.js';
 import { formatSource, type Source } from './source.js';
 import type { InstantCheck } from './types.js';
 
@@ -65,8 +67,8 @@ export const SET_MIN_COMPAT = 'ceph osd set-require-min-compat-client mimic';
 
 /** Whether `flatten: 'background'` can work for this source and target, and why (part of `check`). */
 export function instantCheck(f: PlanFacts, directPossible: boolean, blockers: string): InstantCheck {
-  if (f.source.kind !== 'rbd' || f.target.kind !== 'rbd') {
-    return { possible: false, reason: 'instant snapshots need an RBD disk and an RBD target in the same cluster; this snapshot is copied' };
+  if (!isRbdSource(f.source) || !clonesGoTo(f.target)) {
+    return { possible: false, reason: 'instant snapshots need an RBD disk and a target store that holds clones, in the same cluster; this snapshot is copied' };
   }
   if (!directPossible) {
     return { possible: false, reason: `instant snapshots need the direct (clone) path, which is not possible here: ${blockers}` };
@@ -100,7 +102,7 @@ export async function storeReadsSource(store: CephCluster, src: Source, targetPo
       'clone format 2 is available: the source snapshot moves to the snapshot trash until a flattener has flattened the clone ' +
       `(clones are made with layering,deep-flatten, so the flatten detaches their \`snap\` too), and client.${store.user} can read the disks meanwhile; run \`snapstore flattener\``,
   };
-  if (src.kind !== 'rbd') return ok;
+  if (!isRbdSource(src)) return ok;
   try {
     const image = await (await store.pool(src.pool)).openImage(src.image, { readOnly: true });
     await image.close();
@@ -156,8 +158,7 @@ export async function removeUnusedTrashedSnapshots(io: Ioctx, image: string, onl
         await handle.snapRemoveById(s.id);
         removed++;
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (code !== 'BUSY' && !isNotFound(err)) throw err;
+        if (codeOf(err) !== 'BUSY' && !isNotFound(err)) throw err;
       }
     }
     return removed;
@@ -166,7 +167,7 @@ export async function removeUnusedTrashedSnapshots(io: Ioctx, image: string, onl
 
 /** The canonical `rbd://fsid/pool/image` of a disk source (an existing snapshot is not a disk). */
 export function diskSource(src: Source, fsid: string): string {
-  if (src.kind !== 'rbd' || src.snap !== null) {
+  if (!isRbdSource(src) || src.snap !== null) {
     throw new SnapstoreError('BAD_SOURCE', `${formatSource(src, fsid)} is not a disk (rbd://fsid/pool/image)`);
   }
   return formatSource(src, fsid);

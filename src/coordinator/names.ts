@@ -1,14 +1,14 @@
-// How snapstore names what it creates and marks what is not finished yet, so that `gc` can find the
-// leftovers of a killed run — and only those. Two kinds of marks, both RBD image metadata:
+// How snapstore names what it creates on the source side and marks what is not finished yet, so that `gc`
+// can find the leftovers of a killed run — and only those. Two kinds of marks:
 //
-//  - the run record, on the SOURCE image, key `snapstore.run.<uuid>`: written before the run creates
-//    anything and removed last, so while it exists the run is unfinished. It lists everything the run may
-//    have created (source snapshot, target, Glance image), which is how gc finds a partial copy in another
-//    cluster or a Glance image.
-//  - the pending marker, key `snapstore.pending`, on the image the run writes in the target pool (the clone,
-//    or the copy once the store has written it; a file store gets a `.<id>.snapstore-pending` file next to
-//    the image): removed just before the record, so an unfinished target is recognisable even without its
-//    record — and gc removes a target a record names only when the target proves it belongs to that run.
+//  - the run record, RBD metadata on the SOURCE image, key `snapstore.run.<uuid>`: written before the run
+//    creates anything and removed last, so while it exists the run is unfinished. It lists everything the
+//    run may have created (source snapshot, target, Glance image), which is how gc finds a partial copy in
+//    another cluster or a Glance image.
+//  - the pending marker on the image the run writes in the target store, kept by the store (Store.markPending,
+//    AddOptions.pending; where and how is the driver's business): removed just before the record, so an
+//    unfinished target is recognisable even without its record — and gc removes a target a record names
+//    only when the target proves it belongs to that run.
 //
 // Both carry the start time and the owner (host, pid and the pid's start time, so that gc on the same host
 // can tell a live run from a dead one and never removes the objects of a run still in progress).
@@ -20,12 +20,8 @@ import { hostname } from 'node:os';
 export const SNAP_PREFIX = 'snapstore-';
 /** The scratch image `check` creates and removes to learn whether the source user may write the target pool. */
 export const PROBE_PREFIX = 'snapstore-probe-';
-/** Metadata key on a clone that is not finished yet. */
-export const PENDING_KEY = 'snapstore.pending';
 /** Metadata key prefix of run records on source images. */
 export const RUN_KEY_PREFIX = 'snapstore.run.';
-/** The snapshot Glance's rbd store (and nova) expect on every image: `rbd://fsid/pool/image/snap`. */
-export const TARGET_SNAP = 'snap';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -44,8 +40,8 @@ export function sourceSnapName(runId: string): string {
 export function uuidV7(now = Date.now()): string {
   const b = randomBytes(16);
   b.writeUIntBE(now, 0, 6);
-  b[6] = (b[6]! & 0x0f) | 0x70;
-  b[8] = (b[8]! & 0x3f) | 0x80;
+  b.writeUInt8((b.readUInt8(6) & 0x0f) | 0x70, 6);
+  b.writeUInt8((b.readUInt8(8) & 0x3f) | 0x80, 8);
   const h = b.toString('hex');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
@@ -141,12 +137,14 @@ export function ownerState(owner: Owner): 'alive' | 'dead' | 'unknown' {
   return 'alive';
 }
 
-/** The `snapstore.pending` marker on an unfinished target. */
+/** The pending marker on an unfinished target (the text the store keeps for it). */
 export interface PendingMarker {
   v: 1;
   runId: string;
   startedAt: string;
   owner: Owner;
+  /** The path that makes the target (absent in marks of older versions). */
+  method?: 'direct' | 'copy';
   /** `rbd://fsid/pool/image` of the disk, or `file:///path`. */
   source: string;
   /** The source snapshot the run took (a clone hangs from it), or null when it took none. */
@@ -154,19 +152,8 @@ export interface PendingMarker {
 }
 
 /** The marker a run of this process puts on the image it is making, stamped now. */
-export function pendingMarker(runId: string, source: string, sourceSnap: string | null): PendingMarker {
-  return { v: 1, runId, startedAt: new Date().toISOString(), owner: currentOwner(), source, sourceSnap };
-}
-
-/** The file next to a file-store image that marks it unfinished. */
-export function pendingFileName(imageId: string): string {
-  return `.${imageId}.snapstore-pending`;
-}
-
-/** The image id a pending file marks, or null. */
-export function imageIdOfPendingFile(name: string): string | null {
-  const m = /^\.(.+)\.snapstore-pending$/.exec(name);
-  return m ? m[1]! : null;
+export function pendingMarker(runId: string, method: 'direct' | 'copy', source: string, sourceSnap: string | null): PendingMarker & { method: 'direct' | 'copy' } {
+  return { v: 1, runId, startedAt: new Date().toISOString(), owner: currentOwner(), method, source, sourceSnap };
 }
 
 /** What a run records on its source image before creating anything (and updates as it goes). */
@@ -179,8 +166,13 @@ export interface RunRecord {
   source: string;
   /** The snapshot the run takes of the disk (`snapstore-<uuid>`), or null when it reads an existing one. */
   sourceSnap: string | null;
-  /** Where the run writes the image: `rbd://fsid/pool/id`, `file:///dir/id`, or `glance:<id>` when Glance stores it. */
+  /**
+   * Where the run writes the image: its location in the target store (`Store.locationOf`; older versions
+   * wrote `rbd://fsid/pool/id` for RBD), or `glance:<id>` when Glance stores it.
+   */
   target: string;
+  /** The image's id in the target store (absent in records of older versions). */
+  imageId?: string;
   /** The Glance image, when the run created it (then gc deletes it) or used one given to it (then gc leaves it). */
   glance: { id: string; created: boolean } | null;
   /**
@@ -205,6 +197,7 @@ export function decodePendingMarker(text: string): PendingMarker | null {
     const m = JSON.parse(text) as PendingMarker;
     if (m?.v !== 1 || typeof m.runId !== 'string' || !isOwner(m.owner) || typeof m.startedAt !== 'string') return null;
     if (typeof m.source !== 'string') return null;
+    if (m.method !== undefined && m.method !== 'direct' && m.method !== 'copy') return null;
     if (m.sourceSnap !== null && (typeof m.sourceSnap !== 'string' || runIdOfSnap(m.sourceSnap) === null)) return null;
     return m;
   } catch {
@@ -218,6 +211,7 @@ export function decodeRunRecord(text: string): RunRecord | null {
     if (r?.v !== 1 || typeof r.runId !== 'string' || !UUID.test(r.runId) || !isOwner(r.owner)) return null;
     if (typeof r.startedAt !== 'string' || typeof r.source !== 'string' || typeof r.target !== 'string') return null;
     if (r.sourceSnap !== null && r.sourceSnap !== sourceSnapName(r.runId)) return null;
+    if (r.imageId !== undefined && typeof r.imageId !== 'string') return null;
     return r;
   } catch {
     return null;

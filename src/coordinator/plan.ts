@@ -1,6 +1,8 @@
 // Deciding direct or copy from what `check` found out, and saying why in words an operator can act on.
 // Pure: the probing lives in the coordinator; this file only turns findings into a Plan.
 import { instantCheck } from './instant.js';
+import { isRbdSource } from './source-kind.js';
+import { clonesGoTo, type TargetFacts } from './target-facts.js';
 import type { Source } from './source.js';
 import type { Plan, Reason } from './types.js';
 
@@ -12,7 +14,7 @@ export interface PlanFacts {
   source: Source;
   /** The source cluster as connected (null when the source is a file, or no source cluster is configured). */
   sourceCluster: { fsid: string; user: string } | null;
-  target: { kind: 'rbd'; fsid: string; pool: string } | { kind: 'file'; dataDir: string };
+  target: TargetFacts;
   /** Creating and removing a scratch image in the target pool as the source user; null when not tried. */
   capsProbe: CapsProbe | null;
   /** The clone format librbd uses on the source cluster; null when not probed. */
@@ -38,10 +40,21 @@ export function capsFix(user: string, sourcePool: string, targetPool: string): s
 }
 
 export function decidePlan(f: PlanFacts): DetailedPlan {
+  const reasons: Reason[] = [...kindReasons(f), ...clusterReasons(f), ...cloneReasons(f), ...glanceReasons(f)];
+  const src = f.source;
+  const directPossible =
+    isRbdSource(src) && clonesGoTo(f.target) !== null && !!f.sourceCluster && f.capsProbe?.ok === true && f.cloneFormat !== null;
+  const blocker = reasons.find((r) => !r.ok) ?? null;
+  const method = directPossible && blocker === null ? 'direct' : 'copy';
+  const instant = instantCheck(f, method === 'direct', blockersText({ reasons }));
+  return { method, reasons, instant, cloneFormat: f.cloneFormat, blocker: method === 'copy' ? blocker : null };
+}
+
+/** What the source and the target are, and whether the source's data can be stored as is. */
+function kindReasons(f: PlanFacts): Reason[] {
   const reasons: Reason[] = [];
   const src = f.source;
-
-  if (src.kind === 'file') {
+  if (!isRbdSource(src)) {
     reasons.push({ code: 'SOURCE_KIND', ok: false, message: `the source is a file (${src.path}); its data is copied` });
   } else if (src.snap === null) {
     reasons.push({ code: 'SOURCE_KIND', ok: true, message: `the source is the RBD disk ${src.pool}/${src.image}; snapstore takes a point-in-time snapshot of it` });
@@ -49,13 +62,15 @@ export function decidePlan(f: PlanFacts): DetailedPlan {
     reasons.push({ code: 'SOURCE_KIND', ok: true, message: `the source is the existing snapshot ${src.pool}/${src.image}@${src.snap}; it is used as is` });
   }
 
-  if (f.target.kind === 'file') {
-    reasons.push({ code: 'TARGET_KIND', ok: false, message: `the target is a file store (${f.target.dataDir}); the data is copied` });
+  const clones = clonesGoTo(f.target);
+  const dir = f.target.dataDir ? ` (${f.target.dataDir})` : '';
+  if (clones) {
+    reasons.push({ code: 'TARGET_KIND', ok: true, message: `the target is the ${f.target.kind} store in pool ${clones.pool}, which can hold clones` });
   } else {
-    reasons.push({ code: 'TARGET_KIND', ok: true, message: `the target is the RBD pool ${f.target.pool}` });
+    reasons.push({ code: 'TARGET_KIND', ok: false, message: `the target is a ${f.target.kind} store${dir}; it cannot hold clones, so the data is copied` });
   }
 
-  if (src.kind === 'file' && f.fileFormat !== null) {
+  if (!isRbdSource(src) && f.fileFormat !== null) {
     const raw = f.fileFormat === 'raw';
     reasons.push({
       code: 'RAW_FORMAT',
@@ -63,36 +78,48 @@ export function decidePlan(f: PlanFacts): DetailedPlan {
       message: raw ? 'the file holds raw data' : `the file is ${f.fileFormat}, not raw; snapstore stores raw images only`,
       ...(raw ? {} : { fix: `convert it first: qemu-img convert -O raw ${src.path} ${src.path}.raw` }),
     });
-  } else if (src.kind === 'rbd') {
+  } else if (isRbdSource(src)) {
     reasons.push({ code: 'RAW_FORMAT', ok: true, message: 'RBD images are raw' });
   }
+  return reasons;
+}
 
-  if (src.kind === 'rbd' && f.target.kind === 'rbd' && f.sourceCluster) {
-    const same = f.sourceCluster.fsid === f.target.fsid;
-    reasons.push({
+/** Whether source and target share a cluster, and whether the source user may create images in the target pool. */
+function clusterReasons(f: PlanFacts): Reason[] {
+  const src = f.source;
+  const clones = clonesGoTo(f.target);
+  if (!isRbdSource(src) || !clones || !f.sourceCluster) return [];
+  const same = f.sourceCluster.fsid === clones.fsid;
+  const reasons: Reason[] = [
+    {
       code: 'SAME_CLUSTER',
       ok: same,
       message: same
-        ? `source and target are in the same cluster (${f.target.fsid})`
-        : `the source is in cluster ${f.sourceCluster.fsid}, the target in ${f.target.fsid}; the data is copied between them`,
+        ? `source and target are in the same cluster (${clones.fsid})`
+        : `the source is in cluster ${f.sourceCluster.fsid}, the target in ${clones.fsid}; the data is copied between them`,
+    },
+  ];
+  if (!same || !f.capsProbe) return reasons;
+  const user = f.sourceCluster.user;
+  if (f.capsProbe.ok) {
+    reasons.push({ code: 'TARGET_CAPS', ok: true, message: `client.${user} can create and remove images in pool ${clones.pool} (probed)` });
+  } else {
+    reasons.push({
+      code: 'TARGET_CAPS',
+      ok: false,
+      message: f.capsProbe.permission
+        ? `client.${user} may not create images in pool ${clones.pool} (probe refused: ${f.capsProbe.error})`
+        : `creating a scratch image in pool ${clones.pool} as client.${user} failed: ${f.capsProbe.error}`,
+      ...(f.capsProbe.permission ? { fix: capsFix(user, src.pool, clones.pool) } : {}),
     });
-    if (same && f.capsProbe) {
-      const user = f.sourceCluster.user;
-      if (f.capsProbe.ok) {
-        reasons.push({ code: 'TARGET_CAPS', ok: true, message: `client.${user} can create and remove images in pool ${f.target.pool} (probed)` });
-      } else {
-        reasons.push({
-          code: 'TARGET_CAPS',
-          ok: false,
-          message: f.capsProbe.permission
-            ? `client.${user} may not create images in pool ${f.target.pool} (probe refused: ${f.capsProbe.error})`
-            : `creating a scratch image in pool ${f.target.pool} as client.${user} failed: ${f.capsProbe.error}`,
-          ...(f.capsProbe.permission ? { fix: capsFix(user, src.pool, f.target.pool) } : {}),
-        });
-      }
-    }
   }
+  return reasons;
+}
 
+/** Whether the source can be cloned, and how. */
+function cloneReasons(f: PlanFacts): Reason[] {
+  const reasons: Reason[] = [];
+  const src = f.source;
   if (f.features) {
     reasons.push({
       code: 'SOURCE_FEATURES',
@@ -102,47 +129,47 @@ export function decidePlan(f: PlanFacts): DetailedPlan {
         : 'the source lacks the layering feature (it cannot be enabled after creation), so it cannot be cloned',
     });
   }
-
-  if (f.cloneFormat !== null) {
+  if (f.cloneFormat === null) return reasons;
+  reasons.push({
+    code: 'CLONE_FORMAT',
+    ok: true,
+    message:
+      f.cloneFormat === 2
+        ? 'clone format 2 is available (require-min-compat-client mimic or later): no protect needed'
+        : 'only clone format 1 is available (require-min-compat-client below mimic): the snapshot is protected while it is cloned',
+  });
+  if (isRbdSource(src) && src.snap !== null && f.cloneFormat === 1 && f.snapProtected === false) {
     reasons.push({
-      code: 'CLONE_FORMAT',
-      ok: true,
-      message:
-        f.cloneFormat === 2
-          ? 'clone format 2 is available (require-min-compat-client mimic or later): no protect needed'
-          : 'only clone format 1 is available (require-min-compat-client below mimic): the snapshot is protected while it is cloned',
-    });
-    if (src.kind === 'rbd' && src.snap !== null && f.cloneFormat === 1 && f.snapProtected === false) {
-      reasons.push({
-        code: 'SNAPSHOT_PROTECTED',
-        ok: false,
-        message: `clone format 1 needs ${src.image}@${src.snap} protected, and snapstore does not change snapshots it did not take`,
-        fix: `rbd snap protect ${src.pool}/${src.image}@${src.snap}`,
-      });
-    }
-  }
-
-  if (f.glance === 'assumed') {
-    reasons.push({
-      code: 'GLANCE_LOCATIONS',
-      ok: true,
-      message: 'assumed: Glance only tells whether it accepts locations by trying; if it refuses, the data is uploaded through Glance instead',
-    });
-  } else if (f.glance === 'refused') {
-    reasons.push({
-      code: 'GLANCE_LOCATIONS',
+      code: 'SNAPSHOT_PROTECTED',
       ok: false,
-      message: 'Glance refused to add locations (show_multiple_locations is off); the data is uploaded through Glance',
-      fix: 'set show_multiple_locations = True in glance-api.conf (Zed needs it to add locations)',
+      message: `clone format 1 needs ${src.image}@${src.snap} protected, and snapstore does not change snapshots it did not take`,
+      fix: `rbd snap protect ${src.pool}/${src.image}@${src.snap}`,
     });
   }
+  return reasons;
+}
 
-  const directPossible =
-    src.kind === 'rbd' && f.target.kind === 'rbd' && !!f.sourceCluster && f.capsProbe?.ok === true && f.cloneFormat !== null;
-  const blocker = reasons.find((r) => !r.ok) ?? null;
-  const method = directPossible && blocker === null ? 'direct' : 'copy';
-  const instant = instantCheck(f, method === 'direct', blockersText({ reasons }));
-  return { method, reasons, instant, cloneFormat: f.cloneFormat, blocker: method === 'copy' ? blocker : null };
+function glanceReasons(f: PlanFacts): Reason[] {
+  if (f.glance === 'assumed') {
+    return [
+      {
+        code: 'GLANCE_LOCATIONS',
+        ok: true,
+        message: 'assumed: Glance only tells whether it accepts locations by trying; if it refuses, the data is uploaded through Glance instead',
+      },
+    ];
+  }
+  if (f.glance === 'refused') {
+    return [
+      {
+        code: 'GLANCE_LOCATIONS',
+        ok: false,
+        message: 'Glance refused to add locations (show_multiple_locations is off); the data is uploaded through Glance',
+        fix: 'set show_multiple_locations = True in glance-api.conf (Zed needs it to add locations)',
+      },
+    ];
+  }
+  return [];
 }
 
 /** The reasons that rule out the direct path, as one line (for MODE_NOT_POSSIBLE and fallbackReason). */

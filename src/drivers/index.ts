@@ -4,13 +4,21 @@ import type { CephCluster } from '../ceph/index.js';
 import type { TargetConfig } from '../config/types.js';
 import type { Store } from '../store.js';
 
+export interface StoreFromConfigOptions {
+  /**
+   * RBD: a connection allowed to read the disks' pool, used to open clones whose parent lives there
+   * (RbdStoreConfig.parentReader). Ignored by the file store.
+   */
+  parentReader?: CephCluster;
+}
+
 /** A store for `target`; an RBD store uses `cluster` when given (and then never closes it). */
-export async function storeFromConfig(target: TargetConfig, cluster?: CephCluster): Promise<Store> {
+export async function storeFromConfig(target: TargetConfig, cluster?: CephCluster, options: StoreFromConfigOptions = {}): Promise<Store> {
   if (target.kind === 'file') {
-    const { FileStore } = await import('./file.js');
+    const { FileStore } = await import('./file/index.js');
     return new FileStore({ dataDir: target.dataDir });
   }
-  const { RbdStore } = await import('./rbd.js');
+  const { RbdStore } = await import('./rbd/index.js');
   return new RbdStore({
     confPath: target.confPath,
     user: target.user,
@@ -20,5 +28,6 @@ export async function storeFromConfig(target: TargetConfig, cluster?: CephCluste
     thinProvisioning: target.thinProvisioning,
     connectTimeoutMs: target.connectTimeoutMs,
     ...(cluster ? { cluster } : {}),
+    ...(options.parentReader ? { parentReader: options.parentReader } : {}),
   });
 }

@@ -454,7 +454,7 @@ export class GlanceClient {
     const { method } = options;
     const idempotent = method === 'GET' || method === 'HEAD';
     const maxAttempts = options.retry === false ? 1 : this.retries + 1;
-    const path = options.path.split('?')[0]!;
+    const path = options.path.split('?', 1)[0] ?? options.path;
     for (let attempt = 1; ; attempt++) {
       const details: GlanceErrorDetails = { method, path, attempts: attempt };
       const token = await this.resolveToken(details);

@@ -24,5 +24,5 @@ export {
   bodyExcerpt,
   type GlanceErrorDetails,
 } from './errors.js';
-export { assertRbdLocationFsid, parseRbdUrl, type RbdLocationParts } from './locations.js';
+export * from './locations.js';
 export type * from './types.js';

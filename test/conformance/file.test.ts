@@ -4,7 +4,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { FileStore } from '../../src/drivers/file.js';
+import { FileStore } from '../../src/drivers/file/index.js';
 import { testStore } from './suite.js';
 
 const root = mkdtempSync(join(tmpdir(), 'snapstore-conf-file-'));
@@ -25,5 +25,5 @@ testStore(
       },
     };
   },
-  { readAccess: true, writeAccess: true, readRandom: true, canClone: false, thinProvisioning: true, chunkSize: 1024 * 1024 },
+  { readAccess: true, writeAccess: true, readRandom: true, canClone: false, thinProvisioning: true, chunkSize: 1024 * 1024, schemes: ['file', 'filesystem'] },
 );

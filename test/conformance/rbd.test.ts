@@ -1,7 +1,7 @@
 // RbdStore against the common Store contract: on cluster a (clone v2 capable) and cluster b (clone v1
 // only), as client.glance on the images pool, the way Glance's own rbd store runs. Clone formats matter
 // only to delete; test/drivers/rbd.test.ts covers deleting with clone children of both formats.
-import { RbdStore } from '../../src/drivers/rbd.js';
+import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { testbed, type ClusterInfo } from '../support/testbed.js';
 import { stableLeftovers } from './rbd-support.js';
 import { testStore } from './suite.js';
@@ -18,7 +18,7 @@ function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number) {
   });
 }
 
-const capabilities = { readAccess: true, writeAccess: true, readRandom: true, canClone: true, thinProvisioning: true };
+const capabilities = { readAccess: true, writeAccess: true, readRandom: true, canClone: true, thinProvisioning: true, schemes: ['rbd'] };
 
 // Default 8 MiB objects (each written as 2 MiB pieces) on a; 1 MiB objects, one write each, on b.
 testStore('rbd cluster a (clone v2)', rbdFactory(env.clusters.a, 8), { ...capabilities, chunkSize: 8 * 1024 * 1024 });

@@ -3,7 +3,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseLocation } from '../../src/location.js';
 import type { Store, StoreCapabilities } from '../../src/store.js';
 
 export interface StoreUnderTest {
@@ -15,6 +14,8 @@ export interface StoreUnderTest {
 export interface SuiteOptions extends StoreCapabilities {
   /** The driver's write chunk size: sizes around it are exercised. */
   chunkSize: number;
+  /** The URL schemes the driver declares, exactly; its locations use the first. */
+  schemes: string[];
 }
 
 export function reference(data: Uint8Array): { checksum: string; multihash: string } {
@@ -108,7 +109,8 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
     });
 
     it('declares its schemes and capabilities', () => {
-      expect(store.schemes.length).toBeGreaterThan(0);
+      expect([...store.schemes]).toEqual(options.schemes);
+      expect(store.clones !== undefined).toBe(options.canClone);
       expect(store.capabilities).toMatchObject({
         readAccess: options.readAccess,
         writeAccess: options.writeAccess,
@@ -122,8 +124,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       const data = randomBytes(2 * c + 12345);
       const id = newId();
       const result = await store.add(id, Readable.from(irregular(data)), data.length);
-      const loc = parseLocation(result.location);
-      expect(store.schemes).toContain(loc.scheme);
+      expect(result.location.startsWith(`${options.schemes[0]}://`)).toBe(true);
       expect(result.location).toContain(id);
       expect(result).toMatchObject({ size: data.length, ...reference(data), hashAlgo: 'sha512' });
       expect(await store.getSize(result.location)).toBe(data.length);
@@ -181,14 +182,20 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
 
     it('stops cleanly when the reader stops early, and the image can be deleted after', async () => {
       const data = randomBytes(3 * c);
-      const { location } = await store.add(newId(), irregular(data), data.length);
+      const id = newId();
+      const { location } = await store.add(id, irregular(data), data.length);
       const stream = await store.get(location);
-      for await (const part of stream) {
-        expect((part as Buffer).length).toBeGreaterThan(0);
-        break;
-      }
+      const reader = stream[Symbol.asyncIterator]();
+      // The first piece is asserted outside any loop: a stream that ends at once must fail here.
+      const first = await reader.next();
+      expect(first.done).toBe(false);
+      const part = first.value as Buffer;
+      expect(part.length).toBeGreaterThan(0);
+      expect(part.equals(data.subarray(0, part.length))).toBe(true);
+      await reader.return?.();
       expect(stream.destroyed).toBe(true);
       await store.delete(location);
+      expect(await leftovers(id)).toEqual([]);
     });
 
     it('refuses an id that is already stored and leaves the original intact', async () => {
@@ -275,13 +282,29 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       });
       expect(await leftovers(id)).toEqual([]);
 
+      // The source stalls for good once it has given its first chunk: it is released only after add has
+      // settled, so a driver that would notice the abort only at the next chunk never settles and fails.
       const stalled = new AbortController();
+      let release = () => {};
+      const stall = new Promise<void>((resolve) => (release = resolve));
       const stalling = async function* () {
         yield randomBytes(c * 2 + 5);
         setTimeout(() => stalled.abort(new Error('user canceled')), 20);
-        await new Promise<void>((resolve) => stalled.signal.addEventListener('abort', () => setTimeout(resolve, 1000)));
+        await stall;
       };
-      await expect(store.add(id, stalling(), undefined, { signal: stalled.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
+      try {
+        const outcome = await Promise.race([
+          store.add(id, stalling(), undefined, { signal: stalled.signal }).then(
+            () => 'added',
+            (err: unknown) => err,
+          ),
+          // A bound that is the behaviour under test: the abort must end add while the source is stalled.
+          new Promise((resolve) => setTimeout(() => resolve('still running 20 s after the abort'), 20_000)),
+        ]);
+        expect(outcome).toMatchObject({ code: 'CANCELLED' });
+      } finally {
+        release();
+      }
       expect(await leftovers(id)).toEqual([]);
 
       const midway = new AbortController();
@@ -324,6 +347,160 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await own.store.close();
       await own.store.close();
       await expect(own.store.add(newId(), irregular(Buffer.alloc(1)), 1)).rejects.toMatchObject({ code: 'CLOSED' });
+    });
+
+    it('knows where an image goes and whether one is there, before, after add and after delete', async () => {
+      const id = newId();
+      const where = await store.locationOf(id);
+      expect(where.startsWith(`${options.schemes[0]}://`)).toBe(true);
+      expect(where).toContain(id);
+      expect(await store.exists(id)).toBe(false);
+      const { location } = await store.add(id, irregular(randomBytes(1000)), 1000);
+      expect(location).toBe(where);
+      expect(await store.locationOf(id)).toBe(where);
+      expect(await store.exists(id)).toBe(true);
+      expect(await store.exists(`${id}-other`)).toBe(false);
+      await store.delete(location);
+      expect(await store.exists(id)).toBe(false);
+      await expect(store.locationOf('../x')).rejects.toMatchObject({ code: 'INVALID_IMAGE_ID' });
+      await expect(store.exists('a/b')).rejects.toMatchObject({ code: 'INVALID_IMAGE_ID' });
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('marks an image pending, reads, lists, replaces and clears the mark', async () => {
+      const id = newId();
+      const { location } = await store.add(id, irregular(randomBytes(c + 3)), c + 3);
+      try {
+        const mine = async () => (await store.listPending()).filter((e) => e.imageId.startsWith(marker));
+        expect(await store.readPending(id)).toBeNull();
+        expect(await mine()).toEqual([]);
+        const text = JSON.stringify({ runId: id, note: 'ünïcode and "quotes"' });
+        await store.markPending(id, text);
+        expect(await store.readPending(id)).toBe(text);
+        expect(await mine()).toEqual([{ imageId: id, location, marker: text }]);
+        await store.markPending(id, 'second');
+        expect(await store.readPending(id)).toBe('second');
+        expect(await mine()).toEqual([{ imageId: id, location, marker: 'second' }]);
+        // The mark does not touch the data.
+        expect(await store.getSize(location)).toBe(c + 3);
+        await store.clearPending(id);
+        expect(await store.readPending(id)).toBeNull();
+        expect(await mine()).toEqual([]);
+        await store.clearPending(id);
+        expect(await store.exists(id)).toBe(true);
+      } finally {
+        await store.delete(location);
+      }
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('refuses to mark a missing image; clearing or reading the mark of one is fine', async () => {
+      const id = newId();
+      await expect(store.markPending(id, 'x')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect(await store.exists(id)).toBe(false);
+      await store.clearPending(id);
+      expect(await store.readPending(id)).toBeNull();
+      expect((await store.listPending()).map((e) => e.imageId)).not.toContain(id);
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('deletes a marked image with its mark', async () => {
+      const id = newId();
+      const { location } = await store.add(id, irregular(randomBytes(100)), 100, { pending: 'doomed' });
+      await store.delete(location);
+      expect(await store.readPending(id)).toBeNull();
+      expect(await store.exists(id)).toBe(false);
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('adds an image marked pending from its creation on; the mark stays until cleared', async () => {
+      const id = newId();
+      const data = randomBytes(2 * c + 9);
+      // The source holds back its second half until the mark has been seen mid-write.
+      let release = () => {};
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let firstHalfTaken = () => {};
+      const halfway = new Promise<void>((resolve) => (firstHalfTaken = resolve));
+      const source = async function* () {
+        yield data.subarray(0, c + 4);
+        firstHalfTaken();
+        await held;
+        yield data.subarray(c + 4);
+      };
+      const adding = store.add(id, source(), data.length, { pending: 'run 1' });
+      try {
+        await halfway;
+        expect(await store.exists(id)).toBe(true);
+        expect(await store.readPending(id)).toBe('run 1');
+        expect((await store.listPending()).filter((e) => e.imageId === id).map((e) => e.marker)).toEqual(['run 1']);
+      } finally {
+        release();
+      }
+      const result = await adding;
+      try {
+        expect(result).toMatchObject({ size: data.length, ...reference(data) });
+        expect(await store.readPending(id)).toBe('run 1');
+        expect((await store.listPending()).filter((e) => e.imageId === id)).toEqual([
+          { imageId: id, location: result.location, marker: 'run 1' },
+        ]);
+        expect((await readAll(await store.get(result.location))).equals(data)).toBe(true);
+        await store.clearPending(id);
+        expect(await store.readPending(id)).toBeNull();
+      } finally {
+        await store.delete(result.location);
+      }
+      expect(await leftovers(id)).toEqual([]);
+    });
+
+    it('an add with a pending mark that fails or is aborted leaves nothing, no mark either', async () => {
+      const id = newId();
+      const gone = async () => {
+        expect(await leftovers(id)).toEqual([]);
+        expect(await store.readPending(id)).toBeNull();
+        expect(await store.exists(id)).toBe(false);
+        expect((await store.listPending()).map((e) => e.imageId)).not.toContain(id);
+      };
+      const data = randomBytes(c + 10);
+      await expect(store.add(id, irregular(data), data.length + 1, { pending: 'p' })).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+      await gone();
+      const boom = new Error('source broke');
+      const failing = async function* () {
+        yield randomBytes(c);
+        throw boom;
+      };
+      await expect(store.add(id, failing(), undefined, { pending: 'p' })).rejects.toBe(boom);
+      await gone();
+      const midway = new AbortController();
+      const flowing = async function* () {
+        for (let i = 0; i < 6; i++) {
+          if (i === 3) midway.abort();
+          yield randomBytes(c / 2);
+        }
+      };
+      await expect(store.add(id, flowing(), undefined, { pending: 'p', signal: midway.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
+      await gone();
+      // Taken ids stay refused, the original keeping no mark of the refused add.
+      const { location } = await store.add(id, irregular(data), data.length);
+      await expect(store.add(id, irregular(data), data.length, { pending: 'p' })).rejects.toMatchObject({ code: 'EXISTS' });
+      expect(await store.readPending(id)).toBeNull();
+      await store.delete(location);
+      await gone();
+    });
+
+    it('discards a pending image with all the driver kept for it; a missing id is not an error', async () => {
+      const id = newId();
+      await store.add(id, irregular(randomBytes(c + 1)), c + 1, { pending: 'to discard' });
+      expect(await store.discard(id)).toBe(true);
+      expect(await leftovers(id)).toEqual([]);
+      expect(await store.exists(id)).toBe(false);
+      expect(await store.readPending(id)).toBeNull();
+      expect((await store.listPending()).map((e) => e.imageId)).not.toContain(id);
+      expect(await store.discard(id)).toBe(false);
+      expect(await store.discard(newId())).toBe(false);
+      // The id is free again.
+      const { location } = await store.add(id, irregular(randomBytes(10)), 10);
+      await store.delete(location);
+      expect(await leftovers(id)).toEqual([]);
     });
 
     it('leaves nothing of this suite behind', async () => {

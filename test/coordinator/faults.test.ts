@@ -8,14 +8,8 @@ import { tmpdir } from 'node:os';
 import { PermissionError, InvalidArgumentError } from 'ceph-rbd-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocationsNotAllowed } from '../../src/glance/errors.js';
-import {
-  COPY_STEPS,
-  DIRECT_STEPS,
-  type CoordinatorEvent,
-  type FaultPoint,
-  type SnapshotCoordinatorOptions,
-  type StepName,
-} from '../../src/coordinator/index.js';
+import type { CoordinatorEvent, SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
+import { COPY_STEPS, DIRECT_STEPS, withFaults, type FaultPoint, type StepName } from '../../src/coordinator/faults.js';
 import { freePort, startGlance, stopGlance } from '../../scripts/testbed.mjs';
 import { leftoversOf, producedBy } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
@@ -48,7 +42,7 @@ function ioError(step: string): Error {
 function faultyCoordinator(options: SnapshotCoordinatorOptions) {
   let fault: (p: FaultPoint) => void = () => {};
   let events: CoordinatorEvent[] = [];
-  const coord = coordinator({ ...options, faults: (p) => fault(p), logger: (e) => events.push(e) });
+  const coord = coordinator(withFaults({ ...options, logger: (e: CoordinatorEvent) => events.push(e) }, (p) => fault(p)));
   return {
     close: () => coord.close(),
     /** Runs one snapshot with `f` injected; returns the error (or result) and the image ids it tried. */
@@ -117,7 +111,7 @@ describe.each([
   });
   const cases: Array<[StepName, FaultPoint['when']]> = [
     ...steps.map((s) => [s, 'before'] as [StepName, FaultPoint['when']]),
-    ...(['snap-create', 'clone', 'glance-create', 'target-snap-create'] as StepName[])
+    ...(['snap-create', 'clone', 'glance-create', 'finalize'] as StepName[])
       .filter((s) => steps.includes(s))
       .map((s) => [s, 'after'] as [StepName, FaultPoint['when']]),
     ['flatten', 'progress'],
@@ -257,7 +251,7 @@ describe('real failures', () => {
       if (p.step === 'flatten' && p.when === 'before') await stopGlance(dir);
     };
     const events: CoordinatorEvent[] = [];
-    const coord = coordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: glance.url }, faults: stopOnFlatten }, events);
+    const coord = coordinator(withFaults({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: glance.url } }, stopOnFlatten), events);
     let restarted: { url: string } | null = null;
     try {
       const err = await coord.snapshot(source, { name: disk }).catch((e: unknown) => e as Error & { context: Record<string, unknown> });

@@ -7,9 +7,7 @@ import {
   currentOwner,
   decodePendingMarker,
   decodeRunRecord,
-  imageIdOfPendingFile,
   ownerState,
-  pendingFileName,
   probeImageName,
   probeTime,
   runIdOfSnap,
@@ -18,27 +16,53 @@ import {
 import { capsFix, decidePlan, type PlanFacts } from '../../src/coordinator/plan.js';
 import { formatSource, parseSource } from '../../src/coordinator/source.js';
 import { StepFailure, StepRunner } from '../../src/coordinator/steps.js';
-import type { CoordinatorEvent, FaultInjector } from '../../src/coordinator/index.js';
+import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import type { FaultInjector } from '../../src/coordinator/faults.js';
 
 const FSID = '487fa79f-7f2e-43c7-b184-926649f940de';
 const OTHER = 'b6fdf8a2-4a8b-4130-ad95-e615245ec91c';
 
 describe('SOURCE strings', () => {
+  // The grammar itself is covered by test/location.test.ts; these pin the coordinator's Source shape.
   it('reads disks, snapshots, files and the rbd CLI spelling', () => {
     expect(parseSource(`rbd://${FSID}/vms/disk_1`, 'vms')).toEqual({ kind: 'rbd', fsid: FSID, pool: 'vms', image: 'disk_1', snap: null });
-    expect(parseSource(`rbd://${FSID}/vms/d/s%2Bx`, 'vms')).toEqual({ kind: 'rbd', fsid: FSID, pool: 'vms', image: 'd', snap: 's+x' });
-    expect(parseSource('file:///var/tmp/a%20b.raw', undefined)).toEqual({ kind: 'file', path: '/var/tmp/a b.raw' });
+    expect(parseSource(`rbd://${FSID.toUpperCase()}/vms/d/s%2Bx`, 'vms')).toEqual({ kind: 'rbd', fsid: FSID, pool: 'vms', image: 'd', snap: 's+x' });
+    expect(parseSource('file:///var/tmp/a b.raw', undefined)).toEqual({ kind: 'file', path: '/var/tmp/a b.raw' });
     expect(parseSource('d', 'vms')).toEqual({ kind: 'rbd', fsid: null, pool: 'vms', image: 'd', snap: null });
     expect(parseSource('p/d@s', 'vms')).toEqual({ kind: 'rbd', fsid: null, pool: 'p', image: 'd', snap: 's' });
-    expect(formatSource(parseSource('p/d@s', 'vms'), FSID)).toBe(`rbd://${FSID}/p/d/s`);
   });
 
-  it.each(['', 'rbd://x/vms/d', `rbd://${FSID}/vms`, `rbd://${FSID}/a/b/c/d`, 'http://h/x', '/abs/path', 'a/b/c', 'd', `rbd://${FSID}/vms/%zz`])(
-    'refuses %j with BAD_SOURCE',
-    (text) => {
-      expect(() => parseSource(text, text === 'd' ? undefined : 'vms')).toThrow(expect.objectContaining({ code: 'BAD_SOURCE' }));
-    },
-  );
+  it('formats the canonical spelling, which reads back the same', () => {
+    expect(formatSource(parseSource('p/d@s', 'vms'), FSID)).toBe(`rbd://${FSID}/p/d/s`);
+    expect(formatSource(parseSource('p/d@s', 'vms'))).toBe('p/d@s');
+    expect(formatSource(parseSource(`rbd://${OTHER}/p/d`, 'vms'), FSID)).toBe(`rbd://${OTHER}/p/d`);
+    for (const text of [`rbd://${FSID}/vms/d%40x`, `rbd://${FSID}/my%20pool/d/s%2Bx`, 'file:///var/tmp/a b.raw', 'p/d']) {
+      expect(formatSource(parseSource(text, undefined))).toBe(text);
+    }
+    expect(() => formatSource({ kind: 'rbd', fsid: null, pool: 'p', image: 'a@b', snap: null })).toThrow(
+      expect.objectContaining({ code: 'BAD_SOURCE' }),
+    );
+  });
+
+  it.each([
+    ['', /empty/],
+    ['rbd://x/vms/d', /"x" is not a cluster fsid/],
+    ['rbd://disk', /names no cluster and pool/],
+    [`rbd://${FSID}/vms`, /components, has 2/],
+    [`rbd://${FSID}/a/b/c/d`, /components, has 5/],
+    [`RBD://${FSID}/vms/d`, /schemes are lower case/],
+    ['http://h/x', /scheme "http" is not supported/],
+    ['/abs/path', /write it as file:\/\/\/abs\/path/],
+    ['file:///var/tmp/a%20b.raw', /contains "%"/],
+    ['a/b/c', /is not \[pool\/\]image\[@snap\]/],
+    ['d', /names no pool/],
+    [`rbd://${FSID}/vms/%zz`, /malformed percent escape/],
+    [`rbd://${FSID}/vms/d%00`, /control character/],
+  ])('refuses %j with BAD_SOURCE', (text, why) => {
+    expect(() => parseSource(text, text === 'd' ? undefined : 'vms')).toThrow(
+      expect.objectContaining({ code: 'BAD_SOURCE', message: expect.stringMatching(why) }),
+    );
+  });
 });
 
 describe('plan', () => {
@@ -125,8 +149,6 @@ describe('names and marks', () => {
     const record = { v: 1, runId, startedAt: 'x', owner: currentOwner(), method: 'copy', source: 's', sourceSnap: sourceSnapName(runId), target: 't', glance: null };
     expect(decodeRunRecord(JSON.stringify(record))).toEqual(record);
     expect(decodeRunRecord(JSON.stringify({ ...record, sourceSnap: 'snapstore-other' }))).toBeNull();
-    expect(imageIdOfPendingFile(pendingFileName('abc'))).toBe('abc');
-    expect(imageIdOfPendingFile('.abc.1234.tmp')).toBeNull();
   });
 
   it('tells a live owner from a dead one on this host, and cannot tell for another host', () => {

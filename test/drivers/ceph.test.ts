@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CEPH_DEFAULTS, CephCluster, CephConfigError, findKeyring, readCephConf } from '../../src/ceph/index.js';
-import { RbdStore } from '../../src/drivers/rbd.js';
+import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { testbed, uniqueName } from '../support/testbed.js';
 
 const env = testbed();

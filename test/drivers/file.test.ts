@@ -1,5 +1,5 @@
 // FileStore specifics beyond the conformance suite: holes on disk, atomic publication, no escape from the
-// data directory.
+// data directory, the on-disk pending mark and what discard removes.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { FileStore } from '../../src/drivers/file.js';
+import { FileStore } from '../../src/drivers/file/index.js';
 import { readAll, reference } from '../conformance/suite.js';
 
 const MiB = 1024 * 1024;
@@ -163,4 +163,47 @@ describe('FileStore', () => {
     await store.add('first', [Buffer.from('1')]);
     expect(readdirSync(dataDir)).toEqual(['first']);
   });
+
+  it('keeps the mark as a dot file beside the image, written before the image exists', async () => {
+    const dir = join(root, 'marks');
+    const store = new FileStore({ dataDir: dir });
+    let seen: string[] = [];
+    async function* source() {
+      yield randomBytes(1000);
+      seen = readdirSync(dir).sort();
+      yield randomBytes(1000);
+    }
+    const { location } = await store.add('marked-1', source(), 2000, { pending: '{"run":1}' });
+    expect(seen).toHaveLength(2);
+    expect(seen).toContain('.marked-1.snapstore-pending');
+    expect(seen.filter((n) => n !== '.marked-1.snapstore-pending')[0]).toMatch(/^\.marked-1\.[0-9a-f]{8}\.tmp$/);
+    expect(readFileSync(join(dir, '.marked-1.snapstore-pending'), 'utf8')).toBe('{"run":1}');
+    expect(readdirSync(dir).sort()).toEqual(['.marked-1.snapstore-pending', 'marked-1']);
+    await store.clearPending('marked-1');
+    expect(readdirSync(dir)).toEqual(['marked-1']);
+    await store.delete(location);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('treats a mark left by an add killed before publishing as a taken id, listed and discarded', async () => {
+    const dir = join(root, 'killed');
+    mkdirSync(dir, { recursive: true });
+    // What a process killed mid-add leaves: the mark and a temporary file; another id's temporary file and
+    // an id that merely starts the same stay untouched.
+    writeFileSync(join(dir, '.half.snapstore-pending'), 'run 9');
+    writeFileSync(join(dir, '.half.0123abcd.tmp'), 'partial');
+    writeFileSync(join(dir, '.half.x.89abcdef.tmp'), 'another id');
+    writeFileSync(join(dir, 'half.x'), 'an image');
+    const store = new FileStore({ dataDir: dir });
+    expect(await store.exists('half')).toBe(true);
+    expect(await store.readPending('half')).toBe('run 9');
+    expect(await store.listPending()).toEqual([{ imageId: 'half', location: `file://${dir}/half`, marker: 'run 9' }]);
+    await expect(store.add('half', [Buffer.alloc(1)], 1)).rejects.toMatchObject({ code: 'EXISTS' });
+    await expect(store.markPending('half', 'x')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect(await store.discard('half')).toBe(true);
+    expect(readdirSync(dir).sort()).toEqual(['.half.x.89abcdef.tmp', 'half.x']);
+    expect(await store.discard('half')).toBe(false);
+    expect(await store.exists('half')).toBe(false);
+  });
 });
+

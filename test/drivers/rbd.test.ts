@@ -3,7 +3,8 @@
 // foreign and legacy locations, and deleting images whose snapshot has clones (v1 on b, v1 and v2 on a).
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RbdStore, type RbdStoreConfig } from '../../src/drivers/rbd.js';
+import { RbdStore, type RbdStoreConfig } from '../../src/drivers/rbd/index.js';
+import { CephCluster } from '../../src/ceph/index.js';
 import { formatRbdLocation } from '../../src/location.js';
 import { readAll, reference } from '../conformance/suite.js';
 import { NOTHING, rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
@@ -37,6 +38,16 @@ async function usedBytes(cluster: ClusterInfo, image: string): Promise<number> {
   // One entry per snapshot plus the head; without fast-diff `total_used_size` is not printed.
   const du = await rbdJson<{ images: Array<{ used_size: number }> }>(cluster, ['du', `images/${image}`]);
   return du.images.reduce((sum, entry) => sum + entry.used_size, 0);
+}
+
+/** Failure paths only: removes `images/<id>` with its locks and snapshots if a failing case left it. */
+async function purgeIfLeft(cluster: ClusterInfo, id: string): Promise<void> {
+  const ignore = () => '';
+  const locks = JSON.parse((await rbd(cluster, ['lock', 'ls', `images/${id}`, '--format', 'json']).catch(ignore)) || '[]') as Array<{ id: string; locker: string }>;
+  for (const l of locks) await rbd(cluster, ['lock', 'rm', `images/${id}`, l.id, l.locker]).catch(ignore);
+  await rbd(cluster, ['snap', 'unprotect', `images/${id}@snap`]).catch(ignore);
+  await rbd(cluster, ['snap', 'purge', `images/${id}`]).catch(ignore);
+  await rbd(cluster, ['rm', `images/${id}`]).catch(ignore);
 }
 
 async function sha512Of(store: RbdStore, location: string): Promise<string> {
@@ -306,12 +317,21 @@ describe('deleting an image whose snapshot has clones', () => {
     const store = stores.get(a)!;
     const id = uniqueName('rbd-extra-snap');
     const { location } = await store.add(id, [randomBytes(MiB)]);
-    await rbd(a, ['snap', 'create', `images/${id}@backup`]);
-    await expect(store.delete(location)).rejects.toThrow(/other snapshots: backup/);
-    const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `images/${id}`]);
-    expect(snaps.map((s) => [s.name, s.protected])).toEqual([['snap', 'true'], ['backup', 'false']]);
-    await rbd(a, ['snap', 'rm', `images/${id}@backup`]);
-    await store.delete(location);
+    try {
+      await rbd(a, ['snap', 'create', `images/${id}@backup`]);
+      const err = await store.delete(location).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toMatchObject({ code: 'IN_USE', context: { snapshots: ['backup'] } });
+      expect((err as Error).message).toMatch(/other snapshots: backup/);
+      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `images/${id}`]);
+      expect(snaps.map((s) => [s.name, s.protected])).toEqual([['snap', 'true'], ['backup', 'false']]);
+      await rbd(a, ['snap', 'rm', `images/${id}@backup`]);
+      await store.delete(location);
+    } finally {
+      await purgeIfLeft(a, id);
+    }
     expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
   });
 });
@@ -328,5 +348,119 @@ describe('hashes of what RbdStore stored match what was sent', () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance cannot read', () => {
+  // The direct path's situation: a clone in `images` whose parent is a disk in `vms`. client.glance may not
+  // read `vms`, and librbd opens the parent with the clone; client.nova (the disks' user) can.
+  let nova: CephCluster;
+  let disk: string;
+  /** Images the cases made in `images`: removed here when a failing case left them (else the disk stays). */
+  const made: string[] = [];
+  beforeAll(async () => {
+    nova = await CephCluster.connect({ confPath: a.conf, user: 'nova' });
+    disk = uniqueName('rbd-disk');
+    await rbd(a, ['create', `vms/${disk}`, '--size', '4M']);
+    await rbd(a, ['snap', 'create', `vms/${disk}@base`]);
+    await rbd(a, ['snap', 'protect', `vms/${disk}@base`]);
+  });
+  afterAll(async () => {
+    for (const id of made) await purgeIfLeft(a, id);
+    await rbd(a, ['snap', 'unprotect', `vms/${disk}@base`]);
+    await rbd(a, ['snap', 'rm', `vms/${disk}@base`]);
+    await rbd(a, ['rm', `vms/${disk}`]);
+    expect(await leftovers(a, 'vms', disk)).toEqual(NOTHING);
+    await nova.close();
+  });
+
+  async function cloneOfDisk(): Promise<string> {
+    const id = uniqueName('rbd-clone');
+    made.push(id);
+    await rbd(a, ['clone', '--rbd-default-clone-format', '2', `vms/${disk}@base`, `images/${id}`]);
+    return id;
+  }
+
+  it('needs parentReader to read the mark of such a clone; with it, marks, lists, clears and discards', async () => {
+    const id = await cloneOfDisk();
+    const plain = glanceStore(a);
+    const store = glanceStore(a, { parentReader: nova });
+    try {
+      await expect(plain.readPending(id)).rejects.toMatchObject({ code: 'PERMISSION' });
+      expect(await plain.exists(id)).toBe(true);
+      expect(await store.exists(id)).toBe(true);
+      await store.markPending(id, 'run 7');
+      expect(await store.readPending(id)).toBe('run 7');
+      expect(await rbd(a, ['image-meta', 'get', `images/${id}`, 'snapstore.pending'])).toBe('run 7\n');
+      expect((await store.listPending()).filter((e) => e.imageId === id)).toEqual([
+        { imageId: id, location: formatRbdLocation(a.fsid, 'images', id, 'snap'), marker: 'run 7' },
+      ]);
+      await store.clearPending(id);
+      expect(await store.readPending(id)).toBeNull();
+      await store.markPending(id, 'run 8');
+      expect(await store.discard(id)).toBe(true);
+      expect(await store.exists(id)).toBe(false);
+      expect(await store.discard(id)).toBe(false);
+    } finally {
+      await plain.close();
+      await store.close();
+    }
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  });
+
+  it("marks and finalizes a clone through the caller's own handle; discard removes the finalized snapshot too", async () => {
+    const id = await cloneOfDisk();
+    const store = glanceStore(a, { parentReader: nova });
+    const clones = store.clones;
+    const image = await (await nova.pool('images')).openImage(id);
+    try {
+      expect(await clones.where()).toEqual({ fsid: a.fsid, pool: 'images' });
+      await clones.markPending(image, 'direct run');
+      expect(await store.readPending(id)).toBe('direct run');
+      await expect(clones.finalize(`${id}-other`, image)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      const location = await clones.finalize(id, image);
+      expect(location).toBe(await store.locationOf(id));
+      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `images/${id}`]);
+      expect(snaps.map((s) => [s.name, s.protected])).toEqual([['snap', 'true']]);
+      await clones.clearPending(image);
+      await clones.clearPending(image);
+      expect(await store.readPending(id)).toBeNull();
+      const diskImage = await (await nova.pool('vms')).openImage(disk, { readOnly: true });
+      try {
+        await expect(clones.markPending(diskImage, 'x')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      } finally {
+        await diskImage.close();
+      }
+    } finally {
+      await image.close();
+    }
+    try {
+      expect(await store.discard(id)).toBe(true);
+    } finally {
+      await store.close();
+    }
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+  });
+
+  it("discard breaks another client's lock, which ends its watch, instead of waiting for it", async () => {
+    const store = glanceStore(a);
+    const id = uniqueName('rbd-locked');
+    made.push(id);
+    await store.add(id, [randomBytes(MiB)], MiB, { pending: 'killed run' });
+    // A second connection stands in for a process that died holding the image open and locked: its watch
+    // would make librbd refuse the removal (EBUSY) for as long as it lives, far past discard's 45 s.
+    const holder = await CephCluster.connect({ confPath: a.conf, user: 'glance' });
+    const held = await (await holder.pool('images')).openImage(id);
+    try {
+      await held.lockAcquireExclusive('snapstore-test');
+      expect((await held.listLockers()).map((l) => l.cookie)).toEqual(['snapstore-test']);
+      expect(await store.discard(id)).toBe(true);
+      expect(await store.exists(id)).toBe(false);
+    } finally {
+      await held.close().catch(() => {});
+      await holder.close().catch(() => {});
+      await store.close();
+    }
+    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
   });
 });

@@ -2,30 +2,31 @@
 // data directory; its location is `file://<datadir>/<id>`. Writes are sparse (all-zero blocks are skipped,
 // the file is truncated to its final size so they become holes) and atomic (a dot-named temporary file in
 // the same directory, fsync, then a hard link that fails if the id appeared meanwhile). Locations outside
-// the data directory, and symlinks inside it, are refused.
-import { randomUUID } from 'node:crypto';
+// the data directory, and symlinks inside it, are refused. An unfinished image is marked by a dot file
+// `.<id>.snapstore-pending` beside it holding the caller's marker; only this file knows that name.
 import { constants as fsConstants, type Stats } from 'node:fs';
-import { link, lstat, mkdir, open, realpath, unlink, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, realpath, rename, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { formatFileLocation, parseLocation, checkImageId } from '../location.js';
+import { checkImageId, formatFileLocation, parseLocation } from '../../location.js';
 import {
   BadLocation,
   StoreClosed,
   StoreError,
   StoreExists,
-  StoreFull,
-  StoreNotFound,
-  StorePermission,
   type AddOptions,
   type AddResult,
   type GetOptions,
+  type PendingEntry,
   type Store,
   type StoreCapabilities,
   type StoreSource,
-} from '../store.js';
-import { BufferPool, checkAddArguments, chunked, nonZeroRuns, resolveRange, withGuardedSource } from './common.js';
-import { checksumFields, createImageHasher } from './hashing.js';
+} from '../../store.js';
+import { codeOf } from '../../errors.js';
+import { BufferPool, checkAddArguments, chunked, nonZeroRuns, resolveRange, withGuardedSource } from '../common.js';
+import { checksumFields, createImageHasher } from '../hashing.js';
+import { exists, fsStep, mapFsError, readIfPresent, syncDirectory, writeSynced } from './fs.js';
+import { imageIdOfPendingName, isImageName, isTempOf, pendingName, tempName } from './layout.js';
 
 export interface FileStoreConfig {
   /** `filesystem_store_datadir`; created on first write when missing. */
@@ -38,44 +39,6 @@ export interface FileStoreConfig {
 
 const DEFAULT_CHUNK = 1024 * 1024;
 const DEFAULT_SPARSE_BLOCK = 4096;
-
-function errnoOf(err: unknown): string | undefined {
-  return typeof (err as { code?: unknown })?.code === 'string' ? (err as { code: string }).code : undefined;
-}
-
-/** An fs error as the store error a caller switches on. */
-function mapFsError(err: unknown, what: string, path: string): StoreError {
-  if (err instanceof StoreError) return err;
-  const code = errnoOf(err);
-  const message = `${what} ${path}: ${err instanceof Error ? err.message : String(err)}`;
-  const options = { cause: err, context: { path, errno: code ?? null } };
-  switch (code) {
-    case 'ENOENT':
-      return new StoreNotFound(message, options);
-    case 'EEXIST':
-      return new StoreExists(message, options);
-    case 'EACCES':
-    case 'EPERM':
-    case 'EROFS':
-      return new StorePermission(message, options);
-    case 'ENOSPC':
-    case 'EDQUOT':
-    case 'EFBIG':
-      return new StoreFull(message, options);
-    case 'ELOOP':
-      return new BadLocation(`${path} is a symbolic link; the store only serves regular files`, options);
-    default:
-      return new StoreError('STORE_ERROR', message, options);
-  }
-}
-
-async function fsStep<T>(what: string, path: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    throw mapFsError(err, what, path);
-  }
-}
 
 export class FileStore implements Store {
   readonly kind = 'file';
@@ -103,9 +66,15 @@ export class FileStore implements Store {
     }
   }
 
-  /** The location an image id is (or would be) stored at. */
-  locationOf(imageId: string): string {
+  async locationOf(imageId: string): Promise<string> {
     return formatFileLocation(join(this.dataDir, checkImageId(imageId)));
+  }
+
+  /** The image, or its pending mark alone (an add killed before publishing it): the id is taken either way. */
+  async exists(imageId: string): Promise<boolean> {
+    this.checkOpen();
+    checkImageId(imageId);
+    return (await exists(join(this.dataDir, imageId))) || (await exists(join(this.dataDir, pendingName(imageId))));
   }
 
   /** Creates the data directory once; resolves to its real path (for locations written through a symlink). */
@@ -133,13 +102,34 @@ export class FileStore implements Store {
     checkAddArguments(imageId, size);
     await this.prepare();
     const target = join(this.dataDir, imageId);
-    if (await exists(target)) throw new StoreExists(`image ${imageId} already exists in ${this.dataDir}`, { context: { imageId } });
+    if (await this.exists(imageId)) throw new StoreExists(`image ${imageId} already exists in ${this.dataDir}`, { context: { imageId } });
+    // The mark exists before anything else of the image, so a kill from here on leaves a marked id.
+    const mark = options.pending === undefined ? null : await this.createMark(imageId, options.pending);
+    const temp = join(this.dataDir, tempName(imageId));
+    let linked = false;
+    try {
+      const { total, digests } = await this.writeTemp(temp, `storing image ${imageId}`, data, size, options);
+      await fsStep('publishing', target, () => link(temp, target)).catch((err: unknown) => {
+        if (err instanceof StoreExists) {
+          throw new StoreExists(`image ${imageId} already exists in ${this.dataDir}`, { cause: err, context: { imageId } });
+        }
+        throw err;
+      });
+      linked = true;
+      await unlink(temp).catch(() => {});
+      await syncDirectory(this.dataDir);
+      return { location: formatFileLocation(target), size: total, ...checksumFields(digests) };
+    } catch (err) {
+      if (!linked) await unlink(temp).catch(() => {});
+      if (mark && !linked) await rm(mark, { force: true }).catch(() => {});
+      throw err;
+    }
+  }
 
-    const temp = join(this.dataDir, `.${imageId}.${randomUUID().slice(0, 8)}.tmp`);
-    const what = `storing image ${imageId}`;
+  /** Writes the input sparsely into a new `temp` file, synced; returns its length and digests. */
+  private async writeTemp(temp: string, what: string, data: StoreSource, size: number | undefined, options: AddOptions) {
     const hasher = createImageHasher({ checksums: options.checksums, size });
     let handle: FileHandle | null = null;
-    let linked = false;
     try {
       handle = await fsStep('creating', temp, () => open(temp, 'wx', 0o644));
       const fh = handle;
@@ -156,24 +146,96 @@ export class FileStore implements Store {
       // Skipped zero blocks at the end only exist once the file has its full length.
       await fsStep('truncating', temp, () => fh.truncate(total));
       await fsStep('syncing', temp, () => fh.sync());
-      await fsStep('closing', temp, () => fh.close());
       handle = null;
-      await fsStep('publishing', target, () => link(temp, target)).catch((err: unknown) => {
-        if (err instanceof StoreExists) {
-          throw new StoreExists(`image ${imageId} already exists in ${this.dataDir}`, { cause: err, context: { imageId } });
-        }
-        throw err;
-      });
-      linked = true;
-      await unlink(temp).catch(() => {});
-      await syncDirectory(this.dataDir);
-      return { location: formatFileLocation(target), size: total, ...checksumFields(digests) };
-    } catch (err) {
-      await handle?.close().catch(() => {});
-      if (!linked) await unlink(temp).catch(() => {});
-      throw err;
+      await fsStep('closing', temp, () => fh.close());
+      return { total, digests };
     } finally {
+      await handle?.close().catch(() => {});
       await hasher.close();
+    }
+  }
+
+  /** Creates the mark of a new image (failing if one exists); returns its path. */
+  private async createMark(imageId: string, marker: string): Promise<string> {
+    const path = join(this.dataDir, pendingName(imageId));
+    try {
+      await writeSynced(path, marker, 'marking');
+    } catch (err) {
+      if (err instanceof StoreExists) {
+        throw new StoreExists(`image ${imageId} already exists (unfinished) in ${this.dataDir}`, { cause: err, context: { imageId } });
+      }
+      // Not ours to keep: a mark half written by this call.
+      await rm(path, { force: true }).catch(() => {});
+      throw err;
+    }
+    await syncDirectory(this.dataDir);
+    return path;
+  }
+
+  async markPending(imageId: string, marker: string): Promise<void> {
+    this.checkOpen();
+    checkImageId(imageId);
+    await this.statImage(join(this.dataDir, imageId));
+    // Written aside and renamed over the mark, so a reader never sees half a marker.
+    const temp = join(this.dataDir, tempName(imageId));
+    const path = join(this.dataDir, pendingName(imageId));
+    try {
+      await writeSynced(temp, marker, 'marking');
+      await fsStep('marking', path, () => rename(temp, path));
+    } catch (err) {
+      await rm(temp, { force: true }).catch(() => {});
+      throw err;
+    }
+    await syncDirectory(this.dataDir);
+  }
+
+  async clearPending(imageId: string): Promise<void> {
+    this.checkOpen();
+    const path = join(this.dataDir, pendingName(checkImageId(imageId)));
+    await fsStep('unmarking', path, () => rm(path, { force: true }));
+  }
+
+  async readPending(imageId: string): Promise<string | null> {
+    this.checkOpen();
+    const path = join(this.dataDir, pendingName(checkImageId(imageId)));
+    return readIfPresent(path);
+  }
+
+  async listPending(): Promise<PendingEntry[]> {
+    this.checkOpen();
+    const entries: PendingEntry[] = [];
+    for (const name of (await this.entries()).sort()) {
+      const imageId = imageIdOfPendingName(name);
+      if (imageId === null) continue;
+      const marker = await readIfPresent(join(this.dataDir, name));
+      if (marker !== null) entries.push({ imageId, location: await this.locationOf(imageId), marker });
+    }
+    return entries;
+  }
+
+  /** Removes the image, its temporary files and, last (so an interrupted discard stays findable), its mark. */
+  async discard(imageId: string): Promise<boolean> {
+    this.checkOpen();
+    checkImageId(imageId);
+    const doomed = [imageId, ...(await this.entries()).filter((name) => isTempOf(imageId, name)), pendingName(imageId)];
+    let found = false;
+    for (const name of doomed) {
+      const path = join(this.dataDir, name);
+      if (!(await exists(path))) continue;
+      await fsStep('discarding', path, () => rm(path, { force: true }));
+      found = true;
+    }
+    if (found) await syncDirectory(this.dataDir);
+    return found;
+  }
+
+  /** The names in the data directory (none while it does not exist). */
+  private async entries(): Promise<string[]> {
+    try {
+      return await readdir(this.dataDir);
+    } catch (err) {
+      if (codeOf(err) === 'ENOENT') return [];
+      throw mapFsError(err, 'listing', this.dataDir);
     }
   }
 
@@ -232,41 +294,12 @@ export class FileStore implements Store {
     const path = await this.pathOf(location);
     await this.statImage(path);
     await fsStep('deleting', path, () => unlink(path));
+    // An unfinished image's mark goes with it (a mark alone would keep the id taken).
+    const mark = join(dirname(path), pendingName(basename(path)));
+    await fsStep('deleting', mark, () => rm(mark, { force: true }));
   }
 
   async close(): Promise<void> {
     this.closed = true;
-  }
-}
-
-function isImageName(name: string): boolean {
-  try {
-    checkImageId(name);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await lstat(path);
-    return true;
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return false;
-    throw mapFsError(err, 'checking', path);
-  }
-}
-
-/** Makes the new directory entry durable (the rename/link itself), as fsync on the file does not. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY).catch(() => null);
-  if (!handle) return;
-  try {
-    await handle.sync();
-  } catch {
-    // Some file systems refuse fsync on directories; the data itself is already synced.
-  } finally {
-    await handle.close();
   }
 }

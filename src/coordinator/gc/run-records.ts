@@ -1,0 +1,103 @@
+// The source pool: run records of killed runs (and what each lists), and `snapstore-<uuid>` snapshots no
+// record accounts for. Trashed snapstore snapshots are noted for trashed.ts.
+import type { SnapInfo } from 'ceph-rbd-napi';
+import type { Ioctx } from '../../ceph/index.js';
+import { RUN_KEY_PREFIX, decodeRunRecord, runIdOfSnap, runKey, type RunRecord } from '../names.js';
+import { ignoreNotFound } from '../rbd-util.js';
+import type { Leftover } from '../types.js';
+import { glanceRemoval } from './glance-images.js';
+import { removeSourceSnapshot } from './removals.js';
+import { targetRemoval } from './run-targets.js';
+import { readImage, toLeftover, type Removal, type Scan } from './scan.js';
+
+export async function scanSourcePool(scan: Scan): Promise<void> {
+  const session = scan.source;
+  const config = scan.ctx.source?.config;
+  if (!session || !config) return;
+  const io = await session.pool(config.pool);
+  for (const name of await io.listImages()) {
+    // Snapshots first: a run writes its record before its snapshot, so every snapshot of a run still going
+    // on is matched by a record read after it.
+    const info = await readImage(scan.ctx, io, name, async (image) => {
+      const snaps = await image.snapList();
+      return { snaps, meta: await image.metadataList() };
+    });
+    if (!info) continue;
+    const where = `rbd://${session.fsid}/${config.pool}/${name}`;
+    const recorded = await scanRecords(scan, io, name, where, info.meta);
+    scanSnapshots(scan, io, name, where, info.snaps, recorded);
+  }
+}
+
+/** The run records on one image; returns the source snapshots they account for. */
+async function scanRecords(scan: Scan, io: Ioctx, name: string, where: string, meta: Record<string, string>): Promise<Set<string>> {
+  const recorded = new Set<string>();
+  for (const [key, value] of Object.entries(meta)) {
+    if (!key.startsWith(RUN_KEY_PREFIX)) continue;
+    const record = decodeRunRecord(value);
+    if (!record || runKey(record.runId) !== key) continue;
+    if (record.sourceSnap) recorded.add(record.sourceSnap);
+    const leftover = toLeftover('run-record', `${where}#${key}`, record.runId, record.owner, Date.parse(record.startedAt));
+    if (scan.qualifies(leftover, record.abandoned ? null : record.owner)) scan.add(await runRemovals(scan, io, name, record));
+  }
+  return recorded;
+}
+
+function scanSnapshots(scan: Scan, io: Ioctx, name: string, where: string, snaps: SnapInfo[], recorded: Set<string>): void {
+  for (const snap of snaps) {
+    // A trashed snapstore snapshot is an instant snapshot's source: kept while a clone uses it (librbd
+    // refuses its removal then), and normally removed by librbd with its last clone — but not when a user
+    // who may not write this pool (Glance's) removed the clone. Only an unused one can be removed.
+    const original = snap.namespace === 'trash' ? snap.originalName : undefined;
+    const trashedRun = original ? runIdOfSnap(original) : null;
+    if (original && trashedRun && snap.timestamp && scan.now - snap.timestamp.getTime() >= scan.olderThanMs) {
+      const leftover = toLeftover('source-snapshot', `${where}/${original}`, trashedRun, null, snap.timestamp.getTime());
+      scan.trashed.push({ io, image: name, snap: original, leftover });
+    }
+    const runId = runIdOfSnap(snap.name);
+    if (snap.namespace !== 'user' || !runId || recorded.has(snap.name)) continue;
+    const leftover = toLeftover('source-snapshot', `${where}/${snap.name}`, runId, null, snap.timestamp?.getTime() ?? null);
+    if (scan.qualifies(leftover, null)) scan.add([{ leftover, remove: () => removeSourceSnapshot(io, name, snap.name) }]);
+  }
+}
+
+/**
+ * The removals a stale run record stands for, in order; the record goes last, and only when everything it
+ * lists could be reached (else a gc with the right configuration can still find the rest through it).
+ */
+async function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunRecord): Promise<Removal[]> {
+  const out: Removal[] = [];
+  const started = Date.parse(record.startedAt);
+  const leftover = (kind: Leftover['kind'], location: string) => toLeftover(kind, location, record.runId, record.owner, started);
+  let complete = true;
+  if (record.glance?.created) {
+    if (scan.ctx.glance) out.push(glanceRemoval(scan.ctx.glance, record.glance.id, record.runId, leftover('glance-image', `glance:${record.glance.id}`)));
+    else complete = false;
+  }
+  const target = await targetRemoval(scan, record);
+  if (target) {
+    out.push({ leftover: leftover(record.method === 'direct' ? 'clone' : 'target', record.target), remove: target });
+  } else if (!record.target.startsWith('glance:')) {
+    complete = false;
+  }
+  if (record.sourceSnap) {
+    const snap = record.sourceSnap;
+    out.push({ leftover: leftover('source-snapshot', `${record.source}/${snap}`), remove: () => removeSourceSnapshot(sourceIo, image, snap) });
+  }
+  const recordLeftover = leftover('run-record', `${record.source}#${runKey(record.runId)}`);
+  if (!complete) {
+    scan.ctx.emit({ type: 'gc', action: 'kept', leftover: recordLeftover, why: `${record.target} is not reachable with this configuration` });
+    return out;
+  }
+  out.push({ leftover: recordLeftover, remove: () => removeRecord(sourceIo, image, record.runId) });
+  return out;
+}
+
+async function removeRecord(io: Ioctx, image: string, runId: string): Promise<void> {
+  const handle = await io.openImage(image);
+  try {
+    await ignoreNotFound(handle.metadataRemove(runKey(runId)));
+  } finally {
+    await handle.close();
+  }
+}

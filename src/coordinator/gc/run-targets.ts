@@ -1,0 +1,53 @@
+// The target a stale run record names — removed only when it is an image of the configured target store,
+// and only when it proves it is that run's (its pending mark names the run, or it is a clone hanging from
+// the run's snapshot that the run had not marked yet): a record is data anyone allowed to write the source
+// pool could forge.
+import { FLATTEN_KEY } from '../instant.js';
+import { decodePendingMarker, type RunRecord } from '../names.js';
+import { withImage } from '../rbd-util.js';
+import { clonePool } from './removals.js';
+import type { Scan } from './scan.js';
+
+/** How to remove the run's target; null when it is not an image of this configuration's store. */
+export async function targetRemoval(scan: Scan, record: RunRecord): Promise<(() => Promise<void>) | null> {
+  const imageId = await storeImageOf(scan, record);
+  if (imageId === null) return null;
+  return async () => {
+    if (!(await provesRun(scan, imageId, record))) {
+      scan.ctx.emit({ type: 'gc-skipped', location: record.target, why: `not removed: nothing shows it belongs to run ${record.runId}` });
+      return;
+    }
+    await scan.store.discard(imageId);
+  };
+}
+
+/**
+ * The id in the target store of the image the record names, or null when the record names no image of it.
+ * Records of older versions carry no id: their target ends with it, and an RBD target lacked the snapshot
+ * part of the location the store gives it now.
+ */
+async function storeImageOf(scan: Scan, record: RunRecord): Promise<string | null> {
+  let id: string;
+  let location: string;
+  try {
+    id = record.imageId ?? decodeURIComponent(record.target.slice(record.target.lastIndexOf('/') + 1));
+    location = await scan.store.locationOf(id);
+  } catch {
+    return null;
+  }
+  return location === record.target || (record.imageId === undefined && location.startsWith(`${record.target}/`)) ? id : null;
+}
+
+/** Whether the run made the image: its pending mark, or (a direct run killed before marking it) its parent. */
+async function provesRun(scan: Scan, imageId: string, record: RunRecord): Promise<boolean> {
+  const marker = decodePendingMarker((await scan.store.readPending(imageId)) ?? '');
+  if (marker) return marker.runId === record.runId;
+  if (record.method !== 'direct' || record.sourceSnap === null) return false;
+  const io = await clonePool(scan.source, (await scan.store.clones?.where()) ?? null);
+  if (!io) return false;
+  return withImage(io, imageId, { readOnly: true }, false, async (image) => {
+    // A finished instant snapshot waiting for its flatten: the run completed; the record merely outlived it.
+    if ((await image.metadataGet(FLATTEN_KEY)) !== null) return false;
+    return (await image.parentInfo())?.snapshot === record.sourceSnap;
+  });
+}

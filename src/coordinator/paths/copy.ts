@@ -1,0 +1,128 @@
+// The copy path: a point-in-time snapshot of the disk (or the file itself) streamed into the target store
+// (only the allocated extents of an RBD source are read), or uploaded through Glance when Glance refuses
+// locations; then marked, the source snapshot removed, and the location registered with Glance.
+import { stat } from 'node:fs/promises';
+import type { Image } from '../../ceph/index.js';
+import type { AddOptions } from '../../store.js';
+import type { Assessment, FileAssessment, PathResult, RbdAssessment, RunContext, Sink } from '../context.js';
+import { NotConfiguredError } from '../errors.js';
+import { allocatedBytes, extentStream } from '../extents.js';
+import { encodeMark, pendingMarker } from '../names.js';
+import type { SnapshotResult } from '../types.js';
+import { fileStream } from './file-source.js';
+import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
+import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
+import { targetText } from './target.js';
+
+/** What the copy step wrote, and where. */
+interface Copied {
+  location: string;
+  sizeBytes: number;
+  checksums: SnapshotResult['checksums'];
+}
+
+/** The data to copy and its size. */
+interface Data {
+  data: AsyncIterable<Uint8Array>;
+  sizeBytes: number;
+}
+
+/** What the copy reads: a snapshot of an RBD source the run holds, or a file. */
+type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: false; a: FileAssessment };
+
+export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<PathResult> {
+  const { svc, imageId } = ctx;
+  if (sink === 'glance' && (!svc.glance || !ctx.glanceImage)) throw new NotConfiguredError('uploading through Glance needs Glance');
+  const from: From = a.disk ? { disk: true, a, s: await recordRun(ctx, a, 'copy', await targetText(ctx.store, imageId, sink)) } : { disk: false, a };
+  const s = from.disk ? from.s : null;
+  await createGlanceImage(ctx, ctx.opts.name ?? `${from.disk ? from.a.src.image : 'file'} snapshot`);
+  if (from.disk) {
+    await takeSourceSnapshot(ctx, from.a, from.s);
+    await from.s.handle.close();
+  }
+
+  // The store marks the image pending from its creation on (atomically with it), until unmark-target.
+  const marker = encodeMark(pendingMarker(ctx.r.runId, 'copy', a.canonical, s?.ownSnap ? s.snapName : null));
+  const copied = await copyData(ctx, from, sink, marker);
+  if (s) await dropSourceSnapshot(ctx, s, false);
+  if (sink === 'store') await ctx.r.step('unmark-target', () => ctx.store.clearPending(imageId));
+  const { glance, location } = await register(ctx, a, sink, copied);
+  if (s) await unrecordRun(ctx, s);
+  return { imageId: glance?.id ?? imageId, location, sizeBytes: copied.sizeBytes, glance, checksums: copied.checksums };
+}
+
+/** The `copy` step: the source's bytes into the store, or up to Glance. */
+async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string): Promise<Copied> {
+  const { r, opts, svc, imageId } = ctx;
+  let reader: Image | null = null;
+  r.always('close snapshot reader', async () => {
+    await reader?.close();
+  });
+  const stopCopy = new AbortController();
+  const onAbort = () => stopCopy.abort(opts.signal?.reason);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  const checksums = sink === 'store' && (await wantChecksums(svc.glance, opts.checksums ?? 'auto', ctx.glanceImage !== null));
+  const progress = (done: number, total: number) => {
+    const go = r.progress('copy', 'copy', done, total);
+    if (!go) stopCopy.abort();
+    return go;
+  };
+  let copied: Copied;
+  try {
+    copied = await r.step('copy', async () => {
+      let source: Data;
+      if (from.disk) {
+        reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
+        source = await rbdData(ctx, reader, sink, progress);
+      } else {
+        const path = from.a.src.path;
+        const sizeBytes = (await stat(path)).size;
+        source = { sizeBytes, data: fileStream(path, sizeBytes, progress, () => r.stopReason()) };
+      }
+      if (sink === 'glance' && svc.glance) {
+        await svc.glance.upload(imageId, source.data, { size: source.sizeBytes, signal: stopCopy.signal });
+        return { location: `glance:${imageId}`, sizeBytes: source.sizeBytes, checksums: null };
+      }
+      return await addToStore(ctx, source, { signal: stopCopy.signal, checksums, pending: marker });
+    });
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+  await (reader as Image | null)?.close();
+  return copied;
+}
+
+/** The allocated extents of the snapshot `reader` has open. */
+async function rbdData(ctx: RunContext, reader: Image, sink: Sink, progress: (done: number, total: number) => boolean): Promise<Data> {
+  const { r } = ctx;
+  const sizeBytes = await reader.size();
+  const extents = await reader.diffIterate();
+  ctx.svc.emit({ type: 'progress', runId: r.runId, phase: 'allocated', done: allocatedBytes(extents), total: sizeBytes });
+  // A store copies each piece before asking for the next; Glance's HTTP body may still hold it.
+  const data = extentStream(reader, extents, sizeBytes, { progress, stop: () => r.stopReason(), reuseBuffers: sink === 'store' });
+  return { data, sizeBytes };
+}
+
+async function addToStore(ctx: RunContext, source: Data, options: AddOptions): Promise<Copied> {
+  const { store, imageId } = ctx;
+  const added = await store.add(imageId, source.data, source.sizeBytes, options);
+  ctx.r.undo(`delete ${added.location}`, async () => {
+    await store.discard(imageId);
+  });
+  const hashes = added.checksum !== null && added.multihash !== null ? { checksum: added.checksum, multihash: added.multihash, hashAlgo: 'sha512' as const } : null;
+  return { location: added.location, sizeBytes: source.sizeBytes, checksums: hashes };
+}
+
+/** Registers the copy with Glance: its location, or (uploaded through Glance) what Glance made of it. */
+async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied): Promise<{ glance: SnapshotResult['glance']; location: string }> {
+  const client = ctx.svc.glance;
+  const target = ctx.glanceImage;
+  if (!client || !target) return { glance: null, location: copied.location };
+  if (sink === 'store') {
+    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid: a.targetFsid }), location: copied.location };
+  }
+  const image = await client.getImage(target.id);
+  const direct = typeof image.direct_url === 'string' ? image.direct_url : image.locations?.[0]?.url;
+  return { glance: { id: image.id, status: image.status }, location: direct ?? copied.location };
+}
+

@@ -1,0 +1,112 @@
+// The direct path: the data never leaves Ceph. A snapshot of the disk, a clone of it where the target store
+// keeps clones (as the source user, who may read its parent), a flatten (or, for an instant snapshot, a
+// flatten queued for a Flattener), the store's finalize (what makes the clone one of its images), and the
+// location registered with Glance.
+import type { Image, Ioctx } from '../../ceph/index.js';
+import type { DirectAssessment, PathResult, RunContext } from '../context.js';
+import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
+import { encodeMark, lockCookie, pendingMarker } from '../names.js';
+import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
+import { createGlanceImage, registerLocation } from './glance.js';
+import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
+
+/** The clone, open, and whether the run holds an advisory lock on it (see makeClone). */
+interface Clone {
+  image: Image;
+  advisoryLock: boolean;
+}
+
+export async function direct(ctx: RunContext, a: DirectAssessment, background: boolean): Promise<PathResult> {
+  const { imageId } = ctx;
+  const { fsid } = a.where;
+  const s = await recordRun(ctx, a, 'direct', await ctx.store.locationOf(imageId));
+  await createGlanceImage(ctx, ctx.opts.name ?? `${a.src.image} snapshot`);
+  await takeSourceSnapshot(ctx, a, s);
+  const protectedHere = s.ownSnap && a.cloneFormat === 1;
+  if (protectedHere) await ctx.r.step('snap-protect', async () => (await s.handle.get()).snapProtect(s.snapName));
+  await s.handle.close();
+
+  const clone = await makeClone(ctx, a, s, await a.session.pool(a.where.pool), background);
+  // Background: no flatten here; the source snapshot, removed below, waits in the snapshot trash.
+  if (!background) await flattenClone(ctx, clone.image);
+  await dropSourceSnapshot(ctx, s, protectedHere);
+  const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
+  await unmarkClone(ctx, a, s, clone, background);
+  const sizeBytes = await clone.image.size();
+  const glance = await registerLocation(ctx, location, { expectedFsid: fsid });
+  await unrecordRun(ctx, s);
+  return { imageId, location, sizeBytes, glance, checksums: null };
+}
+
+/** Clones the source snapshot into the target pool and marks the clone pending, through one open handle. */
+async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dstIo: Ioctx, background: boolean): Promise<Clone> {
+  const { r, imageId } = ctx;
+  const cloneUndo = r.undo(`remove clone ${a.where.pool}/${imageId}`, () => whileBusy(() => removeImageFully(dstIo, imageId)));
+  try {
+    await r.step('clone', () =>
+      s.io.clone(a.src.image, s.snapName, dstIo, imageId, { format: a.cloneFormat, ...(background ? { features: INSTANT_CLONE_FEATURES } : {}) }),
+    );
+  } catch (err) {
+    // Someone else's image of that name: not ours to remove.
+    if (isExists(err)) cloneUndo.release();
+    throw err;
+  }
+  let opened: Image | null = null;
+  r.always('close clone', async () => {
+    await opened?.close();
+  });
+  const marker = encodeMark(pendingMarker(r.runId, 'direct', a.canonical, s.snapName));
+  // The run's advisory lock (see lockCookie) is the same cls lock the exclusive-lock feature manages: on a
+  // clone with that feature (Ceph's default features) it would keep flatten from ever getting the lock it
+  // needs, so there the feature's own lock, held by this handle while it writes, stands in for it.
+  return r.step('mark-clone', async () => {
+    const image = await dstIo.openImage(imageId);
+    opened = image;
+    const advisoryLock = !(await image.stat()).featureNames.includes('exclusive-lock');
+    if (advisoryLock) await image.lockAcquireExclusive(lockCookie(r.runId));
+    await a.clones.markPending(image, marker);
+    return { image, advisoryLock };
+  });
+}
+
+async function flattenClone(ctx: RunContext, clone: Image): Promise<void> {
+  const { r, opts } = ctx;
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await r.step('flatten', () =>
+      clone.flatten({
+        signal: stop.signal,
+        onProgress: (done, total) => {
+          if (!r.progress('flatten', 'flatten', done, total)) stop.abort();
+        },
+      }),
+    );
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * The clone is finished: the run's mark comes off, then (background) it is queued for its flatten — a
+ * flattener takes only clones whose run is over, and a kill between the two leaves an unmarked clone that
+ * gc still finds through the run record (its parent is the run's snapshot).
+ */
+async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<void> {
+  const { r } = ctx;
+  await r.step('unmark-clone', async () => {
+    await a.clones.clearPending(clone.image);
+    if (background) {
+      const request: FlattenRequest = {
+        v: 1,
+        requestedAt: new Date().toISOString(),
+        runId: r.runId,
+        source: a.canonical,
+        sourceSnap: s.ownSnap ? s.snapName : null,
+      };
+      await clone.image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
+    }
+    if (clone.advisoryLock) await clone.image.unlock(lockCookie(r.runId));
+  });
+}

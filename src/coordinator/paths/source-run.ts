@@ -1,0 +1,77 @@
+// The steps both paths take on an RBD source: open it and write the run record (see names.ts) before
+// anything is created, take the source snapshot, remove it again once the target stands alone, and remove
+// the record last.
+import type { Ioctx } from '../../ceph/index.js';
+import type { RunContext, RbdAssessment } from '../context.js';
+import { encodeMark, pendingMarker, runKey, sourceSnapName, type RunRecord } from '../names.js';
+import { ignoreNotFound, removeSnapshot } from '../rbd-util.js';
+import type { UndoHandle } from '../steps.js';
+import { SourceHandle } from './source-handle.js';
+
+/** A run's hold on its RBD source. */
+export interface SourceRun {
+  io: Ioctx;
+  handle: SourceHandle;
+  /** The snapshot the run reads: its own `snapstore-<runId>`, or the existing one the source names. */
+  snapName: string;
+  /** Whether the run takes (and later removes) `snapName` itself. */
+  ownSnap: boolean;
+  /** Undoes the snapshot the run took, until it is removed by the normal flow. */
+  snapUndo: UndoHandle | null;
+}
+
+/**
+ * Opens the source image and writes the run record on it; its removal is the run's last step. A source
+ * opened read-only (an existing snapshot the user may only read) gets no record.
+ */
+export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'direct' | 'copy', target: string): Promise<SourceRun> {
+  const { r } = ctx;
+  const src = a.src;
+  const ownSnap = src.snap === null;
+  const snapName = src.snap ?? sourceSnapName(r.runId);
+  const io = await a.session.pool(src.pool);
+  const handle = new SourceHandle(io, src.image, ownSnap);
+  r.always('close source image', () => handle.close());
+  const record: RunRecord = { ...pendingMarker(r.runId, method, a.canonical, ownSnap ? snapName : null), target, imageId: ctx.imageId, glance: ctx.glanceImage };
+  const key = runKey(record.runId);
+  await r.step('record', async () => {
+    const image = await handle.open();
+    if (handle.readOnly) return;
+    // When removing something failed, the record stays (marked abandoned) so that gc can finish the job.
+    r.undo(`remove run record ${key}`, async ({ failed }) => {
+      const img = await handle.get();
+      if (failed) await img.metadataSet(key, encodeMark({ ...record, abandoned: true }));
+      else await ignoreNotFound(img.metadataRemove(key));
+    });
+    await image.metadataSet(key, encodeMark(record));
+  });
+  return { io, handle, snapName, ownSnap, snapUndo: null };
+}
+
+/** Takes the run's own source snapshot (none when the source names an existing one). */
+export async function takeSourceSnapshot(ctx: RunContext, a: RbdAssessment, s: SourceRun): Promise<void> {
+  if (!s.ownSnap) return;
+  const { handle, snapName } = s;
+  s.snapUndo = ctx.r.undo(`remove snapshot ${a.src.pool}/${a.src.image}@${snapName}`, async () => removeSnapshot(await handle.get(), snapName));
+  await ctx.r.step('snap-create', async () => (await handle.get()).snapCreate(snapName));
+}
+
+/** Removes the run's own source snapshot once nothing needs it (`unprotect` when the run protected it). */
+export async function dropSourceSnapshot(ctx: RunContext, s: SourceRun, unprotect: boolean): Promise<void> {
+  if (!s.ownSnap) return;
+  const { handle, snapName } = s;
+  if (unprotect) await ctx.r.step('snap-unprotect', async () => (await handle.get()).snapUnprotect(snapName));
+  await ctx.r.step('snap-remove', async () => (await handle.get()).snapRemove(snapName));
+  s.snapUndo?.release();
+}
+
+/**
+ * Removes the run record: the snapshot is complete. Failing here does not fail it (Glance may already
+ * point at the image); the record left behind names a target that no longer proves to be the run's, so gc
+ * removes only the record.
+ */
+export async function unrecordRun(ctx: RunContext, s: SourceRun): Promise<void> {
+  if (s.handle.readOnly) return;
+  const { r } = ctx;
+  await r.step('unrecord', async () => (await s.handle.get()).metadataRemove(runKey(r.runId))).catch(() => {});
+}
