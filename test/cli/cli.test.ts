@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CoordinatorEvent, FaultPoint, SnapshotResult } from '../../src/coordinator/index.js';
+import type { CoordinatorEvent, SnapshotResult } from '../../src/coordinator/index.js';
+import { withFaults, type FaultPoint } from '../../src/coordinator/faults.js';
 import { coordinator, deleteGlanceImage, rbdTarget, sourceConfig } from '../coordinator/helpers.js';
 import { leftoversOf, resultLeaves } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
@@ -242,9 +243,9 @@ describe('snapstore check and snapshot', () => {
     // of a run whose process has since gone (its record names a process start time that no process has).
     const name = await disk();
     const events: CoordinatorEvent[] = [];
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a), faults: (p: FaultPoint) => {
+    const c = coordinator(withFaults({ source: sourceConfig(a), target: rbdTarget(a) }, (p: FaultPoint) => {
       if (p.step === 'unrecord' && p.when === 'before') throw new Error('injected: the run record stays');
-    } }, events);
+    }), events);
     let imageId = '';
     try {
       imageId = (await c.snapshot(`rbd://${a.fsid}/vms/${name}`)).imageId;

@@ -90,12 +90,6 @@ export async function glanceStatus(url: string, id: string): Promise<string> {
   return body.status;
 }
 
-export async function glanceImagesNamed(url: string, name: string): Promise<string[]> {
-  const res = await fetch(`${url}/v2/images?name=${encodeURIComponent(name)}`);
-  const body = (await res.json()) as { images: Array<{ id: string }> };
-  return body.images.map((i) => i.id);
-}
-
 /** Deletes a Glance image and checks that Glance did (204), and that it answers 404 for it afterwards. */
 export async function deleteGlanceImage(url: string, id: string): Promise<void> {
   const res = await fetch(`${url}/v2/images/${id}`, { method: 'DELETE' });
