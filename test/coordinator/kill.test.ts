@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import { PROBE_PREFIX, type CoordinatorEvent } from '../../src/coordinator/index.js';
 import { leftoversOf } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
 import { ceph, rbd, rbdJson, uniqueName } from '../support/testbed.js';
@@ -182,5 +182,27 @@ describe('gc', () => {
     await deleteGlanceImage(env.glance.url, glanceVictim);
     await removeImage(cluster, `images/${victim}`);
     await leftovers.expectUnchanged(nothing);
+  });
+
+  it('removes a caps-probe image older than olderThanMs and keeps a younger one', async () => {
+    const cluster = env.clusters.a;
+    const nothing = await leftovers.snapshot();
+    // Probe names carry a uuid v7, whose first 48 bits are the time it was made.
+    const probe = (ms: number) => {
+      const t = ms.toString(16).padStart(12, '0');
+      return `${PROBE_PREFIX}${t.slice(0, 8)}-${t.slice(8)}-7abc-8def-${randomUUID().slice(-12)}`;
+    };
+    const old = probe(Date.now() - 3_600_000);
+    const young = probe(Date.now());
+    for (const name of [old, young]) await rbd(cluster, ['create', `images/${name}`, '--size', '1M'], 'nova');
+    const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) });
+    try {
+      const report = await c.gc({ olderThanMs: 600_000 });
+      expect(report.removed.map((l) => [l.kind, l.location])).toEqual([['probe-image', expect.stringContaining(old)]]);
+    } finally {
+      await c.close();
+    }
+    await leftovers.expectUnchanged(nothing, [{ rbd: { fsid: cluster.fsid, pool: 'images', image: young }, snapshots: [], meta: [] }]);
+    await removeImage(cluster, `images/${young}`);
   });
 });
