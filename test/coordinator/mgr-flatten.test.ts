@@ -3,7 +3,11 @@
 // mid-flatten and started again, the fallback to snapstore's flattener for a user without the mgr cap
 // (and `check` saying why), a task that vanished from the queue taken over by the flattener, and 20
 // snapshots queued at once.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Cluster } from 'ceph-rbd-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLATTEN_KEY, Flattener, type CoordinatorEvent, type FlattenRequest } from '../../src/coordinator/index.js';
@@ -78,6 +82,52 @@ describe('ceph-rbd-napi mgrCommand against a running ceph-mgr', () => {
     } finally {
       await Promise.all([glance.close(), nomgr.close()]);
     }
+  });
+});
+
+const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+function snapstore(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [cli, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** nova.conf + glance-api.conf for this cluster, the store as `storeUser`. */
+function configs(storeUser: string): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'snapstore-mgr-cli-'));
+  const nova = join(dir, 'nova.conf');
+  const glance = join(dir, 'glance-api.conf');
+  writeFileSync(nova, `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${c.conf}\nrbd_user = nova\n`);
+  writeFileSync(glance, `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = ${storeUser}\nrbd_store_ceph_conf = ${c.conf}\n`);
+  return ['--config', nova, '--config', glance];
+}
+
+describe('snapstore check, snapshot and flattener --status with a mgr', () => {
+  it('check says which way a background flatten goes and the cap fix; --status follows the mgr task', async () => {
+    const disk = uniqueName('mgr-cli');
+    const source = await makeDisk(c, disk, 32, 16);
+    const refused = await snapstore(['check', source, ...configs('glance-nomgr')]);
+    expect(refused.stdout).toContain("background flatten by snapstore's flattener: ceph-mgr refused client.glance-nomgr");
+    expect(refused.stdout).toContain("fix: ceph auth caps client.glance-nomgr mon 'profile rbd' osd 'profile rbd pool=images, profile rbd-read-only pool=vms' mgr 'profile rbd pool=images'");
+    const cfg = configs('glance');
+    expect((await snapstore(['check', source, ...cfg])).stdout).toContain('background flatten by ceph-mgr (rbd_support task queue)');
+    const snap = await snapstore(['snapshot', source, '--flatten', 'background', '--json', ...cfg]);
+    expect(snap.code).toBe(0);
+    const result = JSON.parse(snap.stdout) as { imageId: string; flatten: string; flattenTask: string };
+    expect(result.flatten).toBe('queued');
+    const status = await snapstore(['flattener', '--status', '--json', ...cfg]);
+    const parsed = JSON.parse(status.stdout) as { images: Array<{ image: string; by: string; taskId: string; state: string }>; mgrError: string | null };
+    expect(parsed.mgrError).toBeNull();
+    expect(parsed.images).toContainEqual(expect.objectContaining({ image: result.imageId, by: 'mgr', taskId: result.flattenTask }));
+    const mine = parsed.images.find((i) => i.image === result.imageId);
+    expect(['queued', 'running', 'flattened']).toContain(mine?.state);
+    await waitFlattened([result.imageId], 50_000);
+    const once = await snapstore(['flattener', result.imageId, '--once', '--json', ...cfg]);
+    expect(JSON.parse(once.stdout)).toEqual({ flattened: [result.imageId], skipped: [], failed: [] });
+    await removeImage(c, `images/${result.imageId}`);
   });
 });
 
@@ -187,6 +237,34 @@ describe('background flattens through ceph-mgr', () => {
     } finally {
       await f.close();
     }
+    expect(await exportMd5(c, `images/${id}@snap`)).toBe(md5);
+    expect(await diskSnaps(disk)).toEqual([]);
+    await removeImage(c, `images/${id}`);
+  });
+
+  it('prepareSourceRemoval({ flattenFirst }) queues with the mgr what it does not have and waits for it', async () => {
+    const disk = uniqueName('mgr-remove');
+    const source = await makeDisk(c, disk, 32, 16);
+    const md5 = await exportMd5(c, `vms/${disk}`);
+    // Snapshotted by a user the mgr refuses: nothing queued with the mgr yet.
+    const first = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance-nomgr') });
+    let id = '';
+    try {
+      id = (await first.snapshot(source, { flatten: 'background' })).imageId;
+    } finally {
+      await first.close();
+    }
+    expect((await flattenRequest(id))?.mgrTask).toBeUndefined();
+    const co = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance') });
+    try {
+      await expect(co.prepareSourceRemoval(source)).rejects.toMatchObject({ code: 'IN_USE' });
+      const report = await co.prepareSourceRemoval(source, { flattenFirst: true });
+      expect(report.flattened).toEqual([id]);
+    } finally {
+      await co.close();
+    }
+    expect(await parentOf(id)).toBeNull();
+    expect(await flattenRequest(id)).toBeNull();
     expect(await exportMd5(c, `images/${id}@snap`)).toBe(md5);
     expect(await diskSnaps(disk)).toEqual([]);
     await removeImage(c, `images/${id}`);
