@@ -51,14 +51,17 @@ export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[];
   beforeAll(async () => {
     await Promise.all(
       clustersOf().map(async (cluster) => {
-        for (const pool of [images, vms]) {
-          await ceph(cluster, ['osd', 'pool', 'create', pool, '4', '4']);
-          await rbd(cluster, ['pool', 'init', pool]);
-        }
-        for (const [role, osd] of Object.entries(caps)) {
-          const { user, keyring } = userOf(role)(cluster);
-          await ceph(cluster, ['auth', 'get-or-create', `client.${user}`, 'mon', 'profile rbd', 'osd', osd, '-o', keyring]);
-        }
+        // Each `ceph`/`rbd` command is a process of its own (~1 s): run side by side.
+        await Promise.all([
+          ...[images, vms].map(async (pool) => {
+            await ceph(cluster, ['osd', 'pool', 'create', pool, '4', '4']);
+            await rbd(cluster, ['pool', 'init', pool]);
+          }),
+          ...Object.entries(caps).map(([role, osd]) => {
+            const { user, keyring } = userOf(role)(cluster);
+            return ceph(cluster, ['auth', 'get-or-create', `client.${user}`, 'mon', 'profile rbd', 'osd', osd, '-o', keyring]);
+          }),
+        ]);
       }),
     );
   }, 120_000);
@@ -68,8 +71,10 @@ export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[];
     await closeAdmins(clusters.map((c) => c.conf));
     await Promise.all(
       clusters.map(async (cluster) => {
-        for (const pool of [images, vms]) await ceph(cluster, ['osd', 'pool', 'delete', pool, pool, '--yes-i-really-really-mean-it']);
-        for (const role of Object.keys(caps)) await ceph(cluster, ['auth', 'del', `client.${userOf(role)(cluster).user}`]);
+        await Promise.all([
+          ...[images, vms].map((pool) => ceph(cluster, ['osd', 'pool', 'delete', pool, pool, '--yes-i-really-really-mean-it'])),
+          ...Object.keys(caps).map((role) => ceph(cluster, ['auth', 'del', `client.${userOf(role)(cluster).user}`])),
+        ]);
       }),
     );
     rmSync(dir, { recursive: true, force: true });
