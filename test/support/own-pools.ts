@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { closeAdmins, leftoversIn, type Leftovers, type Scope } from './leftovers.js';
+import { leftoversIn, type Leftovers, type Scope } from './leftovers.js';
 import { ceph, rbd, testbed, uniqueName, type ClusterInfo } from './testbed.js';
 
 export interface OwnUser {
@@ -66,11 +66,8 @@ export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[];
     );
   }, 120_000);
   afterAll(async () => {
-    const clusters = clustersOf();
-    // The probe's admin connections keep the pools' state cached; closed before the pools go.
-    await closeAdmins(clusters.map((c) => c.conf));
     await Promise.all(
-      clusters.map(async (cluster) => {
+      clustersOf().map(async (cluster) => {
         await Promise.all([
           ...[images, vms].map((pool) => ceph(cluster, ['osd', 'pool', 'delete', pool, pool, '--yes-i-really-really-mean-it'])),
           ...Object.keys(caps).map((role) => ceph(cluster, ['auth', 'del', `client.${userOf(role)(cluster).user}`])),
