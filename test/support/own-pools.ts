@@ -2,7 +2,7 @@
 // bed makes glance, nova and nova-ro (the same caps, restricted to these pools): the leftovers probe then
 // lists exactly these pools, whole, while other files work in `images`/`vms` at the same time. Costs a
 // pool create and delete per cluster instead of the 30–60 s of a cluster pair of its own (own-bed.ts).
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
@@ -24,6 +24,9 @@ export interface OwnPools {
   glance: (cluster: ClusterInfo) => OwnUser;
   nova: (cluster: ClusterInfo) => OwnUser;
   novaRo: (cluster: ClusterInfo) => OwnUser;
+  /** A copy of the cluster's ceph.conf that also names these users' keyrings (for config files that
+   *  name only a user, as nova.conf and glance-api.conf do). */
+  conf: (cluster: ClusterInfo) => string;
   /** The probe over exactly these pools on these clusters (plus what `scope` adds: dirs, Glance). */
   leftovers: Leftovers;
 }
@@ -48,9 +51,16 @@ export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[];
     keyring: join(dir, `${cluster.fsid}.${role}.keyring`),
   });
 
+  const confOf = (cluster: ClusterInfo) => join(dir, `${cluster.fsid}.ceph.conf`);
+
   beforeAll(async () => {
     await Promise.all(
       clustersOf().map(async (cluster) => {
+        const sections = Object.keys(caps).map((role) => {
+          const { user, keyring } = userOf(role)(cluster);
+          return `[client.${user}]\nkeyring = ${keyring}\n`;
+        });
+        writeFileSync(confOf(cluster), `${readFileSync(cluster.conf, 'utf8')}\n${sections.join('')}`);
         // Each `ceph`/`rbd` command is a process of its own (~1 s): run side by side.
         await Promise.all([
           ...[images, vms].map(async (pool) => {
@@ -83,6 +93,7 @@ export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[];
     glance: userOf('glance'),
     nova: userOf('nova'),
     novaRo: userOf('nova-ro'),
+    conf: confOf,
     leftovers: leftoversIn(() => ({ clusters: clustersOf(), pools: [images, vms], ...opts.scope?.() })),
   };
 }
