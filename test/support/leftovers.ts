@@ -2,8 +2,9 @@
 // every image of every pool of every cluster in scope with its snapshots (trash namespace included) and
 // its `snapstore.*` metadata keys, every pool's RBD trash, every entry of the file stores' directories,
 // every image Glance lists — taken before and after, compared exactly. No name patterns, no age
-// exemptions: a test that uses it runs on clusters and a Glance of its own (test/support/own-bed.ts), so
-// nothing but its own runs changes what it sees. What a run was meant to leave (its result) comes from the
+// exemptions: a test that uses it lists only what is its own — clusters and a Glance of its own
+// (test/support/own-bed.ts), or pools of its own on the shared test bed's clusters (own-pools.ts), a
+// directory of its own — so nothing but its own runs changes what it sees. What a run was meant to leave (its result) comes from the
 // run's own events (`producedBy`), never from the test's guesses.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { leftoversIn, type Leftovers, type Scope } from './leftovers.js';
+import { leftoversIn, type Leftovers } from './leftovers.js';
 import { ceph, rbd, testbed, uniqueName, type ClusterInfo } from './testbed.js';
 
 export interface OwnUser {
@@ -20,14 +20,14 @@ export interface OwnPools {
   /** Pool names, the same on every cluster: `images` (Glance's) and `vms` (the disks'). */
   images: string;
   vms: string;
-  /** Users like the test bed's, on these pools; a user's keyring holds its key for every cluster. */
+  /** Users like the test bed's, restricted to these pools: per cluster, with a keyring of their own. */
   glance: (cluster: ClusterInfo) => OwnUser;
   nova: (cluster: ClusterInfo) => OwnUser;
   novaRo: (cluster: ClusterInfo) => OwnUser;
   /** A copy of the cluster's ceph.conf that also names these users' keyrings (for config files that
    *  name only a user, as nova.conf and glance-api.conf do). */
   conf: (cluster: ClusterInfo) => string;
-  /** The probe over exactly these pools on these clusters (plus what `scope` adds: dirs, Glance). */
+  /** The probe over exactly these pools on these clusters (a snapshot may add dirs, Glance). */
   leftovers: Leftovers;
 }
 
@@ -35,7 +35,7 @@ export interface OwnPools {
  * Registers beforeAll/afterAll that create and remove pools `<prefix>-…-images` and `…-vms` on `clusters`
  * (default both of the shared test bed's) and the users; read the names inside tests and hooks.
  */
-export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[]; scope?: () => Partial<Scope> } = {}): OwnPools {
+export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[] } = {}): OwnPools {
   const clustersOf = opts.clusters ?? (() => [testbed().clusters.a, testbed().clusters.b]);
   const tag = uniqueName(prefix);
   const images = `${tag}-images`;
@@ -94,6 +94,6 @@ export function ownPools(prefix: string, opts: { clusters?: () => ClusterInfo[];
     nova: userOf('nova'),
     novaRo: userOf('nova-ro'),
     conf: confOf,
-    leftovers: leftoversIn(() => ({ clusters: clustersOf(), pools: [images, vms], ...opts.scope?.() })),
+    leftovers: leftoversIn(() => ({ clusters: clustersOf(), pools: [images, vms] })),
   };
 }
