@@ -98,6 +98,65 @@ function holeLength(piece: { hole: number }): number {
   return piece.hole;
 }
 
+/** The chunk being gathered: where it starts in the image and how much of its buffer is taken. */
+class ChunkBuilder {
+  private offset = 0;
+  private buffer: Buffer | null = null;
+  private filled = 0;
+
+  constructor(private readonly pool: BufferPool) {}
+
+  /** Where the next byte goes in the image. */
+  get position(): number {
+    return this.offset + this.filled;
+  }
+
+  /** Takes `piece`'s bytes; yields each chunk completed at a multiple of the chunk size in the image. */
+  *add(piece: Buffer): Generator<Chunk> {
+    const chunkSize = this.pool.size;
+    while (piece.length > 0) {
+      this.buffer ??= this.pool.take();
+      // Up to the next multiple of chunkSize in the image (a chunk after a hole starts unaligned).
+      const n = Math.min(piece.length, chunkSize - (this.position % chunkSize));
+      piece.copy(this.buffer, this.filled, 0, n);
+      this.filled += n;
+      piece = piece.subarray(n);
+      if (this.position % chunkSize === 0) {
+        const chunk = this.cut();
+        if (chunk) yield chunk;
+      }
+    }
+  }
+
+  /** The bytes gathered so far as a chunk (its buffer then belongs to the consumer), or null when none. */
+  cut(): Chunk | null {
+    const taken = this.buffer;
+    this.buffer = null;
+    if (!taken || this.filled === 0) {
+      if (taken) this.pool.give(taken);
+      return null;
+    }
+    const chunk: Chunk = { offset: this.offset, data: taken.subarray(0, this.filled), buffer: taken };
+    this.offset += this.filled;
+    this.filled = 0;
+    return chunk;
+  }
+
+  /** Skips a hole of `length` after what was cut. */
+  skip(length: number): HoleRun {
+    const hole: HoleRun = { offset: this.position, hole: length };
+    this.offset = this.position + length;
+    this.filled = 0;
+    return hole;
+  }
+
+  /** Hands a buffer still held back to the pool. */
+  release(): void {
+    if (this.buffer) this.pool.give(this.buffer);
+    this.buffer = null;
+  }
+}
+
 /**
  * Cuts `source` into chunks of at most `pool.size` bytes, aligned to multiples of it in the image (an empty
  * source yields none), feeding every byte to `hasher`; a hole of a sparse source is yielded as one HoleRun
@@ -113,77 +172,41 @@ export async function* chunked(
   options: { expectedSize?: number; signal?: AbortSignal; what: string },
 ): AsyncGenerator<Chunk | HoleRun, void, void> {
   const { expectedSize, signal, what } = options;
-  const chunkSize = pool.size;
   const iterator = iterate(source);
-  /** Where `buffer` starts in the image; `filled` bytes of it are taken. */
-  let offset = 0;
-  let buffer: Buffer | null = null;
-  let filled = 0;
+  const builder = new ChunkBuilder(pool);
   let finished = false;
-  const checkLength = (end: number) => {
-    if (expectedSize !== undefined && end > expectedSize) {
-      throw new SizeMismatch(`${what}: the data is longer than the announced ${expectedSize} bytes`, {
-        context: { expected: expectedSize, atLeast: end },
-      });
-    }
-  };
-  /** The bytes gathered so far as a chunk (null when none), the buffer then belongs to the consumer. */
-  const cut = (): Chunk | null => {
-    const taken = buffer;
-    buffer = null;
-    if (!taken || filled === 0) {
-      if (taken) pool.give(taken);
-      return null;
-    }
-    const chunk: Chunk = { offset, data: taken.subarray(0, filled), buffer: taken };
-    offset += filled;
-    filled = 0;
-    return chunk;
-  };
   try {
     for (;;) {
       const next = await nextOrAbort(iterator, signal, what);
       if (next.done) break;
-      if (isHole(next.value)) {
-        const length = holeLength(next.value);
-        if (length === 0) continue;
-        checkLength(offset + filled + length);
-        const behind = hasher.zeros(length);
-        if (behind) await behind;
-        const before = cut();
-        if (before) yield before;
-        const hole: HoleRun = { offset, hole: length };
-        offset += length;
-        yield hole;
-        continue;
+      const hole = isHole(next.value) ? holeLength(next.value) : null;
+      const piece = hole === null ? asBuffer(next.value) : null;
+      const end = builder.position + (hole ?? piece?.length ?? 0);
+      if (expectedSize !== undefined && end > expectedSize) {
+        throw new SizeMismatch(`${what}: the data is longer than the announced ${expectedSize} bytes`, {
+          context: { expected: expectedSize, atLeast: end },
+        });
       }
-      let piece = asBuffer(next.value);
-      checkLength(offset + filled + piece.length);
-      const behind = hasher.update(piece);
+      const behind = piece ? hasher.update(piece) : hasher.zeros(hole ?? 0);
       if (behind) await behind;
-      while (piece.length > 0) {
-        buffer ??= pool.take();
-        // Up to the next multiple of chunkSize in the image (a chunk after a hole starts unaligned).
-        const n = Math.min(piece.length, chunkSize - ((offset + filled) % chunkSize));
-        piece.copy(buffer, filled, 0, n);
-        filled += n;
-        piece = piece.subarray(n);
-        if ((offset + filled) % chunkSize === 0) {
-          const chunk = cut();
-          if (chunk) yield chunk;
-        }
+      if (piece) {
+        yield* builder.add(piece);
+      } else if (hole) {
+        const before = builder.cut();
+        if (before) yield before;
+        yield builder.skip(hole);
       }
     }
-    const last = cut();
+    const last = builder.cut();
     if (last) yield last;
-    if (expectedSize !== undefined && offset !== expectedSize) {
-      throw new SizeMismatch(`${what}: the data is ${offset} bytes, ${expectedSize} were announced`, {
-        context: { expected: expectedSize, actual: offset },
+    if (expectedSize !== undefined && builder.position !== expectedSize) {
+      throw new SizeMismatch(`${what}: the data is ${builder.position} bytes, ${expectedSize} were announced`, {
+        context: { expected: expectedSize, actual: builder.position },
       });
     }
     finished = true;
   } finally {
-    if (buffer) pool.give(buffer);
+    builder.release();
     if (!finished) {
       // Stop the source (a Readable is destroyed); its own rejection here is not the error to report.
       void Promise.resolve().then(() => iterator.return?.()).catch(() => {});
