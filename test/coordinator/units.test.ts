@@ -199,9 +199,10 @@ describe('sparse copy layout', () => {
   });
 
   it('sizes reads from the object size and rbd_concurrent_management_ops', () => {
-    expect(readPlan(4 * MiB, 10)).toEqual({ pieceBytes: 4 * MiB, parallel: 10 });
-    expect(readPlan(32 * MiB, 16)).toEqual({ pieceBytes: 4 * MiB, parallel: 16 });
-    expect(readPlan(64 * 1024, Number.NaN)).toEqual({ pieceBytes: MiB, parallel: 10 });
+    expect(readPlan(4 * MiB, 10)).toEqual({ pieceBytes: MiB, parallel: 10 });
+    expect(readPlan(32 * MiB, 16)).toEqual({ pieceBytes: MiB, parallel: 16 });
+    expect(readPlan(256 * 1024, 100)).toEqual({ pieceBytes: 256 * 1024, parallel: 32 });
+    expect(readPlan(4096, Number.NaN)).toEqual({ pieceBytes: 64 * 1024, parallel: 10 });
   });
 
   it('with reuseBuffers, reads into a ring of parallel + 1 buffers, yields the right bytes and holes as lengths', async () => {
