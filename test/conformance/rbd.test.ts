@@ -8,9 +8,9 @@ import { testStore } from './suite.js';
 
 const env = testbed();
 
-function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number) {
+function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number, thinProvisioning = true) {
   return async () => ({
-    store: new RbdStore({ confPath: cluster.conf, user: 'glance', pool: 'images', chunkSizeMiB, connectTimeoutMs: 10_000 }),
+    store: new RbdStore({ confPath: cluster.conf, user: 'glance', pool: 'images', chunkSizeMiB, thinProvisioning, connectTimeoutMs: 10_000 }),
     leftovers: async (marker: string) => {
       const found = await stableLeftovers(cluster, 'images', marker);
       return [...found.images, ...found.snapshots, ...found.trash];
@@ -23,3 +23,5 @@ const capabilities = { readAccess: true, writeAccess: true, readRandom: true, ca
 // Default 8 MiB objects (each written as 2 MiB pieces) on a; 1 MiB objects, one write each, on b.
 testStore('rbd cluster a (clone v2)', rbdFactory(env.clusters.a, 8), { ...capabilities, chunkSize: 8 * 1024 * 1024 });
 testStore('rbd cluster b (clone v1)', rbdFactory(env.clusters.b, 1), { ...capabilities, chunkSize: 1024 * 1024 });
+// Thick provisioning (`rbd_thin_provisioning = False`): zeros, a sparse source's holes included, are written.
+testStore('rbd cluster a thick', rbdFactory(env.clusters.a, 1, false), { ...capabilities, thinProvisioning: false, chunkSize: 1024 * 1024 });
