@@ -38,6 +38,7 @@ export const ERROR_CATALOG = {
   SNAPSHOT_FAILED: { exit: 1, meaning: 'a snapshot step failed and copying could not help; everything created was removed' },
   CLEANUP_FAILED: { exit: 1, meaning: 'an operation failed and removing what it created failed too; run gc' },
   FLATTEN_FAILED: { exit: 1, meaning: 'a background flatten failed; the image stays queued' },
+  MGR_UNAVAILABLE: { exit: 1, meaning: 'no ceph-mgr answered a command that needed one (rbd_support task queue)' },
   NOT_SUPPORTED: { exit: 1, meaning: 'the backend does not support the operation (librbd ENOTSUP/EOPNOTSUPP)' },
   CROSS_CLUSTER: { exit: 1, meaning: 'librbd refused an operation between two clusters (EXDEV)' },
   INTERNAL: { exit: 1, meaning: 'snapstore has a bug: an error no other code describes' },
