@@ -2,15 +2,39 @@
 # A real glance-api (sqlite, no keystone: every request is admin) on 127.0.0.1 against the `images` pool of
 # a cluster started by ceph-cluster.sh, as client.glance, thin provisioning on.
 #
-#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations]
+#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--keystone URL]
 #   scripts/glance-api.sh stop DIR
+#
+# --keystone URL puts the API behind keystonemiddleware (`flavor = keystone`) validating tokens at that
+# Keystone as user `glance` of project `service` (password from $GLANCE_KEYSTONE_PASSWORD, never an
+# argument: arguments are visible to other users); a service token must carry the `service` role
+# (service_token_roles_required), as keystone.sh provisions it.
 #
 # start prints `url=...` and writes it to DIR/glance.env. show_multiple_locations is on (needed to
 # register locations in Zed) unless --no-multiple-locations. The server runs in its own session; stop
 # signals that process group by the PID recorded in DIR/glance-api.pid.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--keystone URL] | stop DIR" >&2; exit 2; }
+
+# The [keystone_authtoken] section for --keystone (empty without it).
+keystone_section() {
+  local url=$1
+  [[ -n $url ]] || return 0
+  cat <<EOF
+[keystone_authtoken]
+www_authenticate_uri = $url
+auth_url = $url
+auth_type = password
+username = glance
+password = $GLANCE_KEYSTONE_PASSWORD
+project_name = service
+user_domain_id = default
+project_domain_id = default
+service_token_roles = service
+service_token_roles_required = True
+EOF
+}
 
 alive() {
   local pid=$1 state
@@ -35,14 +59,16 @@ cmd_stop() {
 
 cmd_start() {
   local dir=$1 port=$2 ceph_dir=$3; shift 3
-  local multiple=True arg
-  for arg in "$@"; do
-    case $arg in
-      --no-multiple-locations) multiple=False ;;
+  local multiple=True keystone=''
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --no-multiple-locations) multiple=False; shift ;;
+      --keystone) [[ $# -ge 2 ]] || usage; keystone=$2; shift 2 ;;
       *) usage ;;
     esac
   done
   [[ $port =~ ^[0-9]+$ ]] || usage
+  if [[ -n $keystone && -z ${GLANCE_KEYSTONE_PASSWORD:-} ]]; then echo "--keystone needs GLANCE_KEYSTONE_PASSWORD" >&2; exit 2; fi
   [[ -r $ceph_dir/ceph.conf ]] || { echo "no ceph.conf in $ceph_dir" >&2; exit 2; }
   mkdir -p "$dir"/{staging,image-cache,locks,tasks}
   dir=$(cd "$dir" && pwd)
@@ -62,7 +88,7 @@ log_file = $dir/glance-api.log
 [database]
 connection = sqlite:///$dir/glance.sqlite
 [paste_deploy]
-flavor =
+flavor = ${keystone:+keystone}
 config_file = /etc/glance/glance-api-paste.ini
 [oslo_concurrency]
 lock_path = $dir/locks
@@ -82,7 +108,9 @@ rados_connect_timeout = 10
 filesystem_store_datadir = $dir/staging
 [os_glance_tasks_store]
 filesystem_store_datadir = $dir/tasks
+$(keystone_section "$keystone")
 EOF
+  chmod 600 "$conf"
   glance-manage --config-file "$conf" db_sync >"$dir/db_sync.log" 2>&1
   setsid glance-api --config-file "$conf" >"$dir/glance-api.out" 2>&1 </dev/null &
   echo $! >"$dir/glance-api.pid"
