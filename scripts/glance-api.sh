@@ -8,7 +8,9 @@
 # --keystone URL puts the API behind keystonemiddleware (`flavor = keystone`) validating tokens at that
 # Keystone as user `glance` of project `service` (password from $GLANCE_KEYSTONE_PASSWORD, never an
 # argument: arguments are visible to other users); a service token must carry the `service` role
-# (service_token_roles_required), as keystone.sh provisions it.
+# (service_token_roles_required), as keystone.sh provisions it. The middleware decides by itself
+# (delay_auth_decision = false, in a copy of the paste file): Debian's paste file delays the decision to
+# Zed's Glance, which then ignores the service token's verdict, so nothing would show that one was checked.
 #
 # start prints `url=...` and writes it to DIR/glance.env. show_multiple_locations is on (needed to
 # register locations in Zed) unless --no-multiple-locations. The server runs in its own session; stop
@@ -33,6 +35,8 @@ user_domain_id = default
 project_domain_id = default
 service_token_roles = service
 service_token_roles_required = True
+# Tokens are validated at every request (no cache), so a revoked one is refused at once.
+token_cache_time = -1
 EOF
 }
 
@@ -73,6 +77,11 @@ cmd_start() {
   mkdir -p "$dir"/{staging,image-cache,locks,tasks}
   dir=$(cd "$dir" && pwd)
   ceph_dir=$(cd "$ceph_dir" && pwd)
+  local paste=/etc/glance/glance-api-paste.ini
+  if [[ -n $keystone ]]; then
+    sed 's/^delay_auth_decision *= *true/delay_auth_decision = false/' "$paste" >"$dir/glance-api-paste.ini"
+    paste=$dir/glance-api-paste.ini
+  fi
   local conf=$dir/glance-api.conf
   cat >"$conf" <<EOF
 [DEFAULT]
@@ -89,7 +98,7 @@ log_file = $dir/glance-api.log
 connection = sqlite:///$dir/glance.sqlite
 [paste_deploy]
 flavor = ${keystone:+keystone}
-config_file = /etc/glance/glance-api-paste.ini
+config_file = $paste
 [oslo_concurrency]
 lock_path = $dir/locks
 [oslo_policy]

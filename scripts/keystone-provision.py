@@ -5,12 +5,30 @@ Only the standard library: it runs with the system python3 that serves Keystone 
 import json
 import os
 import secrets
+import http.client
+import time
+import urllib.error
 import urllib.request
 
 URL = os.environ['KS_URL'].rstrip('/') + '/v3'
 
 
 def call(method, path, body=None, token=None):
+    """One request; a 500 ("database is locked": sqlite under a loaded machine, nothing written) or a lost
+    connection is tried again, up to five times."""
+    for attempt in range(5):
+        try:
+            return call_once(method, path, body, token)
+        except urllib.error.HTTPError as err:
+            if err.code != 500 or attempt == 4:
+                raise
+        except (urllib.error.URLError, http.client.RemoteDisconnected, ConnectionError):
+            if attempt == 4:
+                raise
+        time.sleep(1 + attempt)
+
+
+def call_once(method, path, body, token):
     req = urllib.request.Request(URL + path, method=method,
                                  data=None if body is None else json.dumps(body).encode())
     req.add_header('Content-Type', 'application/json')
@@ -30,20 +48,30 @@ def admin_token():
     return token
 
 
+class AdminToken:
+    """The admin's token, issued again when two seconds old: tests run Keystone with tokens of a few seconds."""
+    value, issued = None, 0.0
+
+    def __call__(self):
+        if time.monotonic() - self.issued > 2:
+            self.value, self.issued = admin_token(), time.monotonic()
+        return self.value
+
+
 def main():
-    tok = admin_token()
+    tok = AdminToken()
     env = {'url': os.environ['KS_URL'], 'admin_password': os.environ['KS_ADMIN_PW']}
 
     def create(kind, body):
-        _, res = call('POST', f'/{kind}s', {kind: body}, tok)
+        _, res = call('POST', f'/{kind}s', {kind: body}, tok())
         return res[kind]['id']
 
     def role_id(name):
-        _, res = call('GET', f'/roles?name={name}', None, tok)
+        _, res = call('GET', f'/roles?name={name}', None, tok())
         return res['roles'][0]['id'] if res['roles'] else create('role', {'name': name})
 
     def grant(project, user, role):
-        call('PUT', f'/projects/{project}/users/{user}/roles/{role_id(role)}', None, tok)
+        call('PUT', f'/projects/{project}/users/{user}/roles/{role_id(role)}', None, tok())
 
     # The `service` role first: bootstrap does not make it, and in Zed a role created after the grants
     # below fails with "database is locked" under sqlite.

@@ -12,7 +12,9 @@
 #
 # start writes DIR/keystone.env (url, the users' passwords, project ids; mode 600) and prints its `url=`
 # line. uwsgi runs in its own session with one process and ONE thread (sqlite answers "database is locked"
-# to concurrent writes); stop sends SIGINT to the master recorded in DIR/keystone.pid (SIGTERM would only
+# to concurrent writes). uwsgi's http-socket closes every connection after its answer: the answers say so
+# (Connection: close), or clients that pool connections (keystonemiddleware's requests, undici) reuse a
+# closed one and fail with "Remote end closed connection". stop sends SIGINT to the master recorded in DIR/keystone.pid (SIGTERM would only
 # make it reload), then SIGKILL to the group if it lingers.
 set -euo pipefail
 
@@ -95,7 +97,7 @@ cmd_start() {
   # The daemon must not inherit this script's descriptors above 2: a caller's pipe would never close.
   OS_KEYSTONE_CONFIG_FILES=$conf setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done; exec "$@"' _ \
     uwsgi --plugin python3 --http-socket "127.0.0.1:$port" --wsgi-file /usr/bin/keystone-wsgi-public \
-    --processes 1 --threads 1 --master --die-on-term \
+    --processes 1 --threads 1 --master --die-on-term --add-header 'Connection: close' \
     >"$dir/uwsgi.out" 2>&1 </dev/null &
   echo $! >"$dir/keystone.pid"
   local i
@@ -111,7 +113,8 @@ cmd_start() {
   fi
   if ! KS_URL=$url KS_ADMIN_PW=$admin_pw KS_IMAGE_URL=$image_url KS_ENV=$dir/keystone.env \
     python3 "$(dirname "$0")/keystone-provision.py" >>"$dir/setup.log" 2>&1; then
-    echo "provisioning keystone failed; see $dir/setup.log" >&2
+    echo "provisioning keystone failed; see $dir/setup.log:" >&2
+    tail -n 3 "$dir/setup.log" >&2
     cmd_stop "$dir"
     exit 1
   fi
