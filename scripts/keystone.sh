@@ -86,14 +86,18 @@ cmd_start() {
   local conf=$dir/keystone.conf url=http://127.0.0.1:$port
   local admin_pw
   admin_pw=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
-  {
+  if ! {
     keystone-manage --config-file "$conf" db_sync
     keystone-manage --config-file "$conf" fernet_setup --keystone-user root --keystone-group root
     keystone-manage --config-file "$conf" credential_setup --keystone-user root --keystone-group root
     keystone-manage --config-file "$conf" bootstrap --bootstrap-password "$admin_pw" \
       --bootstrap-admin-url "$url/v3/" --bootstrap-public-url "$url/v3/" --bootstrap-internal-url "$url/v3/" \
       --bootstrap-region-id RegionOne
-  } >"$dir/setup.log" 2>&1
+  } >"$dir/setup.log" 2>&1; then
+    echo "keystone-manage failed; the end of $dir/setup.log:" >&2
+    grep -v getcurrent "$dir/setup.log" | tail -n 5 >&2
+    exit 1
+  fi
   # The daemon must not inherit this script's descriptors above 2: a caller's pipe would never close.
   OS_KEYSTONE_CONFIG_FILES=$conf setsid bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-"; done; exec "$@"' _ \
     uwsgi --plugin python3 --http-socket "127.0.0.1:$port" --wsgi-file /usr/bin/keystone-wsgi-public \
@@ -107,14 +111,16 @@ cmd_start() {
     sleep 0.1
   done
   if ! curl -fsS -o /dev/null "$url/v3" 2>/dev/null; then
-    echo "keystone did not answer on $url; see $dir/keystone.log and $dir/uwsgi.out" >&2
+    echo "keystone did not answer on $url; the end of $dir/uwsgi.out:" >&2
+    tail -n 5 "$dir/uwsgi.out" >&2
     cmd_stop "$dir"
     exit 1
   fi
   if ! KS_URL=$url KS_ADMIN_PW=$admin_pw KS_IMAGE_URL=$image_url KS_ENV=$dir/keystone.env \
     python3 "$(dirname "$0")/keystone-provision.py" >>"$dir/setup.log" 2>&1; then
-    echo "provisioning keystone failed; see $dir/setup.log:" >&2
+    echo "provisioning keystone failed; the ends of $dir/setup.log and uwsgi.out:" >&2
     tail -n 3 "$dir/setup.log" >&2
+    tail -n 5 "$dir/uwsgi.out" >&2
     cmd_stop "$dir"
     exit 1
   fi

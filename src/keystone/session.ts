@@ -12,6 +12,11 @@ const DEFAULT_TIMEOUT_MS = 10_000;
 const MAX_RENEW_MARGIN_MS = 30_000;
 /** Connection attempts before Keystone counts as unreachable (refused connections fail at once). */
 const CONNECT_ATTEMPTS = 3;
+/**
+ * Failures after which asking for a token again is harmless: refused, reset, or closed without an answer
+ * (a busy uwsgi does that). A token request has no effect but the token, so repeating it is safe.
+ */
+const RETRIED = new Set(['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET']);
 const ERROR_BODY_LIMIT = 4096;
 
 interface Issued {
@@ -128,7 +133,7 @@ export class KeystoneSession {
           bodyTimeout: this.timeoutMs,
         });
       } catch (err) {
-        if (attempt < CONNECT_ATTEMPTS && codeOf(err) === 'ECONNREFUSED') {
+        if (attempt < CONNECT_ATTEMPTS && RETRIED.has(codeOf(err) ?? '')) {
           await sleep(250 * attempt);
           continue;
         }

@@ -46,6 +46,25 @@ function parseEnv(text: string): Record<string, string> {
   return env;
 }
 
+/**
+ * keystone.sh start, tried a second time in a fresh directory when the first fails: on this shared
+ * two-core machine uwsgi has been seen to drop connections while Keystone is provisioned. The first
+ * failure is printed, not hidden.
+ */
+async function startKeystone(dir: string, imageUrl: string, tokenExpiration: number | undefined): Promise<void> {
+  const args = ['start', dir, '--image-url', imageUrl];
+  if (tokenExpiration !== undefined) args.push('--token-expiration', String(tokenExpiration));
+  const start = () => run('bash', [join(scripts, 'keystone.sh'), ...args], { timeout: 180_000 });
+  try {
+    await start();
+  } catch (err) {
+    console.warn(`keystone.sh start failed once, trying again: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+    await run('bash', [join(scripts, 'keystone.sh'), 'stop', dir]);
+    await rm(dir, { recursive: true, force: true });
+    await start();
+  }
+}
+
 /** Starts Keystone, then Glance behind it (the catalog's `image` endpoints point at it). */
 export async function startKeystoneBed(cluster: ClusterInfo, opts: { tokenExpiration?: number } = {}): Promise<KeystoneBed> {
   const dir = await mkdtemp(join(tmpdir(), 'snapstore-keystone-'));
@@ -53,9 +72,7 @@ export async function startKeystoneBed(cluster: ClusterInfo, opts: { tokenExpira
   const glanceUrl = `http://127.0.0.1:${glancePort}`;
   const bed = { dir } as KeystoneBed;
   try {
-    const ksArgs = ['start', join(dir, 'keystone'), '--image-url', glanceUrl];
-    if (opts.tokenExpiration !== undefined) ksArgs.push('--token-expiration', String(opts.tokenExpiration));
-    await run('bash', [join(scripts, 'keystone.sh'), ...ksArgs], { timeout: 180_000 });
+    await startKeystone(join(dir, 'keystone'), glanceUrl, opts.tokenExpiration);
     bed.env = parseEnv(await readFile(join(dir, 'keystone', 'keystone.env'), 'utf8'));
     bed.url = bed.env.url ?? '';
     await run('bash', [join(scripts, 'glance-api.sh'), 'start', join(dir, 'glance'), String(glancePort), cluster.dir, '--keystone', bed.url], {
@@ -83,7 +100,12 @@ async function call(bed: KeystoneBed, method: string, path: string, opts: { toke
   const headers: Record<string, string> = { 'content-type': 'application/json' };
   if (opts.token) headers['x-auth-token'] = opts.token;
   if (opts.subject) headers['x-subject-token'] = opts.subject;
-  const res = await fetch(`${bed.url}/v3${path}`, { method, headers, ...(opts.body ? { body: JSON.stringify(opts.body) } : {}) });
+  const send = () => fetch(`${bed.url}/v3${path}`, { method, headers, ...(opts.body ? { body: JSON.stringify(opts.body) } : {}) });
+  // uwsgi has been seen to close a connection without an answer under load; nothing was done then.
+  const res = await send().catch((err: unknown) => {
+    if ((err as { cause?: { code?: string } }).cause?.code !== 'UND_ERR_SOCKET') throw err;
+    return send();
+  });
   if (res.status >= 400) throw new Error(`keystone ${method} ${path}: ${res.status} ${await res.text()}`);
   return res;
 }
