@@ -88,6 +88,9 @@ cmd_start() {
   admin_pw=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
   if ! {
     keystone-manage --config-file "$conf" db_sync
+    # Write-ahead logging (kept in the file): a read transaction left open on one pooled connection then no
+    # longer blocks another connection's write, which otherwise fails with 500 "database is locked".
+    python3 -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$dir/keystone.db"
     keystone-manage --config-file "$conf" fernet_setup --keystone-user root --keystone-group root
     keystone-manage --config-file "$conf" credential_setup --keystone-user root --keystone-group root
     keystone-manage --config-file "$conf" bootstrap --bootstrap-password "$admin_pw" \
