@@ -9,7 +9,9 @@ function normalInterface(name: string): string {
 }
 
 export function endpointFrom(catalog: CatalogService[], filter: EndpointFilter, source: string): string {
-  const services = catalog.filter((s) => s.type === filter.serviceType);
+  // A service whose endpoints are all disabled is listed with none: it is not there for a client.
+  const usable = catalog.filter((s) => s.endpoints.length > 0);
+  const services = usable.filter((s) => s.type === filter.serviceType);
   const wanted = filter.interfaces.map(normalInterface);
   for (const iface of wanted) {
     for (const service of services) {
@@ -20,7 +22,7 @@ export function endpointFrom(catalog: CatalogService[], filter: EndpointFilter, 
     }
   }
   const region = filter.region ? ` in region ${filter.region}` : '';
-  const present = catalog.map((s) => s.type).sort().join(', ') || 'nothing';
+  const present = usable.map((s) => s.type).sort().join(', ') || 'nothing';
   const why = services.length === 0
     ? `has no "${filter.serviceType}" service (it lists: ${present})`
     : `has no ${wanted.join(' or ')} endpoint for "${filter.serviceType}"${region}`;

@@ -201,7 +201,7 @@ describe.sequential('snapstore authenticating with Keystone', () => {
   it('fails a catalog without an image endpoint with KEYSTONE_NO_ENDPOINT (exit 2)', async () => {
     await setImageEndpoints(ks(), false);
     try {
-      await failsCleanly(memberEnv(), 2, 'KEYSTONE_NO_ENDPOINT', /has no "image" service/);
+      await failsCleanly(memberEnv(), 2, 'KEYSTONE_NO_ENDPOINT', /has no "image" service \(it lists: identity\)/);
     } finally {
       await setImageEndpoints(ks(), true);
     }

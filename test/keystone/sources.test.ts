@@ -103,6 +103,8 @@ describe('credential sources', () => {
 describe('the catalog', () => {
   const catalog: CatalogService[] = [
     { type: 'identity', endpoints: [{ interface: 'public', region: 'R1', url: 'http://ks' }] },
+    // Keystone lists a service whose endpoints are all disabled with none.
+    { type: 'volumev3', endpoints: [] },
     {
       type: 'image',
       endpoints: [
