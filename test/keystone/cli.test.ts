@@ -95,6 +95,8 @@ async function registersWith(source: string, env: Record<string, string>, nova: 
   expect(check.code).toBe(0);
   expect(check.stdout).toContain(`glance: ${b.glanceUrl} (from the Keystone service catalog)`);
   expect(check.stdout).toContain(`credentials: ${source}`);
+  const json = await snapstore(['check', disk, ...cfg, '--json'], env, cwd);
+  expect(JSON.parse(json.stdout)).toMatchObject({ glance: { endpoint: b.glanceUrl, endpointFrom: 'catalog', credentials: source } });
   const r = await snapstore(['snapshot', disk, '--mode', 'direct', ...cfg, '--json'], env, cwd);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);

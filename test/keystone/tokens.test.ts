@@ -74,6 +74,8 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
       expect(result.glance?.status).toBe('active');
       const create = rec.sent.find((s) => s.method === 'POST' && s.path === '/v2/images');
       const patch = rec.sent.find((s) => s.method === 'PATCH');
+      // Renewed before use: Glance was not first asked with the expired token (a 401 would repeat the PATCH).
+      expect(rec.sent.filter((s) => s.method === 'PATCH')).toHaveLength(1);
       expect(create?.token).toBeDefined();
       expect(patch?.token).toBeDefined();
       expect(patch?.token).not.toBe(create?.token);
