@@ -10,12 +10,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeDisk } from '../coordinator/helpers.js';
-import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
+import { testbed, uniqueName } from '../support/testbed.js';
 import {
   applicationCredential,
   deleteGlanceImage,
+  diskSnapshots,
   freePort,
   glanceImage,
+  leftIn,
   setImageEndpoints,
   startKeystoneBed,
   stopKeystoneBed,
@@ -108,7 +110,7 @@ async function registersWith(source: string, env: Record<string, string>, nova: 
   } finally {
     await deleteGlanceImage(b, result.glance.id);
   }
-  expect(await leftovers(a, 'images', result.imageId)).toEqual(NOTHING);
+  expect(await leftIn(a, 'images', result.imageId)).toEqual([]);
   return check.stdout;
 }
 
@@ -161,13 +163,14 @@ describe.sequential('snapstore authenticating with Keystone', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/401/);
     expect(await glanceImage(b, id)).toBeNull();
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    expect(await leftIn(a, 'images', id)).toEqual([]);
   });
 
   /** A failure of `snapshot` in human, --json and --debug form: one line, `code`, nothing created. */
   async function failsCleanly(env: Record<string, string>, exit: 1 | 2, code: string, says: RegExp): Promise<void> {
     const b = ks();
-    const disk = await makeDisk(a, uniqueName('ks-fail'), 16, 0);
+    const diskName = uniqueName('ks-fail');
+    const disk = await makeDisk(a, diskName, 16, 0);
     const nova = file('nova-libvirt.conf', libvirt());
     for (const extra of [[], ['--json'], ['--debug']]) {
       const id = uniqueName('ks-fail-img');
@@ -186,8 +189,9 @@ describe.sequential('snapstore authenticating with Keystone', () => {
         if (extra.length === 0) expect(r.stderr.trim().split('\n')).toHaveLength(1);
       }
       expect(await glanceImage(b, id)).toBeNull();
-      expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+      expect(await leftIn(a, 'images', id)).toEqual([]);
     }
+    expect(await diskSnapshots(a, diskName)).toEqual([]);
   }
 
   it('fails a wrong password with KEYSTONE_AUTH (exit 2) naming the source', async () => {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
 import { createServer } from 'node:net';
-import type { ClusterInfo } from '../support/testbed.js';
+import { rbdJson, type ClusterInfo } from '../support/testbed.js';
 
 const run = promisify(execFile);
 const scripts = fileURLToPath(new URL('../../scripts/', import.meta.url));
@@ -192,4 +192,19 @@ export function recordingDispatcher(): { dispatcher: Dispatcher; sent: SentReque
     return dispatch(opts, handler);
   });
   return { dispatcher, sent, close: () => agent.close() };
+}
+
+/**
+ * What is left in `pool` of a run whose every name contains `marker` (a unique image id or disk name):
+ * images and trash entries, as `rbd ls` and `rbd trash ls --all` list them. Empty when nothing is.
+ */
+export async function leftIn(cluster: ClusterInfo, pool: string, marker: string): Promise<string[]> {
+  const images = await rbdJson<string[]>(cluster, ['ls', pool]);
+  const trash = await rbdJson<Array<{ name: string }>>(cluster, ['trash', 'ls', '--all', pool]);
+  return [...images, ...trash.map((t) => `trash:${t.name}`)].filter((n) => n.includes(marker));
+}
+
+/** The snapshots of `vms/<disk>`, trash namespace included (a run leaves none behind). */
+export async function diskSnapshots(cluster: ClusterInfo, disk: string): Promise<string[]> {
+  return (await rbdJson<Array<{ name: string }>>(cluster, ['snap', 'ls', '--all', `vms/${disk}`])).map((s) => s.name);
 }
