@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/install-system-deps.sh
 
+# npm ci also runs native/'s install script: node-gyp (tolerated to fail) and tsc -b (native/lib -> dist).
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund
 fi
@@ -17,4 +18,5 @@ if [[ ! -f $addon ]] || [[ -n $(find native/src native/binding.gyp -newer "$addo
   npm run build:native
 fi
 
+# Compiles native/lib (tsc -b: incremental, a no-op when dist/ is current) and then src/.
 npm run build

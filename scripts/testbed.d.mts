@@ -1,29 +1,84 @@
-export interface ClusterInfo {
-  /** Directory holding the cluster's state, keyrings and ceph.conf. */
-  dir: string;
-  /** Path of the cluster's ceph.conf (every user's keyring is referenced from it). */
-  conf: string;
-  fsid: string;
-  /** The mon's v2 port on 127.0.0.1. */
-  port: number;
-  /** 2 when the cluster requires mimic clients (clone format 2 possible), else 1. */
-  cloneFormat: 1 | 2;
-}
-export interface GlanceInfo {
-  dir: string;
-  url: string;
-  conf: string;
-}
-export interface TestbedEnv {
-  root: string;
-  clusters: { a: ClusterInfo; b: ClusterInfo };
-  glance: GlanceInfo;
-}
+#!/usr/bin/env node
+/**
+ * A port nothing listens on right now (the kernel's choice), on 127.0.0.1.
+ * @returns {Promise<number>}
+ */
 export function freePort(): Promise<number>;
-export function startCluster(dir: string, opts?: { bluestore?: boolean; cloneV2?: boolean; stockFeatures?: boolean }): Promise<ClusterInfo>;
+/**
+ * Starts a one-node cluster under `dir` (scripts/ceph-cluster.sh) on a free port.
+ * @param {string} dir
+ * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean }} [opts]
+ * @returns {Promise<ClusterInfo>}
+ */
+export function startCluster(dir: string, { bluestore, cloneV2, stockFeatures }?: {
+    bluestore?: boolean;
+    cloneV2?: boolean;
+    stockFeatures?: boolean;
+}): Promise<ClusterInfo>;
+/** @param {string} dir @returns {Promise<void>} */
 export function stopCluster(dir: string): Promise<void>;
-export function startGlance(dir: string, cephDir: string, opts?: { multipleLocations?: boolean }): Promise<GlanceInfo>;
+/**
+ * Starts a glance-api under `dir` on a free port, storing into the cluster under `cephDir`.
+ * @param {string} dir
+ * @param {string} cephDir
+ * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean }} [opts]
+ *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store
+ * @returns {Promise<GlanceInfo>}
+ */
+export function startGlance(dir: string, cephDir: string, { multipleLocations, sizeCap, multiStore }?: {
+    multipleLocations?: boolean;
+    sizeCap?: number;
+    multiStore?: boolean;
+}): Promise<GlanceInfo>;
+/** @param {string} dir @returns {Promise<void>} */
 export function stopGlance(dir: string): Promise<void>;
+/**
+ * Starts the whole test bed under `root` (emptied first) and writes root/testbed.json.
+ * @param {string} root
+ * @returns {Promise<TestbedEnv>}
+ */
 export function up(root: string): Promise<TestbedEnv>;
+/**
+ * Stops everything recorded under `root`, by PID.
+ * @param {string} root
+ * @returns {Promise<void>}
+ */
 export function down(root: string): Promise<void>;
+/**
+ * A running test bed's description (its testbed.json).
+ * @param {string} file
+ * @returns {TestbedEnv}
+ */
 export function load(file: string): TestbedEnv;
+export type ClusterInfo = {
+    /**
+     * Directory holding the cluster's state, keyrings and ceph.conf.
+     */
+    dir: string;
+    /**
+     * Path of the cluster's ceph.conf (every user's keyring is referenced from it).
+     */
+    conf: string;
+    fsid: string;
+    /**
+     * The mon's v2 port on 127.0.0.1.
+     */
+    port: number;
+    /**
+     * 2 when the cluster requires mimic clients (clone format 2 possible), else 1.
+     */
+    cloneFormat: 1 | 2;
+};
+export type GlanceInfo = {
+    dir: string;
+    url: string;
+    conf: string;
+};
+export type TestbedEnv = {
+    root: string;
+    clusters: {
+        a: ClusterInfo;
+        b: ClusterInfo;
+    };
+    glance: GlanceInfo;
+};

@@ -15,39 +15,82 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+// Typed with JSDoc and checked by `npm run typecheck` (scripts/tsconfig.json); testbed.d.mts is generated
+// from this file (`npm run types:scripts`) and the typecheck fails when it differs.
+
+/**
+ * @typedef {object} ClusterInfo
+ * @property {string} dir Directory holding the cluster's state, keyrings and ceph.conf.
+ * @property {string} conf Path of the cluster's ceph.conf (every user's keyring is referenced from it).
+ * @property {string} fsid
+ * @property {number} port The mon's v2 port on 127.0.0.1.
+ * @property {1 | 2} cloneFormat 2 when the cluster requires mimic clients (clone format 2 possible), else 1.
+ */
+/**
+ * @typedef {object} GlanceInfo
+ * @property {string} dir
+ * @property {string} url
+ * @property {string} conf
+ */
+/**
+ * @typedef {object} TestbedEnv
+ * @property {string} root
+ * @property {{ a: ClusterInfo, b: ClusterInfo }} clusters
+ * @property {GlanceInfo} glance
+ */
+
 const run = promisify(execFile);
 const scripts = dirname(fileURLToPath(import.meta.url));
 
-/** A port nothing listens on right now (the kernel's choice), on 127.0.0.1. */
+/**
+ * A port nothing listens on right now (the kernel's choice), on 127.0.0.1.
+ * @returns {Promise<number>}
+ */
 export async function freePort() {
   return new Promise((resolvePort, reject) => {
     const server = createServer();
     server.unref();
     server.on('error', reject);
     server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
+      const { port } = /** @type {import('node:net').AddressInfo} */ (server.address());
       server.close(() => resolvePort(port));
     });
   });
 }
 
-function parseEnv(text) {
-  return Object.fromEntries(
+/**
+ * The `key=value` lines a start script prints; a missing key is an error naming the script.
+ * @param {string} text
+ * @param {string} what the script, for the error
+ */
+function parseEnv(text, what) {
+  /** @type {Record<string, string>} */
+  const env = Object.fromEntries(
     text
       .split('\n')
       .filter((l) => l.includes('='))
       .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
   );
+  /** @param {string} key @returns {string} */
+  return (key) => {
+    const value = env[key];
+    if (value === undefined) throw new Error(`${what} printed no ${key}=`);
+    return value;
+  };
 }
 
 // Clusters and Glance APIs that tests start on their own are recorded in the test bed's directory, so
 // `down` stops them even when the test that started them was cut off (a timeout) before its cleanup.
+/** @param {'cluster' | 'glance'} kind @param {string} dir */
 function register(kind, dir) {
   const root = process.env.SNAPSTORE_TESTBED_ROOT;
   if (root && existsSync(root)) appendFileSync(join(root, 'started.txt'), `${kind} ${resolve(dir)}\n`);
 }
 
-/** After a start: the daemons' PIDs, so `down` can stop them even if their directory was deleted. */
+/**
+ * After a start: the daemons' PIDs, so `down` can stop them even if their directory was deleted.
+ * @param {string} dir @param {string[]} pidfiles relative to dir
+ */
 function registerPids(dir, pidfiles) {
   const root = process.env.SNAPSTORE_TESTBED_ROOT;
   if (!root || !existsSync(root)) return;
@@ -57,7 +100,10 @@ function registerPids(dir, pidfiles) {
   }
 }
 
-/** Stops a recorded daemon by PID, but only while it still runs from that directory (PIDs get reused). */
+/**
+ * Stops a recorded daemon by PID, but only while it still runs from that directory (PIDs get reused).
+ * @param {string} pid @param {string} dir
+ */
 function stopPid(pid, dir) {
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
@@ -72,12 +118,31 @@ function stopPid(pid, dir) {
   }
 }
 
+/**
+ * What tests started beside the test bed (the `cluster DIR`, `glance DIR` and `pid PID DIR` lines).
+ * @param {string} root
+ * @returns {{ glances: string[], clusters: string[], pids: Array<[pid: string, dir: string]> }}
+ */
 function registered(root) {
+  /** @type {ReturnType<typeof registered>} */
+  const found = { glances: [], clusters: [], pids: [] };
   const file = join(root, 'started.txt');
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => l.split(' '));
+  if (!existsSync(file)) return found;
+  for (const line of readFileSync(file, 'utf8').split('\n').filter(Boolean)) {
+    const [kind, a = '', b = ''] = line.split(' ');
+    if (kind === 'glance') found.glances.push(a);
+    else if (kind === 'cluster') found.clusters.push(a);
+    else if (kind === 'pid') found.pids.push([a, b]);
+  }
+  return found;
 }
 
+/**
+ * Starts a one-node cluster under `dir` (scripts/ceph-cluster.sh) on a free port.
+ * @param {string} dir
+ * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean }} [opts]
+ * @returns {Promise<ClusterInfo>}
+ */
 export async function startCluster(dir, { bluestore = false, cloneV2 = false, stockFeatures = false } = {}) {
   register('cluster', dir);
   const port = await freePort();
@@ -87,28 +152,46 @@ export async function startCluster(dir, { bluestore = false, cloneV2 = false, st
   if (stockFeatures) args.push('--stock-features');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
   registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid']);
-  const env = parseEnv(stdout);
-  return { dir, conf: env.conf, fsid: env.fsid, port, cloneFormat: Number(env.clone_format) };
+  const env = parseEnv(stdout, 'ceph-cluster.sh start');
+  const cloneFormat = env('clone_format') === '2' ? 2 : 1;
+  return { dir, conf: env('conf'), fsid: env('fsid'), port, cloneFormat };
 }
 
+/** @param {string} dir @returns {Promise<void>} */
 export async function stopCluster(dir) {
   await run('bash', [join(scripts, 'ceph-cluster.sh'), 'stop', dir], { timeout: 60_000 });
 }
 
-export async function startGlance(dir, cephDir, { multipleLocations = true } = {}) {
+/**
+ * Starts a glance-api under `dir` on a free port, storing into the cluster under `cephDir`.
+ * @param {string} dir
+ * @param {string} cephDir
+ * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean }} [opts]
+ *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store
+ * @returns {Promise<GlanceInfo>}
+ */
+export async function startGlance(dir, cephDir, { multipleLocations = true, sizeCap, multiStore = false } = {}) {
   register('glance', dir);
   const port = await freePort();
   const args = [join(scripts, 'glance-api.sh'), 'start', dir, String(port), cephDir];
   if (!multipleLocations) args.push('--no-multiple-locations');
+  if (sizeCap !== undefined) args.push('--size-cap', String(sizeCap));
+  if (multiStore) args.push('--multi-store');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
   registerPids(dir, ['glance-api.pid']);
-  return { dir, url: parseEnv(stdout).url, conf: join(dir, 'glance-api.conf') };
+  return { dir, url: parseEnv(stdout, 'glance-api.sh start')('url'), conf: join(dir, 'glance-api.conf') };
 }
 
+/** @param {string} dir @returns {Promise<void>} */
 export async function stopGlance(dir) {
   await run('bash', [join(scripts, 'glance-api.sh'), 'stop', dir], { timeout: 60_000 });
 }
 
+/**
+ * Starts the whole test bed under `root` (emptied first) and writes root/testbed.json.
+ * @param {string} root
+ * @returns {Promise<TestbedEnv>}
+ */
 export async function up(root) {
   root = resolve(root);
   if (existsSync(root)) rmSync(root, { recursive: true, force: true });
@@ -130,18 +213,28 @@ export async function up(root) {
   }
 }
 
+/**
+ * Stops everything recorded under `root`, by PID.
+ * @param {string} root
+ * @returns {Promise<void>}
+ */
 export async function down(root) {
   root = resolve(root);
   // Glance first (it holds a client connection), then the clusters; each stop is by recorded PID.
   const extra = registered(root);
-  const glances = [join(root, 'glance'), ...extra.filter(([k]) => k === 'glance').map(([, d]) => d)];
-  const clusters = [join(root, 'cluster-a'), join(root, 'cluster-b'), ...extra.filter(([k]) => k === 'cluster').map(([, d]) => d)];
+  const glances = [join(root, 'glance'), ...extra.glances];
+  const clusters = [join(root, 'cluster-a'), join(root, 'cluster-b'), ...extra.clusters];
   await Promise.all(glances.map((d) => stopGlance(d).catch(() => {})));
   await Promise.all(clusters.map((d) => stopCluster(d).catch(() => {})));
   // Whatever is still running from a directory a test removed before stopping it.
-  for (const [, pid, dir] of extra.filter(([k]) => k === 'pid')) stopPid(pid, dir);
+  for (const [pid, dir] of extra.pids) stopPid(pid, dir);
 }
 
+/**
+ * A running test bed's description (its testbed.json).
+ * @param {string} file
+ * @returns {TestbedEnv}
+ */
 export function load(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }

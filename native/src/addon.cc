@@ -11,6 +11,7 @@
 #include "handles.h"
 #include "image.h"
 #include "ioctx.h"
+#include "mgr.h"
 #include "workers.h"
 
 namespace cephrbd {
@@ -64,6 +65,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeImage", image);
   exports.Set("CancelToken", cancel);
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+  exports.Set("mgrCommand", Napi::Function::New(env, MgrCommand, "mgrCommand"));
+  exports.Set("monCommand", Napi::Function::New(env, MonCommand, "monCommand"));
   return exports;
 }
 

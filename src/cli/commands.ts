@@ -1,7 +1,7 @@
 // What each `snapstore` command does, on the config the operator's files describe. Every command closes
 // what it opened, so the process ends on its own.
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig } from '../config/load.js';
@@ -13,6 +13,13 @@ import type { Store } from '../store.js';
 import type { Invocation } from './args.js';
 import { describeGlance, openGlance, type GlanceAccess } from './glance.js';
 import { UsageError, type Output } from './output.js';
+
+/** The command's one positional argument (args.ts has checked that there is exactly one). */
+function theArgument(inv: Invocation): string {
+  const arg = inv.positionals[0];
+  if (arg === undefined) throw new UsageError(`${inv.command} needs an argument (see snapstore --help)`);
+  return arg;
+}
 
 function configured(inv: Invocation): SnapstoreConfig {
   if (inv.configs.length === 0) throw new UsageError(`${inv.command} needs --config FILE (nova.conf, glance-api.conf)`);
@@ -75,19 +82,29 @@ async function coordinate<T>(
   }
 }
 
+/** check's findings for a Ceph connection that failed (coordinator/connection-findings.ts). */
+const CONNECTION_CODES: ReadonlySet<string> = new Set(['CEPH_AUTH', 'CEPH_UNREACHABLE', 'CEPH_CONFIG']);
+
 function renderPlan(plan: Plan): string {
-  const lines = [`method: ${plan.method}`];
+  // Plan.method has no "neither"; with a connection down no snapshot can run, whatever method it names.
+  const cannotConnect = plan.reasons.some((r) => !r.ok && CONNECTION_CODES.has(r.code));
+  const lines = [`method: ${cannotConnect ? 'none: snapstore cannot connect to Ceph (see below)' : plan.method}`];
   for (const r of plan.reasons) {
     lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
     if (r.fix) lines.push(`        fix: ${r.fix}`);
   }
   lines.push(`instant (--flatten background): ${plan.instant.possible ? 'possible' : 'NOT possible'}: ${plan.instant.reason}`);
   if (plan.instant.fix) lines.push(`        fix: ${plan.instant.fix}`);
+  const by = plan.instant.flattenBy;
+  if (by) {
+    lines.push(`background flatten by ${by.via === 'mgr' ? 'ceph-mgr (rbd_support task queue)' : "snapstore's flattener"}: ${by.reason}`);
+    if (by.fix) lines.push(`        fix: ${by.fix}`);
+  }
   return lines.join('\n');
 }
 
 async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
-  const source = inv.positionals[0]!;
+  const source = theArgument(inv);
   const result = await withCoordinator(inv, out, (c) =>
     c.snapshot(source, {
       mode: inv.mode,
@@ -106,24 +123,27 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     `size ${result.sizeBytes} bytes`,
     ...(result.fallbackReason ? [`copy because: ${result.fallbackReason}`] : []),
     ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
-    ...(result.flatten === 'pending' ? ['flatten pending: `snapstore flattener` finishes it (it is usable now)'] : []),
+    ...(result.flatten === 'queued' ? [`flatten queued with ceph-mgr as task ${result.flattenTask ?? '?'} (it is usable now)`] : []),
+    ...(result.flatten === 'pending'
+      ? [`flatten pending: \`snapstore flattener\` finishes it (it is usable now)${result.flattenerReason ? `; not ceph-mgr because ${result.flattenerReason}` : ''}`]
+      : []),
   ].join('\n');
   out.result(result, human);
 }
 
 async function check(inv: Invocation, out: Output): Promise<void> {
   const { plan, glance } = await withCoordinator(inv, out, async (c, g) => ({
-    plan: await c.check(inv.positionals[0]!),
+    plan: await c.check(theArgument(inv)),
     glance: g && { endpoint: g.endpoint, endpointFrom: g.endpointFrom, credentials: g.credentials, serviceToken: g.serviceToken },
   }));
   out.result({ ...plan, glance }, `${renderPlan(plan)}\n${describeGlance(glance)}`);
 }
 
 async function add(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
-  const file = inv.positionals[0]!;
+  const file = theArgument(inv);
   let size = inv.size;
   if (file !== '-') {
-    let st;
+    let st: Stats;
     try {
       st = statSync(file);
     } catch {
@@ -141,7 +161,7 @@ async function add(inv: Invocation, out: Output, signal: AbortSignal): Promise<v
 }
 
 async function get(inv: Invocation, out: Output): Promise<void> {
-  const location = inv.positionals[0]!;
+  const location = theArgument(inv);
   if (inv.json && !inv.output) throw new UsageError('get --json needs -o FILE: stdout carries the JSON');
   await withStore(inv, async (store) => {
     const data = await store.get(location);
@@ -164,13 +184,13 @@ async function get(inv: Invocation, out: Output): Promise<void> {
 }
 
 async function size(inv: Invocation, out: Output): Promise<void> {
-  const location = inv.positionals[0]!;
+  const location = theArgument(inv);
   const sizeBytes = await withStore(inv, (store) => store.getSize(location));
   out.result({ location, sizeBytes }, String(sizeBytes));
 }
 
 async function remove(inv: Invocation, out: Output): Promise<void> {
-  const location = inv.positionals[0]!;
+  const location = theArgument(inv);
   await withStore(inv, (store) => store.delete(location));
   out.result({ location, deleted: true }, `deleted ${location}`);
 }
@@ -202,10 +222,12 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     source: cfg.source,
     target,
     ...(inv.positionals.length ? { images: inv.positionals } : {}),
+    storeUser: target,
     ...(inv.staleLockSeconds !== undefined ? { staleLockMs: inv.staleLockSeconds * 1000 } : {}),
     logger: (e: FlattenerEvent) => {
       if (e.type === 'progress') out.progress('flatten', e.done, e.total);
       else if (e.type === 'lock-broken') out.info(`broke the lock on ${e.image} held by ${e.holder}: ${e.why}`);
+      else if (e.type === 'mgr-takeover') out.info(`${e.image}: taken over from ceph-mgr: ${e.why}`);
       else if (e.state !== 'start') {
         out.endProgress();
         out.info(`${e.image}: ${e.state}${e.why ? ` (${e.why})` : ''}`);
@@ -213,6 +235,15 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     },
   });
   try {
+    if (inv.status) {
+      const status = await f.status();
+      const human = [
+        `${status.images.length} queued flatten(s)${status.mgrError ? ` (ceph-mgr's queue: ${status.mgrError})` : ''}`,
+        ...status.images.map((i) => `  ${i.image} ${i.by === 'mgr' ? `ceph-mgr task ${i.taskId ?? '?'}` : 'flattener'}: ${i.state} — ${i.detail}`),
+      ].join('\n');
+      out.result(status, human);
+      return;
+    }
     if (!inv.once) {
       out.info(`flattener: watching pool ${target.pool}; SIGINT or SIGTERM stops it`);
       await f.run({ signal: stop.signal });

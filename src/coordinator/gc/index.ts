@@ -8,13 +8,15 @@
 //    Store.discard;
 //  - probes.ts: `snapstore-probe-<uuidv7>` scratch images where the store keeps clones;
 //  - trashed.ts: trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots).
-// Clones queued for a background flatten (`snapstore.flatten`, no pending marker) are finished snapshots.
+// Clones queued for a background flatten (`snapstore.flatten`, no pending marker; queued.ts) are finished
+// snapshots with pending work — with ceph-mgr's task queue or snapstore's flattener — reported as kept.
 // A leftover qualifies when it is at least `olderThanMs` old and its owner is not a live process on this
 // host (an owner on another host is judged by age alone).
 import { errorText } from '../events.js';
 import type { GcOptions, GcReport, Leftover } from '../types.js';
 import { scanPendingTargets } from './pending-targets.js';
 import { scanProbes } from './probes.js';
+import { scanQueued } from './queued.js';
 import { scanSourcePool } from './run-records.js';
 import { Scan, type GcContext, type Removal } from './scan.js';
 import { removeTrashed } from './trashed.js';
@@ -31,6 +33,7 @@ export async function collectGarbage(ctx: GcContext, opts: GcOptions): Promise<G
   await scanSourcePool(scan);
   await scanPendingTargets(scan);
   await scanProbes(scan);
+  await scanQueued(scan);
 
   const found = scan.groups.flat().map((r) => r.leftover);
   for (const leftover of found) ctx.emit({ type: 'gc', action: 'found', leftover });
