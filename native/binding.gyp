@@ -10,7 +10,8 @@
         "src/aio.cc",
         "src/cluster.cc",
         "src/ioctx.cc",
-        "src/image.cc"
+        "src/image.cc",
+        "src/rados.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

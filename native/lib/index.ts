@@ -49,4 +49,5 @@ export {
 export { FEATURES, featureBits, featureNames, type FeatureName } from './features.js';
 export { Image } from './image.js';
 export { Ioctx } from './ioctx.js';
+export * from './rados.js';
 export type * from './types.js';

@@ -11,6 +11,7 @@
 #include "handles.h"
 #include "image.h"
 #include "ioctx.h"
+#include "rados.h"
 #include "workers.h"
 
 namespace cephrbd {
@@ -64,6 +65,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeImage", image);
   exports.Set("CancelToken", cancel);
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+  RegisterRados(env, exports);
   return exports;
 }
 

@@ -13,6 +13,8 @@ class NativeCluster : public Napi::ObjectWrap<NativeCluster> {
   // Constructed only from C++ with an External<RadosHandle> whose reference it adopts.
   explicit NativeCluster(const Napi::CallbackInfo& info);
   ~NativeCluster() override;
+  // The handle calls in other files (rados.cc) use; null once closed.
+  RadosHandle* handle() const { return h_; }
 
  private:
   static Napi::Value Connect(const Napi::CallbackInfo& info);
