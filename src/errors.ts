@@ -11,7 +11,7 @@ export const ERROR_CATALOG = {
   INVALID_ARGUMENT: { exit: 2, meaning: 'an argument of a library call is out of its domain' },
   CONFIG_INVALID: { exit: 2, meaning: 'a configuration file or key is missing or wrong; the message names the key and the file' },
   NOT_CONFIGURED: { exit: 2, meaning: 'the operation needs something the configuration does not provide (a source cluster, Glance, an RBD target)' },
-  CEPH_CONFIG: { exit: 2, meaning: 'ceph.conf cannot be used, or it names no usable keyring for the user' },
+  CEPH_CONFIG: { exit: 2, meaning: 'ceph.conf cannot be read, or names no monitors, or monitor addresses that do not parse or resolve' },
   CEPH_AUTH: { exit: 2, meaning: 'Ceph refused the credentials: malformed or wrong key, unknown user, missing or unreadable keyring' },
   NATIVE_UNAVAILABLE: { exit: 2, meaning: 'the ceph-rbd-napi addon (or librbd/librados) cannot be loaded' },
   BAD_SOURCE: { exit: 2, meaning: 'the SOURCE is not rbd://fsid/pool/image[/snap] or file:///path, or not usable as a source' },

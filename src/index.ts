@@ -6,7 +6,7 @@ export * from './store.js';
 export * from './location.js';
 export { FileStore, type FileStoreConfig } from './drivers/file/index.js';
 export { RbdStore, RBD_SNAPSHOT, type RbdStoreConfig } from './drivers/rbd/index.js';
-export { CephCluster, CephUnavailable, CephConfigError, type CephConnectOptions } from './ceph/index.js';
+export { CephCluster, CephUnavailable, CephConfigError, CephAuthError, CephUnreachable, type CephConnectOptions } from './ceph/index.js';
 export * from './coordinator/index.js';
 export * from './glance/index.js';
 export { loadConfig } from './config/load.js';

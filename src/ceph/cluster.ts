@@ -3,7 +3,8 @@
 // one typed error. No policy: drivers and the coordinator decide what to do with the handles.
 import type * as Native from 'ceph-rbd-napi';
 import { SnapstoreError } from '../errors.js';
-import { cephOption, findKeyring, readCephConf } from './conf.js';
+import { cephOption, findKeyring, keySource, readCephConf } from './conf.js';
+import { connectFailure, type ConnectFacts } from './connect-errors.js';
 
 export type { Cluster as NativeCluster, Image, ImageStat, Ioctx } from 'ceph-rbd-napi';
 
@@ -111,15 +112,25 @@ export class CephCluster {
   ) {}
 
   /**
-   * Connects as `client.<user>`. Checks first that ceph.conf is readable and that a keyring is found for the
-   * user, so those mistakes are reported by name.
-   * @throws CephConfigError, CephUnavailable, or ceph-rbd-napi's TimeoutError / PermissionError /
-   *   ConnectionError from connecting.
+   * Connects as `client.<user>`. Checks first that ceph.conf is readable, that a keyring is found for the
+   * user and that the key is well-formed, so those mistakes are reported by name; what librados refuses is
+   * mapped by errno and call (connect-errors.ts).
+   * @throws CephAuthError (CEPH_AUTH: malformed, wrong or missing key, unknown user), CephUnreachable
+   *   (CEPH_UNREACHABLE: no monitor answered in time), CephConfigError (CEPH_CONFIG), CephUnavailable; other
+   *   ceph-rbd-napi errors as they come.
    */
   static async connect(options: CephConnectOptions): Promise<CephCluster> {
     const user = options.user ?? 'admin';
     const conf = readCephConf(options.confPath);
     const keyring = findKeyring(conf, options.confPath, user, options.keyring);
+    const facts: ConnectFacts = {
+      user,
+      confPath: options.confPath,
+      key: keySource(conf, options.confPath, user, keyring),
+      monHost: cephOption(conf, user, 'mon host')?.value,
+      // As ceph-rbd-napi hands it to librados: whole seconds.
+      timeoutSeconds: Math.max(1, Math.ceil((options.timeoutMs ?? 10_000) / 1000)),
+    };
     const config = Object.fromEntries(
       Object.entries(options.defaults ?? CEPH_DEFAULTS).filter(([key]) => cephOption(conf, user, key) === undefined),
     );
@@ -135,7 +146,7 @@ export class CephCluster {
       });
       return new CephCluster(cluster, options.confPath, user);
     } catch (err) {
-      throw asUnavailable(err);
+      throw connectFailure(asUnavailable(err), err instanceof native.RbdError ? err : null, facts);
     }
   }
 

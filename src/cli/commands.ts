@@ -1,7 +1,7 @@
 // What each `snapstore` command does, on the config the operator's files describe. Every command closes
 // what it opened, so the process ends on its own.
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig } from '../config/load.js';
@@ -12,6 +12,13 @@ import { storeFromConfig } from '../drivers/index.js';
 import type { Store } from '../store.js';
 import type { Invocation } from './args.js';
 import { UsageError, type Output } from './output.js';
+
+/** The command's one positional argument (args.ts has checked that there is exactly one). */
+function theArgument(inv: Invocation): string {
+  const arg = inv.positionals[0];
+  if (arg === undefined) throw new UsageError(`${inv.command} needs an argument (see snapstore --help)`);
+  return arg;
+}
 
 function configured(inv: Invocation): SnapstoreConfig {
   if (inv.configs.length === 0) throw new UsageError(`${inv.command} needs --config FILE (nova.conf, glance-api.conf)`);
@@ -62,8 +69,13 @@ async function withCoordinator<T>(inv: Invocation, out: Output, fn: (c: Snapshot
   }
 }
 
+/** check's findings for a Ceph connection that failed (coordinator/connection-findings.ts). */
+const CONNECTION_CODES: ReadonlySet<string> = new Set(['CEPH_AUTH', 'CEPH_UNREACHABLE', 'CEPH_CONFIG']);
+
 function renderPlan(plan: Plan): string {
-  const lines = [`method: ${plan.method}`];
+  // Plan.method has no "neither"; with a connection down no snapshot can run, whatever method it names.
+  const cannotConnect = plan.reasons.some((r) => !r.ok && CONNECTION_CODES.has(r.code));
+  const lines = [`method: ${cannotConnect ? 'none: snapstore cannot connect to Ceph (see below)' : plan.method}`];
   for (const r of plan.reasons) {
     lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
     if (r.fix) lines.push(`        fix: ${r.fix}`);
@@ -74,7 +86,7 @@ function renderPlan(plan: Plan): string {
 }
 
 async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
-  const source = inv.positionals[0]!;
+  const source = theArgument(inv);
   const result = await withCoordinator(inv, out, (c) =>
     c.snapshot(source, {
       mode: inv.mode,
@@ -99,15 +111,15 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
 }
 
 async function check(inv: Invocation, out: Output): Promise<void> {
-  const plan = await withCoordinator(inv, out, (c) => c.check(inv.positionals[0]!));
+  const plan = await withCoordinator(inv, out, (c) => c.check(theArgument(inv)));
   out.result(plan, renderPlan(plan));
 }
 
 async function add(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
-  const file = inv.positionals[0]!;
+  const file = theArgument(inv);
   let size = inv.size;
   if (file !== '-') {
-    let st;
+    let st: Stats;
     try {
       st = statSync(file);
     } catch {
@@ -125,7 +137,7 @@ async function add(inv: Invocation, out: Output, signal: AbortSignal): Promise<v
 }
 
 async function get(inv: Invocation, out: Output): Promise<void> {
-  const location = inv.positionals[0]!;
+  const location = theArgument(inv);
   if (inv.json && !inv.output) throw new UsageError('get --json needs -o FILE: stdout carries the JSON');
   await withStore(inv, async (store) => {
     const data = await store.get(location);
@@ -148,13 +160,13 @@ async function get(inv: Invocation, out: Output): Promise<void> {
 }
 
 async function size(inv: Invocation, out: Output): Promise<void> {
-  const location = inv.positionals[0]!;
+  const location = theArgument(inv);
   const sizeBytes = await withStore(inv, (store) => store.getSize(location));
   out.result({ location, sizeBytes }, String(sizeBytes));
 }
 
 async function remove(inv: Invocation, out: Output): Promise<void> {
-  const location = inv.positionals[0]!;
+  const location = theArgument(inv);
   await withStore(inv, (store) => store.delete(location));
   out.result({ location, deleted: true }, `deleted ${location}`);
 }

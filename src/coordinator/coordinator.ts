@@ -12,8 +12,10 @@ import { safeLogger, type CoordinatorEvent } from './events.js';
 import { faultsOf } from './faults.js';
 import { prepareSourceRemoval, type SourceRemovalReport } from './flattener.js';
 import { collectGarbage } from './gc/index.js';
+import { connectionFindings } from './connection-findings.js';
 import { Lazy } from './lazy.js';
 import { publicPlan, runSnapshot } from './snapshot.js';
+import { isRbdSource } from './source-kind.js';
 import { parseSource } from './source.js';
 import { connectStoreUser, openTargetStore } from './targets.js';
 import type { GcOptions, GcReport, Plan, SnapshotOptions, SnapshotResult } from './types.js';
@@ -86,7 +88,14 @@ export class SnapshotCoordinator {
   /** Decides direct or copy for `source` without changing anything (a scratch probe image comes and goes). */
   async check(source: string): Promise<Plan> {
     return this.track(async () => {
-      const a = await assess(this.svc, parseSource(source, this.svc.sourceConfig?.pool), 'auto');
+      const src = parseSource(source, this.svc.sourceConfig?.pool);
+      // issue 21: a Ceph connection that fails is a finding of the plan, not a failed check.
+      const broken = await connectionFindings({
+        source: isRbdSource(src) && this.svc.sourceConfig ? () => this.sourceSession.get() : null,
+        target: () => this.storeUser.get(),
+      });
+      if (broken) return broken;
+      const a = await assess(this.svc, src, 'auto');
       this.svc.emit({ type: 'plan', source: a.canonical, plan: publicPlan(a.plan) });
       return publicPlan(a.plan);
     });

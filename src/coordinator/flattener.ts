@@ -171,7 +171,7 @@ async function takeLock(
  */
 async function releaseSourceSnapshot(session: CephCluster, request: FlattenRequest): Promise<void> {
   if (!request.sourceSnap) return;
-  let src;
+  let src: Source;
   try {
     src = parseSource(request.source, undefined);
   } catch {

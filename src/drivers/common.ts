@@ -123,8 +123,8 @@ export async function* chunked(
         }
       }
     }
-    if (filled > 0) {
-      const chunk: Chunk = { offset, data: buffer!.subarray(0, filled), buffer: buffer! };
+    if (buffer && filled > 0) {
+      const chunk: Chunk = { offset, data: buffer.subarray(0, filled), buffer };
       buffer = null;
       offset += filled;
       filled = 0;

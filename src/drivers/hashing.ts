@@ -121,8 +121,9 @@ class HashThread {
         this.digestWaiter = null;
         return;
       }
-      if (m.slot! < 0) this.queuedZeros -= m.length!;
-      onDone(m.slot!);
+      const slot = m.slot ?? -1;
+      if (slot < 0) this.queuedZeros -= m.length ?? 0;
+      onDone(slot);
     });
     this.worker.on('error', (err) => this.fail(err, onDone));
     this.worker.on('exit', (code) => {
@@ -161,7 +162,7 @@ class HashThread {
 
 export class WorkerHasher implements ImageHasher {
   private readonly slab = new SharedArrayBuffer(SLOTS * SLOT_BYTES);
-  private readonly threads: HashThread[];
+  private readonly threads: [md5: HashThread, sha512: HashThread];
   /** Per slot, how many threads have still to hash it (0 = free). */
   private readonly pending = new Array<number>(SLOTS).fill(0);
   /** The slot being filled, and how full it is. */
@@ -172,7 +173,7 @@ export class WorkerHasher implements ImageHasher {
 
   constructor() {
     const done = (slot: number) => {
-      if (slot >= 0) this.pending[slot]!--;
+      if (slot >= 0) this.pending[slot] = (this.pending[slot] ?? 1) - 1;
       const w = this.waiter;
       this.waiter = null;
       w?.();
@@ -244,8 +245,9 @@ export class WorkerHasher implements ImageHasher {
     this.check();
     try {
       this.flush();
-      const [checksum, multihash] = await Promise.all(this.threads.map((t) => t.digest()));
-      return { checksum: checksum!, multihash: multihash!, hashAlgo: 'sha512' };
+      const [md5, sha512] = this.threads;
+      const [checksum, multihash] = await Promise.all([md5.digest(), sha512.digest()]);
+      return { checksum, multihash, hashAlgo: 'sha512' };
     } finally {
       await this.close();
     }

@@ -5,7 +5,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CEPH_DEFAULTS, CephCluster, CephConfigError, findKeyring, readCephConf } from '../../src/ceph/index.js';
+import { CEPH_DEFAULTS, CephAuthError, CephCluster, findKeyring, readCephConf } from '../../src/ceph/index.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { testbed, uniqueName } from '../support/testbed.js';
 
@@ -108,8 +108,8 @@ describe('CephCluster', () => {
       t.replace(/\[client\.glance\]\nkeyring = .*\n/, '').replace(/^keyring = .*$/m, `keyring = ${adminOnly}`),
     );
     const err = (await CephCluster.connect({ confPath: conf, user: 'glance' }).catch((e: unknown) => e)) as Error;
-    expect(err).toBeInstanceOf(CephConfigError);
-    expect(err).toMatchObject({ code: 'CEPH_CONFIG' });
+    expect(err).toBeInstanceOf(CephAuthError);
+    expect(err).toMatchObject({ code: 'CEPH_AUTH' });
     expect(err.message).toContain(`the keyring ${adminOnly} (from [global] keyring in ${conf}) holds no key for client.glance`);
     expect(err.message).toContain('[client.glance] keyring =');
     expect(JSON.stringify(err) + err.message).not.toContain('AQBx5FNh');
@@ -120,7 +120,7 @@ describe('CephCluster', () => {
   it('names the keyring search when ceph.conf names none and no default exists', async () => {
     const conf = confVariant('no-keyring-at-all', (t) => t.replace(/\[client\.glance\]\nkeyring = .*\n/, '').replace(/^keyring = .*\n/m, ''));
     await expect(CephCluster.connect({ confPath: conf, user: 'glance' })).rejects.toMatchObject({
-      code: 'CEPH_CONFIG',
+      code: 'CEPH_AUTH',
       message: expect.stringContaining('names no keyring for client.glance'),
     });
   });
@@ -130,12 +130,12 @@ describe('CephCluster', () => {
       t.replace(/\[client\.glance\]\nkeyring = .*\n/, `[client.glance]\nkeyring = ${scratch}/nowhere.keyring\n`),
     );
     const err = (await CephCluster.connect({ confPath: conf, user: 'glance' }).catch((e: unknown) => e)) as Error;
-    expect(err).toMatchObject({ code: 'CEPH_CONFIG' });
+    expect(err).toMatchObject({ code: 'CEPH_AUTH' });
     expect(err.message).toContain(`${scratch}/nowhere.keyring`);
     expect(err.message).toContain('[client.glance] keyring');
     const store = new RbdStore({ confPath: conf, user: 'glance', pool: 'images' });
     await expect(store.add(uniqueName('nokeyring'), [Buffer.alloc(1)])).rejects.toMatchObject({
-      code: 'STORE_UNAVAILABLE',
+      code: 'CEPH_AUTH',
       message: expect.stringContaining('nowhere.keyring'),
     });
   });
@@ -143,20 +143,20 @@ describe('CephCluster', () => {
   it('reports an explicit keyring path that does not exist, and a missing ceph.conf', async () => {
     await expect(
       CephCluster.connect({ confPath: a.conf, user: 'glance', keyring: `${scratch}/missing.keyring` }),
-    ).rejects.toMatchObject({ code: 'CEPH_CONFIG' });
+    ).rejects.toMatchObject({ code: 'CEPH_AUTH' });
     await expect(CephCluster.connect({ confPath: `${scratch}/missing.conf`, user: 'glance' })).rejects.toMatchObject({
       code: 'CEPH_CONFIG',
       message: expect.stringContaining('does not exist'),
     });
   });
 
-  it('surfaces a key cephx rejects as PERMISSION, without echoing the key', async () => {
+  it('surfaces a key cephx rejects as CEPH_AUTH, without echoing the key', async () => {
     const key = 'AQBx5FNhAAAAABAAtAn1Swme3Q1vC1KZ2fNtwQ==';
     const keyring = join(scratch, 'wrong.keyring');
     writeFileSync(keyring, `[client.glance]\n\tkey = ${key}\n`);
     const store = new RbdStore({ confPath: a.conf, user: 'glance', pool: 'images', keyring, connectTimeoutMs: 5000 });
     const err = (await store.add(uniqueName('wrongkey'), [Buffer.alloc(1)]).catch((e: unknown) => e)) as Error;
-    expect(err).toMatchObject({ code: 'PERMISSION' });
+    expect(err).toMatchObject({ code: 'CEPH_AUTH' });
     expect(JSON.stringify(err) + err.message).not.toContain(key);
   });
 
@@ -164,7 +164,7 @@ describe('CephCluster', () => {
     const conf = confVariant('dead-mon', (t) => t.replace(/mon host = .*/, 'mon host = v2:127.0.0.1:47299'));
     const started = Date.now();
     const store = new RbdStore({ confPath: conf, user: 'glance', pool: 'images', connectTimeoutMs: 2000 });
-    await expect(store.getSize(`rbd://${a.fsid}/images/x/snap`)).rejects.toMatchObject({ code: 'STORE_UNAVAILABLE' });
+    await expect(store.getSize(`rbd://${a.fsid}/images/x/snap`)).rejects.toMatchObject({ code: 'CEPH_UNREACHABLE' });
     expect(Date.now() - started).toBeLessThan(15_000);
   });
 });

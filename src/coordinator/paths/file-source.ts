@@ -1,14 +1,14 @@
 // A file as a snapshot source: what its first bytes say it is (only raw can be stored as a raw image), and
 // its bytes as a stream that reports progress and stops when the run is told to.
 import { createReadStream } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { codeOf } from '../../errors.js';
 import { BadSourceError, SourceNotFoundError } from '../errors.js';
 import { errorText } from '../events.js';
 
 /** What a file's first bytes say it is: `raw` unless it carries a known image format's magic. */
 export async function sniffFile(path: string): Promise<string> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await open(path, 'r');
   } catch (err) {

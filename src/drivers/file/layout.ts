@@ -21,7 +21,8 @@ export function pendingName(imageId: string): string {
 /** The image id a directory entry marks, or null. */
 export function imageIdOfPendingName(name: string): string | null {
   const m = /^\.(.+)\.snapstore-pending$/.exec(name);
-  return m && isImageName(m[1]!) ? m[1]! : null;
+  const id = m?.[1];
+  return id !== undefined && isImageName(id) ? id : null;
 }
 
 /** A temporary file `add` (or a mark update) writes through: `.<id>.<random>.tmp`. */

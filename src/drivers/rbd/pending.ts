@@ -70,8 +70,7 @@ export async function listMarks(io: Ioctx, locationOf: (name: string) => string)
   const found: PendingEntry[] = [];
   let next = 0;
   const worker = async () => {
-    while (next < names.length) {
-      const name = names[next++]!;
+    for (let name = names[next++]; name !== undefined; name = names[next++]) {
       const marker = await readMark(io, name);
       if (marker !== null) found.push({ imageId: name, location: locationOf(name), marker });
     }

@@ -12,7 +12,7 @@
 // nothing, when there are any (trashed clones included). Likewise other snapshots on the image are
 // refused before `snap` is touched, where glance_store would remove `snap` and then fail.
 import type { Readable } from 'node:stream';
-import { CephCluster, type Image, type Ioctx } from '../../ceph/index.js';
+import { CephCluster, isCephConnectionError, type Image, type Ioctx } from '../../ceph/index.js';
 import { hasCode } from '../../errors.js';
 import { checkImageId, formatRbdLocation, parseRbdLocation } from '../../location.js';
 import {
@@ -137,7 +137,8 @@ export class RbdStore implements Store {
       timeoutMs: this.config.connectTimeoutMs,
     }).catch((err: unknown) => {
       this.connection = null;
-      throw mapRbdError(err, `connecting to Ceph as client.${this.config.user} (${this.config.confPath})`);
+      // CEPH_AUTH / CEPH_UNREACHABLE / CEPH_CONFIG already name the user, the files and the fix: kept as they are.
+      throw isCephConnectionError(err) ? err : mapRbdError(err, `connecting to Ceph as client.${this.config.user} (${this.config.confPath})`);
     });
     return this.connection;
   }
@@ -163,7 +164,10 @@ export class RbdStore implements Store {
     const io = await this.markIoctx();
     const what = `looking up ${this.pool}/${imageId}`;
     try {
-      return await unlessMissing(what, { pool: this.pool, image: imageId }, false, async () => (await io.statImage(imageId), true));
+      return await unlessMissing(what, { pool: this.pool, image: imageId }, false, async () => {
+        await io.statImage(imageId);
+        return true;
+      });
     } catch (err) {
       // Opening a clone opens its parent too; a user who may not read the parent's pool still sees the name.
       if (!hasCode(err, 'PERMISSION')) throw err;
