@@ -68,6 +68,15 @@ describe('omap write ops', () => {
     await expect(rbd.writeOp(io, OID, [{ op: 'assertExists' }, { op: 'omapSet', entries: { a: 'b' } }])).rejects.toBeInstanceOf(rbd.NotFoundError);
   });
 
+  it('refuses names with NUL, which C would truncate to another name, and creates nothing', async () => {
+    const base = uniqueName('napi-nul');
+    await expect(io.createImage(`${base}\0tail`, 4 * 1024 * 1024)).rejects.toBeInstanceOf(rbd.InvalidArgumentError);
+    await expect(io.openImage(`${base}\0`)).rejects.toBeInstanceOf(rbd.InvalidArgumentError);
+    await expect(rbd.writeOp(io, `${OID}\0x`, [{ op: 'create', exclusive: false }])).rejects.toBeInstanceOf(rbd.InvalidArgumentError);
+    await expect(rbd.writeOp(io, OID, [{ op: 'omapSet', entries: { 'k\0': 'v' } }])).rejects.toBeInstanceOf(rbd.InvalidArgumentError);
+    expect((await io.listImages()).filter((n) => n.startsWith(base))).toEqual([]);
+  });
+
   it('checks arguments in JS before reaching C', async () => {
     await expect(rbd.writeOp(io, OID, [])).rejects.toBeInstanceOf(rbd.InvalidArgumentError);
     await expect(rbd.writeOp(io, '', [{ op: 'remove' }])).rejects.toBeInstanceOf(rbd.InvalidArgumentError);
