@@ -2,15 +2,18 @@
 # A real glance-api (sqlite, no keystone: every request is admin) on 127.0.0.1 against the `images` pool of
 # a cluster started by ceph-cluster.sh, as client.glance, thin provisioning on.
 #
-#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations]
+#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store]
 #   scripts/glance-api.sh stop DIR
 #
 # start prints `url=...` and writes it to DIR/glance.env. show_multiple_locations is on (needed to
-# register locations in Zed) unless --no-multiple-locations. The server runs in its own session; stop
-# signals that process group by the PID recorded in DIR/glance-api.pid.
+# register locations in Zed) unless --no-multiple-locations. --size-cap sets image_size_cap (larger
+# uploads answer 413). --multi-store configures two stores by id, as multi-store deployments do
+# (`enabled_backends = ceph:rbd, local:file`, default `ceph`; `local` keeps files in DIR/local and, unlike
+# the rbd store, serves byte ranges). The server runs in its own session; stop signals that process group
+# by the PID recorded in DIR/glance-api.pid.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] | stop DIR" >&2; exit 2; }
 
 alive() {
   local pid=$1 state
@@ -35,19 +38,44 @@ cmd_stop() {
 
 cmd_start() {
   local dir=$1 port=$2 ceph_dir=$3; shift 3
-  local multiple=True arg
-  for arg in "$@"; do
-    case $arg in
+  local multiple=True size_cap=1099511627776 multi=0
+  while [[ $# -gt 0 ]]; do
+    case $1 in
       --no-multiple-locations) multiple=False ;;
+      --size-cap) [[ ${2:-} =~ ^[0-9]+$ ]] || usage; size_cap=$2; shift ;;
+      --multi-store) multi=1 ;;
       *) usage ;;
     esac
+    shift
   done
   [[ $port =~ ^[0-9]+$ ]] || usage
   [[ -r $ceph_dir/ceph.conf ]] || { echo "no ceph.conf in $ceph_dir" >&2; exit 2; }
-  mkdir -p "$dir"/{staging,image-cache,locks,tasks}
+  mkdir -p "$dir"/{staging,image-cache,locks,tasks,local}
   dir=$(cd "$dir" && pwd)
   ceph_dir=$(cd "$ceph_dir" && pwd)
   local conf=$dir/glance-api.conf
+  # The rbd store's options: in [glance_store] for a single store, in the store's own section for multi-store.
+  local rbd_options="rbd_store_pool = images
+rbd_store_user = glance
+rbd_store_ceph_conf = $ceph_dir/ceph.conf
+rbd_store_chunk_size = 8
+rbd_thin_provisioning = True
+rados_connect_timeout = 10"
+  local backends="" stores
+  if [[ $multi -eq 1 ]]; then
+    backends="enabled_backends = ceph:rbd, local:file"
+    stores="[glance_store]
+default_backend = ceph
+[ceph]
+$rbd_options
+[local]
+filesystem_store_datadir = $dir/local"
+  else
+    stores="[glance_store]
+stores = rbd,http
+default_store = rbd
+$rbd_options"
+  fi
   cat >"$conf" <<EOF
 [DEFAULT]
 bind_host = 127.0.0.1
@@ -58,6 +86,8 @@ show_multiple_locations = $multiple
 node_staging_uri = file://$dir/staging
 image_cache_dir = $dir/image-cache
 use_keystone_limits = False
+image_size_cap = $size_cap
+$backends
 log_file = $dir/glance-api.log
 [database]
 connection = sqlite:///$dir/glance.sqlite
@@ -69,15 +99,7 @@ lock_path = $dir/locks
 [oslo_policy]
 enforce_scope = False
 enforce_new_defaults = False
-[glance_store]
-stores = rbd,http
-default_store = rbd
-rbd_store_pool = images
-rbd_store_user = glance
-rbd_store_ceph_conf = $ceph_dir/ceph.conf
-rbd_store_chunk_size = 8
-rbd_thin_provisioning = True
-rados_connect_timeout = 10
+$stores
 [os_glance_staging_store]
 filesystem_store_datadir = $dir/staging
 [os_glance_tasks_store]

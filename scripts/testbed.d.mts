@@ -21,11 +21,14 @@ export function stopCluster(dir: string): Promise<void>;
  * Starts a glance-api under `dir` on a free port, storing into the cluster under `cephDir`.
  * @param {string} dir
  * @param {string} cephDir
- * @param {{ multipleLocations?: boolean }} [opts]
+ * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean }} [opts]
+ *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store
  * @returns {Promise<GlanceInfo>}
  */
-export function startGlance(dir: string, cephDir: string, { multipleLocations }?: {
+export function startGlance(dir: string, cephDir: string, { multipleLocations, sizeCap, multiStore }?: {
     multipleLocations?: boolean;
+    sizeCap?: number;
+    multiStore?: boolean;
 }): Promise<GlanceInfo>;
 /** @param {string} dir @returns {Promise<void>} */
 export function stopGlance(dir: string): Promise<void>;

@@ -6,10 +6,16 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { leftovers, NOTHING, rbd, testbed, uniqueName } from '../support/testbed.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { CoordinatorEvent, SnapshotResult } from '../../src/coordinator/index.js';
+import { withFaults, type FaultPoint } from '../../src/coordinator/faults.js';
+import { coordinator, deleteGlanceImage, rbdTarget, sourceConfig } from '../coordinator/helpers.js';
+import { leftoversOf, resultLeaves } from '../support/leftovers.js';
+import { ownTestbed } from '../support/own-bed.js';
+import { rbd, uniqueName, type ClusterInfo } from '../support/testbed.js';
 
-const env = testbed();
+const env = ownTestbed({ glance: true });
+const leftovers = leftoversOf(env);
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'snapstore-cli-'));
 
@@ -41,10 +47,19 @@ function conf(name: string, text: string): string {
   return p;
 }
 
-const a = env.clusters.a;
-const novaConf = conf('nova.conf', `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
-const novaRoConf = conf('nova-ro.conf', `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova-ro\n`);
-const fileStoreConf = conf('glance-file.conf', `[glance_store]\ndefault_store = file\nfilesystem_store_datadir = ${dir}/images\n`);
+// The config files' paths are known at collection time (the usage cases name them); their contents name
+// this file's own test bed, which exists once its beforeAll has run.
+let a: ClusterInfo;
+const novaConf = join(dir, 'nova.conf');
+const novaRoConf = join(dir, 'nova-ro.conf');
+const fileStoreConf = join(dir, 'glance-file.conf');
+const fileStoreDir = join(dir, 'images');
+beforeAll(() => {
+  a = env.clusters.a;
+  conf('nova.conf', `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
+  conf('nova-ro.conf', `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova-ro\n`);
+  conf('glance-file.conf', `[glance_store]\ndefault_store = file\nfilesystem_store_datadir = ${fileStoreDir}\n`);
+});
 
 function expectCleanFailure(r: Run, code: 1 | 2, errorCode: string): void {
   expect(r.code).toBe(code);
@@ -102,11 +117,15 @@ describe('snapstore add/get/size/delete', () => {
   const data = Buffer.concat([randomBytes(1 << 20), Buffer.alloc(3 << 20), randomBytes(12345)]);
   const input = join(dir, 'input.raw');
   writeFileSync(input, data);
-  const rbdStoreConf = conf('glance-rbd.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = glance\nrbd_store_ceph_conf = ${a.conf}\n`);
+  const rbdStoreConf = join(dir, 'glance-rbd.conf');
+  beforeAll(() => {
+    conf('glance-rbd.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = glance\nrbd_store_ceph_conf = ${a.conf}\n`);
+  });
 
   for (const [name, config] of [['file', fileStoreConf], ['rbd', rbdStoreConf]] as const) {
     it(`round-trips an image through the ${name} store`, async () => {
       const id = uniqueName('cli-add');
+      const nothing = await leftovers.snapshot({ dirs: [fileStoreDir] });
       const added = await snapstore(['add', input, '--image-id', id, '--config', config, '--json']);
       expect(added.stderr).toBe('');
       expect(added.code).toBe(0);
@@ -128,7 +147,7 @@ describe('snapstore add/get/size/delete', () => {
       expectCleanFailure(await snapstore(['size', result.location, '--config', config]), 2, 'NOT_FOUND');
       expectCleanFailure(await snapstore(['get', result.location, '-o', join(dir, `${id}.again`), '--config', config]), 2, 'NOT_FOUND');
       expect(existsSync(join(dir, `${id}.again`))).toBe(false);
-      if (name === 'rbd') expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+      await leftovers.expectUnchanged(nothing);
     });
   }
 });
@@ -144,6 +163,7 @@ describe('snapstore check and snapshot', () => {
   it('checks, then snapshots directly into Glance with the operator files', async () => {
     const name = await disk();
     const source = `rbd://${a.fsid}/vms/${name}`;
+    const nothing = await leftovers.snapshot();
     try {
       const plan = await snapstore(['check', source, '--config', novaConf, '--config', env.glance.conf, '--json']);
       expect(plan.code).toBe(0);
@@ -160,8 +180,9 @@ describe('snapstore check and snapshot', () => {
       expect(result.location).toBe(`rbd://${a.fsid}/images/${result.imageId}/snap`);
       const image = (await (await fetch(`${env.glance.url}/v2/images/${result.glance.id}`)).json()) as { direct_url: string; size: number };
       expect(image.direct_url).toBe(result.location);
-      await fetch(`${env.glance.url}/v2/images/${result.glance.id}`, { method: 'DELETE' });
-      expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
+      await leftovers.expectUnchanged(nothing, resultLeaves(result as unknown as SnapshotResult, env.glance.url));
+      await deleteGlanceImage(env.glance.url, result.glance.id);
+      await leftovers.expectUnchanged(nothing);
     } finally {
       await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
     }
@@ -170,6 +191,7 @@ describe('snapstore check and snapshot', () => {
   it('copies into a file store with --checksums inline and prints them; the default (no Glance) computes none', async () => {
     const name = await disk();
     const source = `rbd://${a.fsid}/vms/${name}`;
+    const nothing = await leftovers.snapshot({ dirs: [fileStoreDir] });
     try {
       const noGlance = conf('nova-no-glance.conf', `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n`);
       const inline = await snapstore(['snapshot', source, '--mode', 'copy', '--checksums', 'inline', '--config', noGlance, '--config', fileStoreConf, '--json']);
@@ -188,7 +210,7 @@ describe('snapstore check and snapshot', () => {
       expect(p.checksums).toBeNull();
       expect(readFileSync(fileURLToPath(p.location)).equals(bytes)).toBe(true);
       for (const loc of [r.location, p.location]) expect((await snapstore(['delete', loc, '--config', fileStoreConf])).code).toBe(0);
-      expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
+      await leftovers.expectUnchanged(nothing);
     } finally {
       await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
     }
@@ -210,33 +232,68 @@ describe('snapstore check and snapshot', () => {
 
   it('fails a missing disk with exit 2 and leaves nothing behind', async () => {
     const missing = uniqueName('cli-missing');
+    const nothing = await leftovers.snapshot();
     const r = await snapstore(['snapshot', `rbd://${a.fsid}/vms/${missing}`, '--config', novaConf, '--config', env.glance.conf]);
     expectCleanFailure(r, 2, 'SOURCE_NOT_FOUND');
-    expect(await leftovers(a, 'images', missing)).toEqual(NOTHING);
-    const images = (await (await fetch(`${env.glance.url}/v2/images?name=${missing}`)).json()) as { images: unknown[] };
-    expect(images.images).toEqual([]);
+    await leftovers.expectUnchanged(nothing);
   });
 
-  it('gc --dry-run lists without removing', async () => {
-    const r = await snapstore(['gc', '--dry-run', '--config', novaConf, '--config', env.glance.conf, '--json']);
-    expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as { dryRun: boolean; removed: unknown[] };
+  it('gc --dry-run lists a dead run\'s leftovers without removing them; gc then removes them', async () => {
+    // A real leftover: the run record of a finished snapshot that could not be removed at the end (injected),
+    // of a run whose process has since gone (its record names a process start time that no process has).
+    const name = await disk();
+    const events: CoordinatorEvent[] = [];
+    const c = coordinator(withFaults({ source: sourceConfig(a), target: rbdTarget(a) }, (p: FaultPoint) => {
+      if (p.step === 'unrecord' && p.when === 'before') throw new Error('injected: the run record stays');
+    }), events);
+    let imageId = '';
+    try {
+      imageId = (await c.snapshot(`rbd://${a.fsid}/vms/${name}`)).imageId;
+    } finally {
+      await c.close();
+    }
+    const [runId] = events.flatMap((e) => (e.type === 'run' ? [e.runId] : []));
+    const key = `snapstore.run.${runId}`;
+    const record = JSON.parse((await rbd(a, ['image-meta', 'get', `vms/${name}`, key])).trim()) as { owner: object };
+    await rbd(a, ['image-meta', 'set', `vms/${name}`, key, JSON.stringify({ ...record, owner: { ...record.owner, pidStart: 'gone' } })], 'nova');
+    const planted = await leftovers.snapshot();
+    expect(planted.listing.rbd[a.fsid]!.vms!.images[name]).toEqual({ snapshots: [], meta: [key] });
+
+    const dry = await snapstore(['gc', '--dry-run', '--older-than', '0', '--config', novaConf, '--config', env.glance.conf, '--json']);
+    expect(dry.code).toBe(0);
+    const report = JSON.parse(dry.stdout) as { dryRun: boolean; found: Array<{ kind: string; runId: string }>; removed: unknown[] };
     expect(report.dryRun).toBe(true);
+    expect(report.found.map((l) => l.runId)).toEqual(report.found.map(() => runId));
+    expect(report.found.map((l) => l.kind)).toContain('run-record');
     expect(report.removed).toEqual([]);
+    await leftovers.expectUnchanged(planted);
+
+    const real = await snapstore(['gc', '--older-than', '0', '--config', novaConf, '--config', env.glance.conf, '--json']);
+    expect(real.code).toBe(0);
+    expect((JSON.parse(real.stdout) as { removed: Array<{ kind: string }> }).removed.map((l) => l.kind)).toContain('run-record');
+    const after = await leftovers.snapshot();
+    expect(after.listing.rbd[a.fsid]!.vms!.images[name]).toEqual({ snapshots: [], meta: [] });
+    // The snapshot itself was finished: gc leaves the image alone.
+    expect(after.listing.rbd[a.fsid]!.images!.images[imageId]).toEqual({ snapshots: ['user:snap'], meta: [] });
   });
 });
 
 
 describe('snapstore flattener', () => {
   // The image store's user must read `vms` while an instant snapshot is pending (the test bed's glance may not).
-  const novaOnly = conf('nova-instant.conf', `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n`);
-  const storeAsNova = conf('glance-as-nova.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = nova\nrbd_store_ceph_conf = ${a.conf}\n`);
+  const novaOnly = join(dir, 'nova-instant.conf');
+  const storeAsNova = join(dir, 'glance-as-nova.conf');
+  beforeAll(() => {
+    conf('nova-instant.conf', `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n`);
+    conf('glance-as-nova.conf', `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = nova\nrbd_store_ceph_conf = ${a.conf}\n`);
+  });
 
   it('finishes an instant snapshot (snapshot --flatten background, then flattener --once); a polling flattener stops on SIGTERM', async () => {
     const name = uniqueName('cli-instant');
     await rbd(a, ['create', `vms/${name}`, '--size', '64M'], 'nova');
     await rbd(a, ['bench', '--io-type', 'write', '--io-size', '1M', '--io-total', '8M', '--io-pattern', 'rand', `vms/${name}`], 'nova');
     const cfg = ['--config', novaOnly, '--config', storeAsNova];
+    const nothing = await leftovers.snapshot();
     let id = '';
     try {
       const check = await snapstore(['check', `vms/${name}`, ...cfg]);
@@ -263,11 +320,10 @@ describe('snapstore flattener', () => {
       expect(once.code).toBe(0);
       expect(JSON.parse(once.stdout)).toEqual({ flattened: [id], skipped: [], failed: [] });
       expect(JSON.parse(await rbd(a, ['info', `images/${id}`, '--format', 'json'])).parent).toBeUndefined();
-      expect(await leftovers(a, 'vms', name)).toEqual({ images: [name], snapshots: [], trash: [] });
       expect((await snapstore(['delete', result.location, ...cfg])).code).toBe(0);
+      await leftovers.expectUnchanged(nothing);
     } finally {
       await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
   });
 });

@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { CoordinatorEvent } from '../../src/coordinator/index.js';
 import { startGlance, stopGlance } from '../../scripts/testbed.mjs';
-import { rbd, testbed, uniqueName } from '../support/testbed.js';
+import { leftoversOf, producedBy } from '../support/leftovers.js';
+import { ownTestbed } from '../support/own-bed.js';
+import { rbd, uniqueName } from '../support/testbed.js';
 import {
   coordinator,
   deleteGlanceImage,
-  expectClean,
   exportMd5,
-  glanceStatus,
   imageInfo,
   makeDisk,
   rbdTarget,
@@ -24,7 +24,8 @@ import {
   usedBytes,
 } from './helpers.js';
 
-const env = testbed();
+const env = ownTestbed({ glance: true });
+const leftovers = leftoversOf(env);
 const MiB = 1024 * 1024;
 const scratch = mkdtempSync(join(tmpdir(), 'coord-copy-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -36,6 +37,7 @@ describe('copy path', () => {
     const disk = uniqueName('coord-xcluster');
     const source = await makeDisk(a, disk, 256, 16);
     const before = await exportMd5(a, `vms/${disk}`);
+    const nothing = await leftovers.snapshot();
     const events: CoordinatorEvent[] = [];
     const c = coordinator({ source: sourceConfig(a), target: rbdTarget(b) }, events);
     try {
@@ -58,7 +60,7 @@ describe('copy path', () => {
       const allocated = events.find((e) => e.type === 'progress' && e.phase === 'allocated');
       expect(allocated).toMatchObject({ total: 256 * MiB });
       expect((allocated as { done: number }).done).toBeLessThanOrEqual(sourceUsed);
-      await expectClean(a, disk, []);
+      await leftovers.expectUnchanged(nothing, producedBy(events));
       await removeImage(b, `images/${result.imageId}`);
     } finally {
       await c.close();
@@ -70,6 +72,7 @@ describe('copy path', () => {
     const disk = uniqueName('coord-ro');
     const source = await makeDisk(a, disk, 64, 8);
     const before = await exportMd5(a, `vms/${disk}`);
+    const nothing = await leftovers.snapshot();
     const events: CoordinatorEvent[] = [];
     const c = coordinator({ source: sourceConfig(a, 'nova-ro'), target: rbdTarget(a) }, events);
     try {
@@ -87,7 +90,7 @@ describe('copy path', () => {
       expect(result.fallbackReason).toContain('may not create images');
       expect(await exportMd5(a, `images/${result.imageId}@snap`)).toBe(before);
       expect((await imageInfo(a, `images/${result.imageId}`)).parent).toBeUndefined();
-      await expectClean(a, disk, [], {});
+      await leftovers.expectUnchanged(nothing, producedBy(events));
       await removeImage(a, `images/${result.imageId}`);
     } finally {
       await c.close();
@@ -101,12 +104,14 @@ describe('copy path', () => {
     await rbd(a, ['snap', 'create', `vms/${disk}@mine`], 'nova');
     const atSnap = await exportMd5(a, `vms/${disk}@mine`);
     await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', '8M', `vms/${disk}`], 'nova');
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(env.clusters.b) });
+    const nothing = await leftovers.snapshot();
+    const events: CoordinatorEvent[] = [];
+    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(env.clusters.b) }, events);
     try {
       const result = await c.snapshot(`rbd://${a.fsid}/vms/${disk}/mine`);
       expect(await exportMd5(env.clusters.b, `images/${result.imageId}@snap`)).toBe(atSnap);
       expect((await snaps(a, `vms/${disk}`)).map((s) => s.name)).toEqual(['mine']);
-      await expectClean(a, disk, [], { keepSnaps: ['mine'] });
+      await leftovers.expectUnchanged(nothing, producedBy(events));
       await removeImage(env.clusters.b, `images/${result.imageId}`);
     } finally {
       await c.close();
@@ -118,7 +123,9 @@ describe('copy path', () => {
     const file = join(scratch, 'disk.raw');
     writeFileSync(file, data);
     const dataDir = join(scratch, 'store');
-    const c = coordinator({ target: { kind: 'file', dataDir } });
+    const nothing = await leftovers.snapshot({ dirs: [dataDir] });
+    const events: CoordinatorEvent[] = [];
+    const c = coordinator({ target: { kind: 'file', dataDir } }, events);
     try {
       const result = await c.snapshot(`file://${file}`);
       expect(result).toMatchObject({ method: 'copy', sizeBytes: data.length, location: `file://${join(dataDir, result.imageId)}` });
@@ -128,6 +135,8 @@ describe('copy path', () => {
       await expect(c.snapshot(`file://${qcow}`)).rejects.toMatchObject({ code: 'BAD_SOURCE' });
       await expect(c.snapshot(`file://${join(scratch, 'nope')}`)).rejects.toMatchObject({ code: 'SOURCE_NOT_FOUND' });
       await expect(c.snapshot('rbd://x/y')).rejects.toMatchObject({ code: 'BAD_SOURCE' });
+      // The image file and nothing else: no pending mark, no partial file of the refused sources.
+      await leftovers.expectUnchanged(nothing, producedBy(events));
     } finally {
       await c.close();
     }
@@ -141,8 +150,11 @@ describe('copy path', () => {
     const source = await makeDisk(a, disk, 96, 24);
     const md5 = await exportMd5(a, `vms/${disk}`);
     const sha512 = createHash('sha512').update(execFileSync('rbd', ['-c', a.conf, 'export', '--no-progress', `vms/${disk}`, '-'], { maxBuffer: 128 * MiB })).digest('hex');
-    const withGlance = coordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: env.glance.url } });
-    const noGlance = coordinator({ source: sourceConfig(a), target: rbdTarget(b) });
+    const nothing = await leftovers.snapshot();
+    const glanceEvents: CoordinatorEvent[] = [];
+    const plainEvents: CoordinatorEvent[] = [];
+    const withGlance = coordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: env.glance.url } }, glanceEvents);
+    const noGlance = coordinator({ source: sourceConfig(a), target: rbdTarget(b) }, plainEvents);
     const glanceImage = async (id: string) =>
       (await (await fetch(`${env.glance.url}/v2/images/${id}`)).json()) as { checksum: string | null; os_hash_value: string | null; status: string };
     try {
@@ -160,9 +172,10 @@ describe('copy path', () => {
       expect(inline.checksums).toEqual({ checksum: md5, multihash: sha512, hashAlgo: 'sha512' });
       await expect(noGlance.snapshot(source, { checksums: 'sometimes' as 'auto' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
 
+      await leftovers.expectUnchanged(nothing, [...producedBy(glanceEvents, env.glance.url), ...producedBy(plainEvents)]);
       for (const r of [auto, off]) await deleteGlanceImage(env.glance.url, r.imageId);
       await removeImage(b, `images/${inline.imageId}`);
-      await expectClean(a, disk, []);
+      await leftovers.expectUnchanged(nothing);
     } finally {
       await withGlance.close();
       await noGlance.close();
@@ -176,6 +189,7 @@ describe('copy path', () => {
     try {
       const source = await makeDisk(a, disk, 64, 8);
       const before = await exportMd5(a, `vms/${disk}`);
+      const nothing = await leftovers.snapshot({ glance: [glance.url] });
       const events: CoordinatorEvent[] = [];
       const c = coordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: glance.url } }, events);
       try {
@@ -188,12 +202,11 @@ describe('copy path', () => {
         expect(await exportMd5(a, `images/${result.imageId}@snap`)).toBe(before);
         const plan = await c.check(source);
         expect(plan.reasons).toContainEqual(expect.objectContaining({ code: 'GLANCE_LOCATIONS', ok: false }));
-        // The direct attempt's Glance image was deleted; only the final one is left.
-        const named = (await (await fetch(`${glance.url}/v2/images?name=${disk}`)).json()) as { images: Array<{ id: string }> };
-        expect(named.images.map((i) => i.id)).toEqual([result.imageId]);
-        await expectClean(a, disk, []);
+        // The direct attempt's clone and Glance image were deleted; only the final one is left.
+        expect(events.filter((e) => e.type === 'run')).toHaveLength(2);
+        await leftovers.expectUnchanged(nothing, producedBy(events, glance.url));
         await deleteGlanceImage(glance.url, result.imageId);
-        expect(await glanceStatus(glance.url, result.imageId)).toBe('absent');
+        await leftovers.expectUnchanged(nothing);
       } finally {
         await c.close();
       }

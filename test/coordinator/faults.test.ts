@@ -11,13 +11,13 @@ import { LocationsNotAllowed } from '../../src/glance/errors.js';
 import type { CoordinatorEvent, SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
 import { COPY_STEPS, DIRECT_STEPS, withFaults, type FaultPoint, type StepName } from '../../src/coordinator/faults.js';
 import { freePort, startGlance, stopGlance } from '../../scripts/testbed.mjs';
-import { rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
+import { leftoversOf, producedBy } from '../support/leftovers.js';
+import { ownTestbed } from '../support/own-bed.js';
+import { rbd, rbdJson, uniqueName } from '../support/testbed.js';
 import {
   coordinator,
   deleteGlanceImage,
-  expectClean,
   exportMd5,
-  glanceImagesNamed,
   glanceStatus,
   makeDisk,
   rbdTarget,
@@ -25,7 +25,10 @@ import {
   sourceConfig,
 } from './helpers.js';
 
-const env = testbed();
+const env = ownTestbed({ glance: true });
+const leftovers = leftoversOf(env);
+/** The own test bed's clone formats (needed at collection time, before it starts). */
+const CLONE_FORMAT = { a: 2, b: 1 } as const;
 
 /** An I/O error as ceph-rbd-napi reports one (no closer class: copying would not help). */
 function ioError(step: string): Error {
@@ -74,39 +77,36 @@ function failAt(step: StepName, when: FaultPoint['when'], error: (step: string) 
   };
 }
 
-async function expectNoGlanceImage(url: string, name: string): Promise<void> {
-  expect(await glanceImagesNamed(url, name)).toEqual([]);
-}
-
 describe.each([
   ['a', true],
   ['b', false],
 ] as const)('direct path on cluster %s: a failure at each step', (clusterName, withGlance) => {
-  const cluster: ClusterInfo = env.clusters[clusterName];
+  const cluster = () => env.clusters[clusterName];
   const disk = uniqueName(`coord-fault-${clusterName}`);
   let source = '';
   let content = '';
   const options = (): SnapshotCoordinatorOptions => ({
-    source: sourceConfig(cluster),
-    target: rbdTarget(cluster),
+    source: sourceConfig(cluster()),
+    target: rbdTarget(cluster()),
     ...(withGlance ? { glance: { endpoint: env.glance.url } } : {}),
   });
   let shared: ReturnType<typeof faultyCoordinator>;
 
   beforeAll(async () => {
-    source = await makeDisk(cluster, disk, 32, 8);
-    content = await exportMd5(cluster, `vms/${disk}`);
+    expect(cluster().cloneFormat).toBe(CLONE_FORMAT[clusterName]);
+    source = await makeDisk(cluster(), disk, 32, 8);
+    content = await exportMd5(cluster(), `vms/${disk}`);
     shared = faultyCoordinator(options());
   });
   afterAll(async () => {
     await shared.close();
-    expect(await exportMd5(cluster, `vms/${disk}`)).toBe(content);
+    expect(await exportMd5(cluster(), `vms/${disk}`)).toBe(content);
   });
 
   const steps: StepName[] = DIRECT_STEPS.filter((s) => {
     if (s === 'unrecord') return false;
     if (!withGlance && s.startsWith('glance-')) return false;
-    if (cluster.cloneFormat === 2 && (s === 'snap-protect' || s === 'snap-unprotect')) return false;
+    if (CLONE_FORMAT[clusterName] === 2 && (s === 'snap-protect' || s === 'snap-unprotect')) return false;
     return true;
   });
   const cases: Array<[StepName, FaultPoint['when']]> = [
@@ -119,12 +119,12 @@ describe.each([
 
   it.each(cases)('%s (%s): SNAPSHOT_FAILED and nothing left', async (step, when) => {
     const name = uniqueName('coord-fault-img');
+    const nothing = await leftovers.snapshot();
     const out = await shared.run(source, failAt(step, when), { name });
     expect(out.result).toBeNull();
     expect(out.error).toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step, method: 'direct' }) });
     expect(out.ids).toHaveLength(1);
-    await expectClean(cluster, disk, out.ids);
-    if (withGlance) await expectNoGlanceImage(env.glance.url, name);
+    await leftovers.expectUnchanged(nothing);
   });
 
   it.each([
@@ -136,6 +136,7 @@ describe.each([
       : []),
   ] as const)('%s refused (%#): falls back to copy, nothing of the first attempt left', async (step, error, reason) => {
     const name = uniqueName('coord-fallback-img');
+    const nothing = await leftovers.snapshot();
     // A coordinator of its own: one that saw Glance refuse locations stops trying.
     const out = await runOnce(options(), source, failAt(step as StepName, 'before', error), name);
     expect(out.error).toBeNull();
@@ -145,13 +146,13 @@ describe.each([
     expect(out.ids).toHaveLength(2);
     const [first, final] = out.ids as [string, string];
     expect(out.result!.imageId).toBe(final);
-    expect(await exportMd5(cluster, `images/${final}@snap`)).toBe(content);
-    await expectClean(cluster, disk, [first]);
-    if (withGlance) {
-      expect(await glanceImagesNamed(env.glance.url, name)).toEqual([final]);
-      await deleteGlanceImage(env.glance.url, final);
-    }
-    await removeImage(cluster, `images/${final}`);
+    expect(first).not.toBe(final);
+    expect(await exportMd5(cluster(), `images/${final}@snap`)).toBe(content);
+    // The final image (and its Glance image) only: nothing of the first attempt.
+    await leftovers.expectUnchanged(nothing, producedBy(out.events, env.glance.url));
+    if (withGlance) await deleteGlanceImage(env.glance.url, final);
+    else await removeImage(cluster(), `images/${final}`);
+    await leftovers.expectUnchanged(nothing);
   });
 });
 
@@ -160,6 +161,7 @@ describe('the run record cannot be removed at the end', () => {
     const a = env.clusters.a;
     const disk = uniqueName('coord-unrecord');
     const source = await makeDisk(a, disk, 32, 4);
+    const nothing = await leftovers.snapshot();
     const out = await runOnce({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: env.glance.url } }, source, failAt('unrecord', 'before'), disk);
     expect(out.error).toBeNull();
     expect(out.result).toMatchObject({ method: 'direct', glance: { status: 'active' } });
@@ -177,30 +179,29 @@ describe('the run record cannot be removed at the end', () => {
     } finally {
       await c.close();
     }
-    await expectClean(a, disk, []);
+    await leftovers.expectUnchanged(nothing, producedBy(out.events, env.glance.url));
     expect(await glanceStatus(env.glance.url, id)).toBe('active');
     expect(await exportMd5(a, `images/${id}@snap`)).toBe(await exportMd5(a, `vms/${disk}`));
     await deleteGlanceImage(env.glance.url, id);
+    await leftovers.expectUnchanged(nothing);
   });
 });
 
 describe('copy path: a failure at each step', () => {
-  const a = env.clusters.a;
+  const a = () => env.clusters.a;
   const disk = uniqueName('coord-fault-copy');
   let source = '';
   let content = '';
+  let shared: ReturnType<typeof faultyCoordinator>;
   beforeAll(async () => {
-    source = await makeDisk(a, disk, 32, 8);
-    content = await exportMd5(a, `vms/${disk}`);
+    source = await makeDisk(a(), disk, 32, 8);
+    content = await exportMd5(a(), `vms/${disk}`);
+    shared = faultyCoordinator({ source: sourceConfig(a()), target: rbdTarget(a()), glance: { endpoint: env.glance.url } });
   });
   afterAll(async () => {
-    expect(await exportMd5(a, `vms/${disk}`)).toBe(content);
+    await shared.close();
+    expect(await exportMd5(a(), `vms/${disk}`)).toBe(content);
   });
-  let shared: ReturnType<typeof faultyCoordinator>;
-  beforeAll(() => {
-    shared = faultyCoordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: env.glance.url } });
-  });
-  afterAll(() => shared.close());
   const cases: Array<[StepName, FaultPoint['when']]> = [
     ...COPY_STEPS.filter((s) => s !== 'unrecord').map((s) => [s, 'before'] as [StepName, FaultPoint['when']]),
     ['copy', 'progress'],
@@ -210,33 +211,40 @@ describe('copy path: a failure at each step', () => {
 
   it.each(cases)('%s (%s): SNAPSHOT_FAILED and nothing left', async (step, when) => {
     const name = uniqueName('coord-fault-img');
+    const nothing = await leftovers.snapshot();
     const out = await shared.run(source, failAt(step, when), { mode: 'copy', name });
+    expect(out.result).toBeNull();
     expect(out.error).toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step, method: 'copy' }) });
-    await expectClean(a, disk, out.ids);
-    await expectNoGlanceImage(env.glance.url, name);
+    // The run was seen (its 'run' event), so the failure was at the step, not before the run began.
+    expect(out.ids).toHaveLength(1);
+    await leftovers.expectUnchanged(nothing);
   });
 });
 
 describe('real failures', () => {
-  const a = env.clusters.a;
   const scratch = mkdtempSync(join(tmpdir(), 'coord-real-'));
   afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
   it('Glance unreachable: a typed error before anything is created in Glance, nothing left', async () => {
+    const a = env.clusters.a;
     const disk = uniqueName('coord-glance-down');
     const source = await makeDisk(a, disk, 32, 4);
+    const nothing = await leftovers.snapshot();
     const url = `http://127.0.0.1:${await freePort()}`;
     const out = await runOnce({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: url } }, source, () => {}, disk);
     expect(out.error).toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step: 'glance-create' }) });
     expect((out.error as Error).cause).toMatchObject({ code: 'GLANCE_UNAVAILABLE' });
-    await expectClean(a, disk, out.ids);
+    expect(out.ids).toHaveLength(1);
+    await leftovers.expectUnchanged(nothing);
   });
 
   it('Glance stopped mid-flatten: CLEANUP_FAILED names the Glance image; gc removes it once Glance is back', async () => {
+    const a = env.clusters.a;
     const dir = join(scratch, 'glance-stopped');
     const glance = await startGlance(dir, a.dir);
     const disk = uniqueName('coord-glance-stop');
     const source = await makeDisk(a, disk, 32, 4);
+    const nothing = await leftovers.snapshot({ glance: [glance.url] });
     const stopOnFlatten = async (p: FaultPoint) => {
       if (p.step === 'flatten' && p.when === 'before') await stopGlance(dir);
     };
@@ -261,7 +269,10 @@ describe('real failures', () => {
         await gcCoord.close();
       }
       expect(await glanceStatus(restarted.url, id!)).toBe('absent');
-      await expectClean(a, disk, [id!]);
+      // Same sqlite database, so the same image list: the probe reads it at the restarted Glance's address.
+      nothing.scope.glance = nothing.scope.glance!.map((u) => (u === glance.url ? restarted!.url : u));
+      nothing.listing.glance = Object.fromEntries(Object.entries(nothing.listing.glance).map(([u, l]) => [u === glance.url ? restarted!.url : u, l]));
+      await leftovers.expectUnchanged(nothing);
     } finally {
       await coord.close();
       await stopGlance(dir);
@@ -270,8 +281,10 @@ describe('real failures', () => {
   }, 180_000);
 
   it('cancelled mid-flatten: CANCELLED and nothing left', async () => {
+    const a = env.clusters.a;
     const disk = uniqueName('coord-cancel');
     const source = await makeDisk(a, disk, 128, 64);
+    const nothing = await leftovers.snapshot();
     const events: CoordinatorEvent[] = [];
     const coord = coordinator({ source: sourceConfig(a), target: rbdTarget(a) }, events);
     const ctl = new AbortController();
@@ -285,15 +298,20 @@ describe('real failures', () => {
         })
         .catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'CANCELLED' });
-      const ids = events.flatMap((e) => (e.type === 'run' ? [e.imageId] : []));
-      await expectClean(a, disk, ids);
+      expect(events.filter((e) => e.type === 'run')).toHaveLength(1);
+      await leftovers.expectUnchanged(nothing);
     } finally {
       await coord.close();
     }
   });
 
   it('bad input creates nothing and says what is wrong', async () => {
-    const coord = coordinator({ source: sourceConfig(a), target: rbdTarget(a) });
+    const a = env.clusters.a;
+    // A real disk too, so that a run that went ahead anyway (the bad image id) would have something to snapshot.
+    await makeDisk(a, 'x', 16, 4);
+    const nothing = await leftovers.snapshot();
+    const events: CoordinatorEvent[] = [];
+    const coord = coordinator({ source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: env.glance.url } }, events);
     try {
       await expect(coord.snapshot(`rbd://${a.fsid}/vms/${uniqueName('coord-missing')}`)).rejects.toMatchObject({ code: 'SOURCE_NOT_FOUND' });
       await expect(coord.snapshot(`rbd://${env.clusters.b.fsid}/vms/x`)).rejects.toMatchObject({ code: 'SOURCE_NOT_FOUND' });
@@ -303,5 +321,7 @@ describe('real failures', () => {
     } finally {
       await coord.close();
     }
+    expect(events.filter((e) => e.type === 'run')).toEqual([]);
+    await leftovers.expectUnchanged(nothing);
   });
 });

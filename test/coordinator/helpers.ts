@@ -1,12 +1,13 @@
 // Shared by the coordinator tests: instance disks made with the rbd CLI as nova, content hashes read with
-// `rbd export` (independently of snapstore), coordinator configs for the test bed's users, and the check
-// that nothing was left behind in any pool, trash included, nor in Glance.
+// `rbd export` (independently of snapstore), coordinator configs for the test bed's users, and
+// Glance helpers. What is left behind is checked by test/support/leftovers.ts.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { Cluster } from 'ceph-rbd-napi';
 import { afterAll, expect } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
-import { PROBE_PREFIX, SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
+import { SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
+import { adminOf } from '../support/leftovers.js';
+import { isStopped } from '../support/own-bed.js';
 import { rbd, rbdJson, type ClusterInfo } from '../support/testbed.js';
 
 export function sourceConfig(cluster: ClusterInfo, user = 'nova'): RbdSourceConfig {
@@ -72,87 +73,34 @@ export async function snaps(cluster: ClusterInfo, spec: string): Promise<Array<{
   return rbdJson(cluster, ['snap', 'ls', '--all', spec]);
 }
 
-/** Admin connections that watch the clusters from outside snapstore, one per cluster, closed after the file. */
-const observers = new Map<string, Promise<Cluster>>();
 /** Disks made by makeDisk in this file: removed after it (memstore OSDs hold every byte in RAM). */
 const disks: Array<{ cluster: ClusterInfo; name: string }> = [];
 afterAll(async () => {
-  await Promise.all(disks.splice(0).map((d) => removeImage(d.cluster, `vms/${d.name}`).catch(() => {})));
-  const all = [...observers.values()];
-  observers.clear();
-  await Promise.all(all.map(async (c) => (await c).close()));
+  // A file's own test bed is gone by now (its hooks ran first), and its disks with it.
+  const left = disks.splice(0).filter((d) => !isStopped(d.cluster.conf));
+  await Promise.all(left.map((d) => removeImage(d.cluster, `vms/${d.name}`).catch(() => {})));
 });
-
-function observer(cluster: ClusterInfo): Promise<Cluster> {
-  let c = observers.get(cluster.conf);
-  if (!c) {
-    c = Cluster.connect({ confPath: cluster.conf, user: 'admin' });
-    observers.set(cluster.conf, c);
-  }
-  return c;
-}
-
-/**
- * Nothing of a run is left: no image named by `ids` or `snapstore-*` in `images` (trash included), no
- * snapshot on the disk but `keepSnaps` (trash namespace included), no snapstore metadata on it. Read through
- * an admin connection of its own (the rbd CLI would cost a process per question).
- */
-export async function expectClean(
-  cluster: ClusterInfo,
-  disk: string,
-  ids: string[],
-  opts: { keepSnaps?: string[] } = {},
-): Promise<void> {
-  const admin = await observer(cluster);
-  const [images, vms] = await Promise.all([admin.openIoctx('images'), admin.openIoctx('vms')]);
-  try {
-    // Probe images live well under a second, and other tests' checks run concurrently: only an old one is a leak.
-    const probeAge = (n: string) => Date.now() - parseInt(n.slice(PROBE_PREFIX.length).replace('-', '').slice(0, 12), 16);
-    const ours = (n: string) => ids.includes(n) || (n.startsWith('snapstore-') && !(n.startsWith(PROBE_PREFIX) && probeAge(n) < 30_000));
-    const image = await vms.openImage(disk, { readOnly: true });
-    try {
-      const [names, imagesTrash, diskSnaps, vmsTrash, meta] = await Promise.all([
-        images.listImages(),
-        images.trashList(),
-        image.snapList(),
-        vms.trashList(),
-        image.metadataList(),
-      ]);
-      expect(names.filter(ours)).toEqual([]);
-      expect(imagesTrash.map((t) => t.name).filter(ours)).toEqual([]);
-      expect(diskSnaps.map((s) => s.originalName ?? s.name).filter((n) => !(opts.keepSnaps ?? []).includes(n))).toEqual([]);
-      expect(vmsTrash.map((t) => t.name).filter((n) => n.includes(disk))).toEqual([]);
-      expect(Object.keys(meta).filter((k) => k.startsWith('snapstore.'))).toEqual([]);
-    } finally {
-      await image.close();
-    }
-  } finally {
-    await Promise.all([images.close(), vms.close()]);
-  }
-}
 
 /** Glance's answer for an image id: its status, or 'absent' (deleted images answer 404). */
 export async function glanceStatus(url: string, id: string): Promise<string> {
   const res = await fetch(`${url}/v2/images/${id}`);
   if (res.status === 404) return 'absent';
+  if (!res.ok) throw new Error(`GET /v2/images/${id} answered ${res.status}`);
   const body = (await res.json()) as { status: string };
   return body.status;
 }
 
-export async function glanceImagesNamed(url: string, name: string): Promise<string[]> {
-  const res = await fetch(`${url}/v2/images?name=${encodeURIComponent(name)}`);
-  const body = (await res.json()) as { images: Array<{ id: string }> };
-  return body.images.map((i) => i.id);
-}
-
+/** Deletes a Glance image and checks that Glance did (204), and that it answers 404 for it afterwards. */
 export async function deleteGlanceImage(url: string, id: string): Promise<void> {
-  await fetch(`${url}/v2/images/${id}`, { method: 'DELETE' });
+  const res = await fetch(`${url}/v2/images/${id}`, { method: 'DELETE' });
+  expect(res.status, `DELETE /v2/images/${id}`).toBe(204);
+  expect(await glanceStatus(url, id)).toBe('absent');
 }
 
 /** Removes an image a test made (unprotecting and removing its snapshots first), as admin; gone is fine. */
 export async function removeImage(cluster: ClusterInfo, spec: string): Promise<void> {
   const [pool, name] = spec.split('/') as [string, string];
-  const io = await (await observer(cluster)).openIoctx(pool);
+  const io = await (await adminOf(cluster)).openIoctx(pool);
   try {
     if (!(await io.listImages()).includes(name)) return;
     const image = await io.openImage(name);

@@ -9,12 +9,13 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CoordinatorEvent } from '../../src/coordinator/index.js';
-import { rbd, testbed, uniqueName } from '../support/testbed.js';
+import { PROBE_PREFIX, type CoordinatorEvent } from '../../src/coordinator/index.js';
+import { leftoversOf } from '../support/leftovers.js';
+import { ownTestbed } from '../support/own-bed.js';
+import { ceph, rbd, rbdJson, uniqueName } from '../support/testbed.js';
 import {
   coordinator,
   deleteGlanceImage,
-  expectClean,
   exportMd5,
   glanceStatus,
   makeDisk,
@@ -24,7 +25,8 @@ import {
   sourceConfig,
 } from './helpers.js';
 
-const env = testbed();
+const env = ownTestbed({ glance: true });
+const leftovers = leftoversOf(env);
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '..', '..');
 // Inside the repository so that the compiled files resolve ceph-rbd-napi and undici from node_modules.
@@ -78,6 +80,7 @@ describe('kill -9, then gc', () => {
       makeDisk(cluster, copyDisk, 256, 128),
     ]);
     const [flatBefore, copyBefore] = await Promise.all([exportMd5(cluster, `vms/${flatDisk}`), exportMd5(cluster, `vms/${copyDisk}`)]);
+    const nothing = await leftovers.snapshot({ dirs: [dataDir] });
 
     const mid = (phase: string) => (e: CoordinatorEvent) => e.type === 'progress' && e.phase === phase && e.done > 0 && e.done < e.total;
     const flat = startChild({ options: { source: sourceConfig(cluster), target: rbdTarget(cluster) }, source: flatSource, snapshot: {} }, mid('flatten'));
@@ -85,13 +88,21 @@ describe('kill -9, then gc', () => {
       { options: { source: sourceConfig(cluster), target: { kind: 'file', dataDir } }, source: copySource, snapshot: {}, freezeOnPhase: 'copy' },
       mid('copy'),
     );
-    await Promise.all([flat.reached, copy.reached]);
+    const [flatSeen, copySeen] = await Promise.all([flat.reached, copy.reached]);
     await Promise.all([kill9(flat.child), kill9(copy.child)]);
+    // The clone's id and the partial file's name, as the dead runs announced them.
+    const runOf = (seen: CoordinatorEvent[]) => seen.find((e): e is Extract<CoordinatorEvent, { type: 'run' }> => e.type === 'run')!;
+    const clone = runOf(flatSeen).imageId;
+    const partial = runOf(copySeen).imageId;
 
-    // The runs did leave things behind: snapshots on the disks, the half-flattened clone, the partial file.
-    expect((await snaps(cluster, `vms/${flatDisk}`)).map((s) => s.name)).toEqual([expect.stringMatching(/^snapstore-/)]);
-    expect((await snaps(cluster, `vms/${copyDisk}`)).map((s) => s.name)).toEqual([expect.stringMatching(/^snapstore-/)]);
-    expect(readdirSync(dataDir).length).toBeGreaterThan(0);
+    // The runs did leave things behind: snapshots on the disks, the half-flattened clone (locked by the dead
+    // process), the partial file.
+    expect((await snaps(cluster, `vms/${flatDisk}`)).map((s) => s.name)).toEqual([`snapstore-${runOf(flatSeen).runId}`]);
+    expect((await snaps(cluster, `vms/${copyDisk}`)).map((s) => s.name)).toEqual([`snapstore-${runOf(copySeen).runId}`]);
+    expect((await rbdJson<string[]>(cluster, ['ls', 'images']))).toContain(clone);
+    const lockers = await rbdJson<Array<{ locker: string; address: string }>>(cluster, ['lock', 'ls', `images/${clone}`]);
+    expect(lockers).toHaveLength(1);
+    expect(readdirSync(dataDir)).toEqual(expect.arrayContaining([expect.stringContaining(partial)]));
 
     const events: CoordinatorEvent[] = [];
     const gcFlat = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) }, events);
@@ -102,23 +113,21 @@ describe('kill -9, then gc', () => {
       expect(dry.found.map((l) => l.kind)).toEqual(expect.arrayContaining(['clone', 'source-snapshot', 'run-record']));
       // Both dead runs are found by either coordinator (the records are on the disks); each removes what its
       // configuration reaches: the clone through the RBD target, the partial file through the file target.
-      const started = Date.now();
       const flatReport = await gcFlat.gc({ olderThanMs: 0 });
       const copyReport = await gcCopy.gc({ olderThanMs: 0 });
-      // The clone's lock was broken (its dead holder blocklisted): no waiting for the watch to time out.
-      expect(Date.now() - started).toBeLessThan(15_000);
       const removed = [...flatReport.removed, ...copyReport.removed];
       const kindsOn = (disk: string) => [...new Set(removed.filter((l) => l.location.includes(disk)).map((l) => l.kind))].sort();
       expect(kindsOn(flatDisk)).toEqual(['run-record', 'source-snapshot']);
       expect(kindsOn(copyDisk)).toEqual(['run-record', 'source-snapshot']);
-      expect(removed.map((l) => l.kind)).toEqual(expect.arrayContaining(['clone', 'target']));
+      expect(removed.filter((l) => l.kind === 'clone').map((l) => l.location)).toEqual([expect.stringContaining(clone)]);
+      expect(removed.filter((l) => l.kind === 'target').map((l) => l.location)).toEqual([expect.stringContaining(partial)]);
     } finally {
       await gcFlat.close();
       await gcCopy.close();
     }
-    await expectClean(cluster, flatDisk, []);
-    await expectClean(cluster, copyDisk, []);
-    expect(readdirSync(dataDir)).toEqual([]);
+    // The clone's lock was broken, which blocklists its dead holder (so its watch ends without a timeout).
+    expect(await ceph(cluster, ['osd', 'blocklist', 'ls'])).toContain(lockers[0]!.address);
+    await leftovers.expectUnchanged(nothing);
     expect(await exportMd5(cluster, `vms/${flatDisk}`)).toBe(flatBefore);
     expect(await exportMd5(cluster, `vms/${copyDisk}`)).toBe(copyBefore);
   }, 180_000);
@@ -129,6 +138,7 @@ describe('gc', () => {
     const cluster = env.clusters.a;
     const disk = uniqueName('coord-forged');
     await makeDisk(cluster, disk, 16, 0);
+    const nothing = await leftovers.snapshot();
     // A finished image in the image pool, and a Glance image, that snapstore did not make.
     const victim = uniqueName('coord-victim');
     await rbd(cluster, ['create', `images/${victim}`, '--size', '4M']);
@@ -154,6 +164,7 @@ describe('gc', () => {
       glance: { id: glanceVictim, created: true },
     };
     await rbd(cluster, ['image-meta', 'set', `vms/${disk}`, `snapstore.run.${runId}`, JSON.stringify(record)], 'nova');
+    const planted = await leftovers.snapshot();
     const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster), glance: { endpoint: env.glance.url } });
     try {
       // A record as versions before the run journal wrote it: only the image scan finds it.
@@ -163,8 +174,36 @@ describe('gc', () => {
     }
     expect((await snaps(cluster, `images/${victim}`)).map((s) => s.name)).toEqual(['snap']);
     expect(await glanceStatus(env.glance.url, glanceVictim)).toBe('queued');
-    await expectClean(cluster, disk, []);
+    // The forged record is gone (it proved nothing); the image and the Glance image it named are untouched.
+    await leftovers.expectUnchanged(nothing, [
+      { rbd: { fsid: cluster.fsid, pool: 'images', image: victim }, snapshots: ['user:snap'], meta: [] },
+      { glance: { url: env.glance.url, id: glanceVictim, status: 'queued' } },
+    ]);
+    expect(planted.listing).not.toEqual(nothing.listing);
     await deleteGlanceImage(env.glance.url, glanceVictim);
     await removeImage(cluster, `images/${victim}`);
+    await leftovers.expectUnchanged(nothing);
+  });
+
+  it('removes a caps-probe image older than olderThanMs and keeps a younger one', async () => {
+    const cluster = env.clusters.a;
+    const nothing = await leftovers.snapshot();
+    // Probe names carry a uuid v7, whose first 48 bits are the time it was made.
+    const probe = (ms: number) => {
+      const t = ms.toString(16).padStart(12, '0');
+      return `${PROBE_PREFIX}${t.slice(0, 8)}-${t.slice(8)}-7abc-8def-${randomUUID().slice(-12)}`;
+    };
+    const old = probe(Date.now() - 3_600_000);
+    const young = probe(Date.now());
+    for (const name of [old, young]) await rbd(cluster, ['create', `images/${name}`, '--size', '1M'], 'nova');
+    const c = coordinator({ source: sourceConfig(cluster), target: rbdTarget(cluster) });
+    try {
+      const report = await c.gc({ olderThanMs: 600_000 });
+      expect(report.removed.map((l) => [l.kind, l.location])).toEqual([['probe-image', expect.stringContaining(old)]]);
+    } finally {
+      await c.close();
+    }
+    await leftovers.expectUnchanged(nothing, [{ rbd: { fsid: cluster.fsid, pool: 'images', image: young }, snapshots: [], meta: [] }]);
+    await removeImage(cluster, `images/${young}`);
   });
 });

@@ -60,24 +60,20 @@ describe('GlanceClient data (real glance-api)', () => {
     ).rejects.toBeInstanceOf(GlanceRangeNotSupported);
   });
 
-  it('uploads 256 MiB from an async generator without holding it: RSS grows < 100 MB', async () => {
+  // Peak RSS of an upload is bench/glance-upload.ts's figure; here: the bytes, sent without a known size.
+  it('uploads 256 MiB from an async generator (chunked, no size) and downloads the same bytes', async () => {
     const image = await rawImage('glance-256m');
     const total = 256 * MiB;
     const sent = createHash('sha256');
-    const before = process.memoryUsage.rss();
-    let peak = before;
     async function* generate() {
       for (let off = 0; off < total; off += MiB) {
         const chunk = randomData(MiB);
         sent.update(chunk);
-        peak = Math.max(peak, process.memoryUsage.rss());
         yield chunk;
       }
     }
     // No size: chunked transfer encoding, as for a source of unknown length.
     await client.upload(image.id, generate());
-    const growth = peak - before;
-    expect(growth).toBeLessThan(100 * 1024 * 1024);
     expect(await client.getImage(image.id)).toMatchObject({ status: 'active', size: total });
 
     const download = await client.download(image.id);
@@ -86,11 +82,9 @@ describe('GlanceClient data (real glance-api)', () => {
     for await (const chunk of download.stream) {
       received.update(chunk as Buffer);
       bytes += (chunk as Buffer).length;
-      peak = Math.max(peak, process.memoryUsage.rss());
     }
     expect(bytes).toBe(total);
     expect(received.digest('hex')).toBe(sent.digest('hex'));
-    expect(peak - before).toBeLessThan(100 * 1024 * 1024);
   });
 
   it('fails an upload whose source stream errors with GlanceRequestFailed carrying the source error', async () => {
@@ -103,8 +97,14 @@ describe('GlanceClient data (real glance-api)', () => {
     expect(err).toBeInstanceOf(GlanceRequestFailed);
     expect(String((err as Error).cause)).toMatch(/disk read failed/);
     // Glance must not have made the partial data the image's.
-    const after = await client.getImage(image.id);
-    expect(after.status).not.toBe('active');
+    // Glance notices the broken request on its own time (it is `saving` meanwhile), then puts the image back
+    // to `queued`: never `active` with partial data.
+    let after = await client.getImage(image.id);
+    for (let i = 0; i < 300 && after.status === 'saving'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await client.getImage(image.id);
+    }
+    expect(after.status).toBe('queued');
   });
 
   it('turns a 204 download (RBD data removed behind Glance) into GlanceNoData, not an empty image', async () => {

@@ -1,5 +1,7 @@
-// What the test bed's Glance cannot be made to do — answer 401, 413 or 5xx, stall, echo a token, or speak
-// image API 2.17 — played by a FAKE HTTP server on 127.0.0.1. Everything else is tested on real Glance.
+// What no glance-api here can be made to do — answer 401 (no keystone), 5xx on demand, stall or hang, echo a
+// token back, answer a non-JSON body, or speak image API 2.17 (Debian 12's Glance has 2.16) — played by a
+// FAKE HTTP server on 127.0.0.1; each test's name says which. Everything else runs against a real
+// glance-api (413, store ids and 206 ranges: configured-glance.test.ts).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +14,6 @@ import {
   GlanceServerError,
   GlanceTimeout,
   GlanceTokenUnavailable,
-  GlanceTooLarge,
   GlanceUnauthorized,
   GlanceUnavailable,
 } from '../../src/glance/index.js';
@@ -81,7 +82,7 @@ afterAll(async () => {
 });
 
 describe('GlanceClient against a FAKE server (statuses real Glance cannot produce here)', () => {
-  it('sends the static token as X-Auth-Token and maps 401 to GlanceUnauthorized without leaking it', async () => {
+  it('sends the static token as X-Auth-Token and maps 401 to GlanceUnauthorized without leaking it (fake: 401 needs keystone)', async () => {
     handler = (_req, res) => json(res, 401, { message: 'The request you have made requires authentication.' });
     const err = await client().getImage('x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceUnauthorized);
@@ -91,7 +92,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expectNoToken(err);
   });
 
-  it('asks a token provider before every request', async () => {
+  it('asks a token provider before every request (fake: records the headers it was sent)', async () => {
     let n = 0;
     handler = (_req, res) => json(res, 200, { id: 'x', status: 'queued' });
     const c = client({ token: async () => `tok-${++n}` });
@@ -105,7 +106,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expect(seen).toHaveLength(2);
   });
 
-  it('keeps the token out of errors even when the server echoes it back in the body', async () => {
+  it('keeps the token out of errors even when the server echoes it back in the body (fake: echoes the token)', async () => {
     handler = (req, res) => {
       res.writeHead(404, { 'content-type': 'text/html' });
       res.end(`<html><body><h1>404</h1>no image; you sent ${String(req.headers['x-auth-token'])}</body></html>`);
@@ -116,17 +117,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expectNoToken(err);
   });
 
-  it('maps 413 to GlanceTooLarge and never retries an upload', async () => {
-    handler = (_req, res) => json(res, 413, { message: 'Image exceeds the storage quota' });
-    const err = await client({ retries: 5 }).upload('img', Buffer.alloc(1024)).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GlanceTooLarge);
-    expect(err).toMatchObject({ code: 'GLANCE_TOO_LARGE', status: 413, method: 'PUT', path: '/v2/images/img/file' });
-    expect((err as GlanceError).body).toBe('Image exceeds the storage quota');
-    expect(seen).toHaveLength(1);
-    expectNoToken(err);
-  });
-
-  it('retries a GET on 5xx with backoff and succeeds when the server recovers', async () => {
+  it('retries a GET on 5xx with backoff and succeeds when the server recovers (fake: 5xx on demand)', async () => {
     let calls = 0;
     handler = (_req, res) =>
       ++calls < 3 ? json(res, 503, { message: 'busy' }) : json(res, 200, { id: 'x', status: 'active' });
@@ -135,7 +126,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expect(seen).toHaveLength(3);
   });
 
-  it('gives up on 5xx after the retries with GlanceServerError; a POST on 5xx is not retried', async () => {
+  it('gives up on 5xx after the retries with GlanceServerError; a POST on 5xx is not retried (fake: 5xx on demand)', async () => {
     handler = (_req, res) => json(res, 500, { message: 'Internal Server Error' });
     const err = await client({ retries: 2 }).getImage('x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceServerError);
@@ -149,7 +140,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expect(seen).toHaveLength(1);
   });
 
-  it('maps a server that never answers to GlanceTimeout', async () => {
+  it('maps a server that never answers to GlanceTimeout (fake: never answers)', async () => {
     handler = () => {
       // Never respond.
     };
@@ -157,11 +148,12 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     const err = await client({ timeoutMs: 300, retries: 0 }).getImage('x').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceTimeout);
     expect(err).toMatchObject({ code: 'GLANCE_TIMEOUT', method: 'GET' });
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // The timeout must fire (the server never answers): a bound the behaviour itself sets, kept wide.
+    expect(Date.now() - started).toBeLessThan(10_000);
     expectNoToken(err);
   });
 
-  it('surfaces a download that stalls mid-body as GlanceTimeout on the stream', async () => {
+  it('surfaces a download that stalls mid-body as GlanceTimeout on the stream (fake: stalls mid-body)', async () => {
     handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000000' });
       res.write(Buffer.alloc(1000));
@@ -177,7 +169,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     expect((err as GlanceTimeout).context.phase).toBe('download');
   });
 
-  it('maps an aborted signal to GlanceRequestFailed (failure aborted), during a request or a backoff', async () => {
+  it('maps an aborted signal to GlanceRequestFailed (failure aborted), during a request or a backoff (fake: never answers)', async () => {
     handler = () => {
       // Never respond: only the signal ends this request.
     };
@@ -190,28 +182,16 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     const backingOff = new AbortController();
     setTimeout(() => backingOff.abort(), 100);
     const started = Date.now();
-    const refused = await client({ endpoint: `http://127.0.0.1:${await freePort()}`, retries: 5, retryDelayMs: 2_000 })
+    // A 30 s backoff that the abort must cut short: the bound is half of one backoff, wide for a loaded machine.
+    const refused = await client({ endpoint: `http://127.0.0.1:${await freePort()}`, retries: 5, retryDelayMs: 30_000 })
       .getImage('x', { signal: backingOff.signal })
       .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(GlanceRequestFailed);
     expect((refused as GlanceRequestFailed).context).toMatchObject({ failure: 'aborted', phase: 'backoff', attempts: 1 });
-    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(Date.now() - started).toBeLessThan(15_000);
   });
 
-  it('uses a server Range answer (206) as is', async () => {
-    handler = (_req, res) => {
-      res.writeHead(206, { 'content-range': 'bytes 10-19/100', 'content-length': '10' });
-      res.end(Buffer.from('0123456789'));
-    };
-    const download = await client().download('x', { range: { start: 10, end: 19 } });
-    expect(seen[0]?.headers.range).toBe('bytes=10-19');
-    expect(download.rangeServedBy).toBe('server');
-    const chunks: Buffer[] = [];
-    for await (const c of download.stream) chunks.push(c as Buffer);
-    expect(Buffer.concat(chunks).toString()).toBe('0123456789');
-  });
-
-  it('rejects a non-JSON success body with GlanceInvalidResponse', async () => {
+  it('rejects a non-JSON success body with GlanceInvalidResponse (fake: a proxy login page)', async () => {
     handler = (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html' });
       res.end('<html>proxy login</html>');
@@ -219,7 +199,7 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     await expect(client().getImage('x')).rejects.toBeInstanceOf(GlanceInvalidResponse);
   });
 
-  it('with image API 2.17, registers locations by POST with the hashes, once /versions is cached', async () => {
+  it('with image API 2.17, registers locations by POST with the hashes, once /versions is cached (fake: image API 2.17)', async () => {
     handler = (req, res) => {
       if (req.url === '/versions') {
         json(res, 200, {
@@ -257,29 +237,6 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     // /versions is asked once per client.
     await c.addLocation('img', 'rbd://fsid/images/x/snap');
     expect(seen.filter((s) => s.url === '/versions')).toHaveLength(1);
-  });
-
-  it('with a storeId, names the store in the PATCH location metadata and the upload header', async () => {
-    handler = (req, res) => {
-      if (req.url === '/versions') json(res, 200, { versions: [{ id: 'v2.16', status: 'CURRENT' }] });
-      else if (req.method === 'PATCH') json(res, 200, { id: 'img', status: 'active' });
-      else {
-        res.writeHead(204);
-        res.end();
-      }
-    };
-    const c = client({ storeId: 'ceph' });
-    const result = await c.addLocation('img', 'rbd://f/images/x/snap', { metadata: { a: 1 } });
-    expect(result.api).toBe('patch');
-    const patch = seen.find((s) => s.method === 'PATCH')!;
-    expect(patch.headers['content-type']).toBe('application/openstack-images-v2.1-json-patch');
-    expect(JSON.parse(patch.body)).toEqual([
-      { op: 'add', path: '/locations/-', value: { url: 'rbd://f/images/x/snap', metadata: { a: 1, store: 'ceph' } } },
-    ]);
-    await c.upload('img', Buffer.from('data'));
-    const put = seen.find((s) => s.method === 'PUT')!;
-    expect(put.headers['x-image-meta-store']).toBe('ceph');
-    expect(put.headers['content-length']).toBe('4');
   });
 });
 

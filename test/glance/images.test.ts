@@ -4,7 +4,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   GlanceBadRequest,
   GlanceConflict,
-  GlanceError,
+  type GlanceError,
   GlanceForbidden,
   GlanceNotFound,
   GlanceUnsupportedMediaType,

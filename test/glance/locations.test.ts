@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
-  GlanceError,
+  type GlanceError,
   GlanceInvalidLocation,
   GlanceNoData,
   LocationFsidMismatch,

@@ -2,7 +2,7 @@
 // on success, failure, or Ctrl-C. SNAPSTORE_TESTBED=path/testbed.json reuses a running test bed (left
 // running); SNAPSTORE_KEEP_TESTBED=1 leaves the one started here running for debugging.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,9 +33,48 @@ function stopNow(root: string): void {
   for (const [kind, dir] of extra) if (kind === 'cluster') stop('ceph-cluster.sh', dir!);
 }
 
+/**
+ * cli.test and package.test run the compiled dist/, not src/: a src/ file newer than its dist/ output (or
+ * without one) means they would test old code. Returns the offending files, src-relative.
+ */
+export function staleBuild(root: string): string[] {
+  const src = join(root, 'src');
+  const stale: string[] = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(join(src, dir), { withFileTypes: true })) {
+      const rel = join(dir, entry.name);
+      if (entry.isDirectory()) walk(rel);
+      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) {
+        const built = join(root, 'dist', rel.replace(/\.ts$/, '.js'));
+        let builtAt = 0;
+        try {
+          builtAt = statSync(built).mtimeMs;
+        } catch {
+          // Missing counts as stale.
+        }
+        if (builtAt < statSync(join(src, rel)).mtimeMs) stale.push(rel);
+      }
+    }
+  };
+  walk('');
+  return stale;
+}
+
 export default async function setup(project: TestProject) {
+  const stale = staleBuild(join(scripts, '..'));
+  if (stale.length > 0) {
+    throw new Error(
+      `dist/ is older than src/ (${stale.slice(0, 5).join(', ')}${stale.length > 5 ? `, and ${stale.length - 5} more` : ''}): ` +
+        'cli.test and package.test run dist/. Run `npm run build` first (`npm test` does).',
+    );
+  }
   if (process.env.SNAPSTORE_TESTBED) {
-    project.provide('testbed', load(process.env.SNAPSTORE_TESTBED));
+    const env = load(process.env.SNAPSTORE_TESTBED);
+    // As below: clusters that test files start on their own are recorded under the reused test bed.
+    process.env.SNAPSTORE_TESTBED_ROOT = env.root;
+    mkdirSync(join(env.root, 'tmp'), { recursive: true });
+    process.env.TMPDIR = join(env.root, 'tmp');
+    project.provide('testbed', env);
     return;
   }
   const root = process.env.SNAPSTORE_TESTBED_DIR ?? mkdtempSync(join(tmpdir(), 'snapstore-testbed-'));

@@ -5,7 +5,7 @@
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { DirectAssessment, PathResult, RunContext } from '../context.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
-import { encodeMark, lockCookie, pendingMarker } from '../names.js';
+import { RUN_KEY_PREFIX, encodeMark, lockCookie, pendingMarker } from '../names.js';
 import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
 import { createGlanceImage, registerLocation } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
@@ -65,6 +65,11 @@ async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dst
     const advisoryLock = !(await image.stat()).featureNames.includes('exclusive-lock');
     if (advisoryLock) await image.lockAcquireExclusive(lockCookie(r.runId));
     await a.clones.markPending(image, marker);
+    // librbd copies the disk's image metadata into a clone: the disk's run records (this run's and those of
+    // runs going on beside it) are not records of this image, and must not outlive the run on it.
+    for (const key of Object.keys(await image.metadataList())) {
+      if (key.startsWith(RUN_KEY_PREFIX)) await image.metadataRemove(key);
+    }
     return { image, advisoryLock };
   });
 }
