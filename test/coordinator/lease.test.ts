@@ -16,6 +16,7 @@ import * as rbdNapi from 'ceph-rbd-napi';
 import { describe, expect, it } from 'vitest';
 import { Flattener, type CoordinatorEvent, type FlattenerEvent } from '../../src/coordinator/index.js';
 import { withFaults } from '../../src/coordinator/faults.js';
+import { hasCode } from '../../src/errors.js';
 import { JOURNAL_OBJECT } from '../../src/coordinator/journal/index.js';
 import { adminOf, leftoversOf, producedBy } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
@@ -180,6 +181,54 @@ describe('a run whose lease is renewed', () => {
     await leftovers.expectUnchanged(nothing, producedBy(events));
     expect(await exportMd5(a, `vms/${disk}`)).toBe(before);
   }, 120_000);
+});
+
+describe('a run whose lease another process took over', () => {
+  it('stops at its next step (CANCELLED, caused by LEASE_LOST) and removes what it made', async () => {
+    const a = env.clusters.a;
+    const disk = uniqueName('lease-lost');
+    const source = await makeDisk(a, disk, 32, 8);
+    const dataDir = mkdtempSync(join(dir, 'lost-'));
+    const nothing = await leftovers.snapshot({ dirs: [dataDir] });
+    let paused!: () => void;
+    const reached = new Promise<void>((r) => {
+      paused = r;
+    });
+    let resume!: () => void;
+    const gate = new Promise<void>((r) => {
+      resume = r;
+    });
+    const slow = withFaults({ source: sourceConfig(a), target: { kind: 'file' as const, dataDir } }, async (p) => {
+      if (p.step === 'snap-remove' && p.when === 'before') {
+        paused();
+        await gate;
+      }
+    });
+    const events: CoordinatorEvent[] = [];
+    const c = coordinator(slow, events);
+    let key = '';
+    try {
+      const run = c.snapshot(source, {});
+      run.catch(() => {});
+      await reached;
+      key = `run.${events.flatMap((e) => (e.type === 'run' ? [e.runId] : []))[0]!}`;
+      // What a taker writes: the entry is no longer the text the run renews from.
+      await writeJournal('vms', [{ op: 'omapSet', entries: { [key]: 'taken over' } }]);
+      // A renewal tick (a quarter lease) finds it.
+      await sleep((LEASE_SECONDS * 1000) / 2);
+      resume();
+      const err = await run.catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'CANCELLED' });
+      expect(hasCode(err, 'LEASE_LOST')).toBe(true);
+      // The run never writes over the taker's entry.
+      expect((await journal('vms', [key])).get(key)?.toString()).toBe('taken over');
+    } finally {
+      resume();
+      await c.close();
+      if (key) await writeJournal('vms', [{ op: 'omapRm', keys: [key] }]);
+    }
+    await leftovers.expectUnchanged(nothing);
+  }, 60_000);
 });
 
 describe('a killed run', () => {

@@ -43,7 +43,7 @@ export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'dire
     const image = await handle.open();
     if (handle.readOnly) return;
     // The journal entry first: gc and the flattener judge the run by its lease, renewed while it works.
-    const held = await registerRun(a.session, io, record, ctx.svc.emit);
+    const held = await registerRun(a.session, io, record, ctx.svc.emit, ctx.leaseLost);
     lease = held;
     r.always('stop renewing the journal lease', async () => held.stop());
     r.undo(`remove journal entry of run ${record.runId}`, ({ failed }) => (failed ? held.abandon() : held.release()));
