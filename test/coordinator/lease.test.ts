@@ -124,6 +124,34 @@ async function killedMidCopy(source: string, dataDir: string, extraEnv: Record<s
   return runId;
 }
 
+/**
+ * A copy snapshot into `dataDir` in this process that stops before removing its source snapshot until
+ * resumed: it holds its snapshot, its pending target and its journal entry meanwhile (a long run, to gc).
+ * `reached` resolves with its run id once it waits.
+ */
+function pausedRun(source: string, dataDir: string) {
+  let paused!: () => void;
+  const waiting = new Promise<void>((r) => {
+    paused = r;
+  });
+  let resume!: () => void;
+  const gate = new Promise<void>((r) => {
+    resume = r;
+  });
+  const slow = withFaults({ source: sourceConfig(env.clusters.a), target: { kind: 'file' as const, dataDir } }, async (p) => {
+    if (p.step === 'snap-remove' && p.when === 'before') {
+      paused();
+      await gate;
+    }
+  });
+  const events: CoordinatorEvent[] = [];
+  const c = coordinator(slow, events);
+  const run = c.snapshot(source, {});
+  run.catch(() => {});
+  const reached = waiting.then(() => events.flatMap((e) => (e.type === 'run' ? [e.runId] : []))[0] ?? '');
+  return { c, events, run, reached, resume };
+}
+
 describe('a run whose lease is renewed', () => {
   it('is never touched by gc with the smallest thresholds from another host or another PID namespace, and finishes', async () => {
     const a = env.clusters.a;
@@ -132,28 +160,9 @@ describe('a run whose lease is renewed', () => {
     const before = await exportMd5(a, `vms/${disk}`);
     const dataDir = mkdtempSync(join(dir, 'live-'));
     const nothing = await leftovers.snapshot({ dirs: [dataDir] });
-    let paused!: () => void;
-    const reached = new Promise<void>((r) => {
-      paused = r;
-    });
-    let resume!: () => void;
-    const gate = new Promise<void>((r) => {
-      resume = r;
-    });
-    // The run holds its snapshot and its pending target while it waits here: a long run, to gc.
-    const slow = withFaults({ source: sourceConfig(a), target: { kind: 'file' as const, dataDir } }, async (p) => {
-      if (p.step === 'snap-remove' && p.when === 'before') {
-        paused();
-        await gate;
-      }
-    });
-    const events: CoordinatorEvent[] = [];
-    const c = coordinator(slow, events);
+    const { c, events, run, reached, resume } = pausedRun(source, dataDir);
     try {
-      const run = c.snapshot(source, {});
-      run.catch(() => {});
-      await reached;
-      const runId = events.flatMap((e) => (e.type === 'run' ? [e.runId] : []))[0]!;
+      const runId = await reached;
       // Longer than a lease and the skew allowance: an entry nobody renewed would be expired by now.
       await sleep(EXPIRY_MS + 1000);
 
@@ -190,28 +199,10 @@ describe('a run whose lease another process took over', () => {
     const source = await makeDisk(a, disk, 32, 8);
     const dataDir = mkdtempSync(join(dir, 'lost-'));
     const nothing = await leftovers.snapshot({ dirs: [dataDir] });
-    let paused!: () => void;
-    const reached = new Promise<void>((r) => {
-      paused = r;
-    });
-    let resume!: () => void;
-    const gate = new Promise<void>((r) => {
-      resume = r;
-    });
-    const slow = withFaults({ source: sourceConfig(a), target: { kind: 'file' as const, dataDir } }, async (p) => {
-      if (p.step === 'snap-remove' && p.when === 'before') {
-        paused();
-        await gate;
-      }
-    });
-    const events: CoordinatorEvent[] = [];
-    const c = coordinator(slow, events);
+    const { c, run, reached, resume } = pausedRun(source, dataDir);
     let key = '';
     try {
-      const run = c.snapshot(source, {});
-      run.catch(() => {});
-      await reached;
-      key = `run.${events.flatMap((e) => (e.type === 'run' ? [e.runId] : []))[0]!}`;
+      key = `run.${await reached}`;
       // What a taker writes: the entry is no longer the text the run renews from.
       await writeJournal('vms', [{ op: 'omapSet', entries: { [key]: 'taken over' } }]);
       // A renewal tick (a quarter lease) finds it.
