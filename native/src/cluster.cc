@@ -165,17 +165,7 @@ Napi::Value NativeCluster::OpenIoctx(const Napi::CallbackInfo& info) {
 // Drops this object's reference; rados_shutdown runs (in a worker) once no ioctx or image
 // opened from the cluster remains.
 Napi::Value NativeCluster::Close(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
-  Napi::Promise promise = deferred->Promise();
-  if (!h_) {
-    deferred->Resolve(env.Undefined());
-    return promise;
-  }
-  RadosHandle* h = h_;
-  h_ = nullptr;
-  Handle::Release(env, h, [deferred, env](int) { deferred->Resolve(env.Undefined()); });
-  return promise;
+  return ReleaseToPromise(info.Env(), h_);
 }
 
 }  // namespace cephrbd

@@ -26,9 +26,7 @@ void Handle::ReleaseDetached(Handle* h) {
   if (h->Unref()) std::thread([h] { h->TeardownInline(); }).detach();
 }
 
-// ---- RadosHandle ----
-
-void RadosHandle::TeardownAsync(Napi::Env env, std::function<void(int)> done) {
+void Handle::TeardownAsync(Napi::Env env, std::function<void(int)> done) {
   TaskWorker::Start(
       env,
       [this] {
@@ -37,6 +35,8 @@ void RadosHandle::TeardownAsync(Napi::Env env, std::function<void(int)> done) {
       },
       std::move(done));
 }
+
+// ---- RadosHandle ----
 
 void RadosHandle::TeardownInline() {
   rados_shutdown(cluster);
@@ -48,16 +48,6 @@ void RadosHandle::TeardownInline() {
 IoctxHandle::IoctxHandle(RadosHandle* rados, rados_ioctx_t io, std::string pool, std::string ns)
     : rados(rados), io(io), pool(std::move(pool)), ns(std::move(ns)) {
   rados->Retain();
-}
-
-void IoctxHandle::TeardownAsync(Napi::Env env, std::function<void(int)> done) {
-  TaskWorker::Start(
-      env,
-      [this] {
-        TeardownInline();
-        return 0;
-      },
-      std::move(done));
 }
 
 void IoctxHandle::TeardownInline() {

@@ -40,7 +40,8 @@ class Handle {
   static std::atomic<bool> exiting;
 
  protected:
-  virtual void TeardownAsync(Napi::Env env, std::function<void(int)> done) = 0;
+  // Default: TeardownInline in an async worker (a pool thread), `done` on the JS thread after.
+  virtual void TeardownAsync(Napi::Env env, std::function<void(int)> done);
   virtual void TeardownInline() = 0;  // deletes this
 
  private:
@@ -57,7 +58,6 @@ class RadosHandle final : public Handle {
   const std::string user;
 
  protected:
-  void TeardownAsync(Napi::Env env, std::function<void(int)> done) override;
   void TeardownInline() override;
 };
 
@@ -71,7 +71,6 @@ class IoctxHandle final : public Handle {
   const std::string ns;
 
  protected:
-  void TeardownAsync(Napi::Env env, std::function<void(int)> done) override;
   void TeardownInline() override;
 };
 
@@ -98,6 +97,22 @@ class ImageHandle final : public Handle {
  private:
   std::vector<std::function<void(int)>> closeWaiters_;
 };
+
+// JS thread: the Close() of a JS object owning `h`: drops its reference (nulling `h`) and resolves
+// once the teardown it may start has finished; resolves at once when already closed.
+template <typename H>
+Napi::Value ReleaseToPromise(Napi::Env env, H*& h) {
+  auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
+  Napi::Promise promise = deferred->Promise();
+  if (!h) {
+    deferred->Resolve(env.Undefined());
+    return promise;
+  }
+  Handle* owned = h;
+  h = nullptr;
+  Handle::Release(env, owned, [deferred, env](int) { deferred->Resolve(env.Undefined()); });
+  return promise;
+}
 
 // The references a call in flight holds; released on the JS thread when it is destroyed.
 class Holds {

@@ -330,17 +330,7 @@ Napi::Value NativeIoctx::OpenImage(const Napi::CallbackInfo& info) {
 // Drops this object's reference; rados_ioctx_destroy runs (in a worker) once no image opened
 // through it remains.
 Napi::Value NativeIoctx::Close(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto deferred = std::make_shared<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
-  Napi::Promise promise = deferred->Promise();
-  if (!h_) {
-    deferred->Resolve(env.Undefined());
-    return promise;
-  }
-  IoctxHandle* h = h_;
-  h_ = nullptr;
-  Handle::Release(env, h, [deferred, env](int) { deferred->Resolve(env.Undefined()); });
-  return promise;
+  return ReleaseToPromise(info.Env(), h_);
 }
 
 }  // namespace cephrbd
