@@ -17,12 +17,15 @@ export type Verdict =
   /** `blocklist`: the owner's client address, to blocklist before breaking its locks (null: none known). */
   | { take: true; why: string; blocklist: string | null };
 
+/**
+ * A live owner does not keep an entry whose lease ran out: the owner renews while it works, so an expired
+ * lease means the work stopped (a run that ended but could not remove its entry in an outage) or the owner
+ * is stuck — either way its client is blocklisted before anything is taken.
+ */
 export function judge(entry: JournalEntry, now: number): Verdict {
   if (entry.abandoned) return { take: true, why: 'abandoned by its run', blocklist: null };
-  const state = ownerState(entry.owner);
   const who = describeOwner(entry.owner);
-  if (state === 'dead') return { take: true, why: `owner ${who} is dead`, blocklist: entry.client };
-  if (state === 'alive') return { take: false, why: `owner alive (${who})` };
+  if (ownerState(entry.owner) === 'dead') return { take: true, why: `owner ${who} is dead`, blocklist: entry.client };
   const until = Date.parse(entry.leaseUntil);
   if (now <= until + clockSkewMs()) return { take: false, why: `lease valid until ${entry.leaseUntil} (${who})` };
   return { take: true, why: `lease expired at ${entry.leaseUntil} (${who})`, blocklist: entry.client };
