@@ -11,7 +11,8 @@
         "src/cluster.cc",
         "src/ioctx.cc",
         "src/image.cc",
-        "src/rados.cc"
+        "src/rados.cc",
+        "src/mgr.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# A throwaway one-node Ceph cluster (1 mon + 1 osd, no mgr) on 127.0.0.1, all state under one directory.
+# A throwaway one-node Ceph cluster (1 mon + 1 osd, a mgr with --mgr) on 127.0.0.1, all state under one directory.
 #
-#   scripts/ceph-cluster.sh start DIR PORT [--bluestore] [--clone-v2] [--stock-features]
+#   scripts/ceph-cluster.sh start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr]
+#   scripts/ceph-cluster.sh start-mgr DIR   (starts the cluster's mgr.x again, e.g. after it was killed)
 #   scripts/ceph-cluster.sh stop DIR
 #   scripts/ceph-cluster.sh status DIR
 #
@@ -16,11 +17,16 @@
 # New images get features layering,deep-flatten unless --stock-features keeps Ceph's own default
 # (layering, exclusive-lock, object-map, fast-diff, deep-flatten), as most deployments run: with an object
 # map, flatten and diff skip unallocated objects (the benchmarks use it).
+# --mgr also starts ceph-mgr (mgr.x, data under DIR/mgr/x) and waits until its always-on rbd_support module
+# answers `rbd task list`: the mgr runs Ceph's own flatten queue (`ceph rbd task add flatten`). Without it
+# the cluster has no mgr, which librados clients never notice except for mgr commands. client.glance then
+# also gets `mgr 'profile rbd pool=images'` (what Ceph's OpenStack guide gives it) and client.glance-nomgr
+# the same caps without it.
 # SNAPSTORE_MEMSTORE_BYTES sets the memstore OSD's capacity (default 4 GiB, held in RAM).
 # Daemons run daemonized with pid files under DIR/run and are stopped by PID, OSD first.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] [--stock-features] | stop DIR | status DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr] | start-mgr DIR | stop DIR | status DIR" >&2; exit 2; }
 
 # A zombie still answers kill -0; only a process that is not in state Z counts as running.
 alive() {
@@ -46,6 +52,7 @@ stop_pidfile() {
 cmd_stop() {
   local dir=$1
   [[ -d $dir/run ]] || return 0
+  stop_pidfile "$dir/run/mgr.x.pid"
   stop_pidfile "$dir/run/osd.0.pid"
   stop_pidfile "$dir/run/mon.a.pid"
 }
@@ -60,12 +67,13 @@ cmd_status() {
 
 cmd_start() {
   local dir=$1 port=$2; shift 2
-  local objectstore=memstore clone_v2=0 features="rbd default features = layering,deep-flatten" arg
+  local objectstore=memstore clone_v2=0 mgr=0 features="rbd default features = layering,deep-flatten" arg
   for arg in "$@"; do
     case $arg in
       --bluestore) objectstore=bluestore ;;
       --clone-v2) clone_v2=1 ;;
       --stock-features) features="# rbd default features: Ceph's default" ;;
+      --mgr) mgr=1 ;;
       *) usage ;;
     esac
   done
@@ -134,6 +142,12 @@ keyring = $dir/glance.keyring
 keyring = $dir/nova.keyring
 [client.nova-ro]
 keyring = $dir/nova-ro.keyring
+[client.glance-nomgr]
+keyring = $dir/glance-nomgr.keyring
+[mgr]
+admin socket = $dir/run/\$name.asok
+mgr data = $dir/mgr/\$id
+keyring = $dir/mgr/\$id/keyring
 EOF
 
   # Every key is made offline and imported at mon mkfs: no CLI round trips for users.
@@ -145,7 +159,17 @@ EOF
     ceph-authtool --create-keyring "$dir/$name.keyring" --gen-key -n "client.$name" "$@" >/dev/null
     ceph-authtool "$kr" --import-keyring "$dir/$name.keyring" >/dev/null
   }
-  make_user glance --cap mon 'profile rbd' --cap osd 'profile rbd pool=images'
+  if [[ $mgr -eq 1 ]]; then
+    make_user glance --cap mon 'profile rbd' --cap osd 'profile rbd pool=images' --cap mgr 'profile rbd pool=images'
+    make_user glance-nomgr --cap mon 'profile rbd' --cap osd 'profile rbd pool=images'
+    mkdir -p "$dir/mgr/x"
+    ceph-authtool --create-keyring "$dir/mgr/x/keyring" --gen-key -n mgr.x \
+      --cap mon 'allow profile mgr' --cap osd 'allow *' --cap mds 'allow *' >/dev/null
+    ceph-authtool "$kr" --import-keyring "$dir/mgr/x/keyring" >/dev/null
+    chmod 600 "$dir/mgr/x/keyring"
+  else
+    make_user glance --cap mon 'profile rbd' --cap osd 'profile rbd pool=images'
+  fi
   make_user nova --cap mon 'profile rbd' --cap osd 'profile rbd pool=vms, profile rbd pool=images'
   make_user nova-ro --cap mon 'profile rbd' --cap osd 'profile rbd pool=vms, profile rbd-read-only pool=images'
   osd_key=$(ceph-authtool --gen-print-key)
@@ -189,14 +213,34 @@ EOF
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
+  if [[ $mgr -eq 1 ]] && ! start_mgr "$dir"; then
+    cmd_stop "$dir"
+    exit 1
+  fi
 
-  printf 'fsid=%s\nconf=%s\nport=%s\nobjectstore=%s\nclone_format=%s\n' \
-    "$fsid" "$conf" "$port" "$objectstore" "$((clone_v2 + 1))" | tee "$dir/cluster.env"
+  printf 'fsid=%s\nconf=%s\nport=%s\nobjectstore=%s\nclone_format=%s\nmgr=%s\n' \
+    "$fsid" "$conf" "$port" "$objectstore" "$((clone_v2 + 1))" "$mgr" | tee "$dir/cluster.env"
+}
+
+# Starts mgr.x and waits until rbd_support answers (it loads after the mgr went active and scanned the
+# pools; `rbd task list` answers ENOTSUP/EAGAIN until then).
+start_mgr() {
+  local dir=$1 conf=$1/ceph.conf i
+  [[ -s $dir/mgr/x/keyring ]] || { echo "$dir was not started with --mgr" >&2; return 1; }
+  ceph-mgr -c "$conf" -i x 2>>"$dir/log/setup.log"
+  for ((i = 0; i < 600; i++)); do
+    # A mgr command waits for a mgr: each try is bounded, the loop decides.
+    if timeout 10 ceph -c "$conf" --connect-timeout 5 rbd task list >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "ceph-mgr's rbd_support did not answer within 60 s; logs in $dir/log" >&2
+  return 1
 }
 
 [[ $# -ge 2 ]] || usage
 case $1 in
   start) [[ $# -ge 3 ]] || usage; cmd_start "${@:2}" ;;
+  start-mgr) start_mgr "$(cd "$2" && pwd)" ;;
   stop) cmd_stop "$2" ;;
   status) cmd_status "$2" ;;
   *) usage ;;

@@ -39,6 +39,7 @@ export const ERROR_CATALOG = {
   CLEANUP_FAILED: { exit: 1, meaning: 'an operation failed and removing what it created failed too; run gc' },
   LEASE_LOST: { exit: 1, meaning: "another process took over this run's or flatten's journal entry (its lease had run out); this one stopped" },
   FLATTEN_FAILED: { exit: 1, meaning: 'a background flatten failed; the image stays queued' },
+  MGR_UNAVAILABLE: { exit: 1, meaning: 'no ceph-mgr answered a command that needed one (rbd_support task queue)' },
   NOT_SUPPORTED: { exit: 1, meaning: 'the backend does not support the operation (librbd ENOTSUP/EOPNOTSUPP)' },
   CROSS_CLUSTER: { exit: 1, meaning: 'librbd refused an operation between two clusters (EXDEV)' },
   INTERNAL: { exit: 1, meaning: 'snapstore has a bug: an error no other code describes' },

@@ -5,6 +5,7 @@ import { checkName, spec } from './checks.js';
 import { invalid, translate } from './errors.js';
 import { newIoctx, type Ioctx } from './ioctx.js';
 import { INTERNAL, Lifecycle } from './lifecycle.js';
+import { sendMgrCommand, type MgrCommandOptions, type MgrCommandResult } from './mgr.js';
 import type { ConnectOptions } from './types.js';
 
 const OPTION_NAME = /^[A-Za-z0-9_ -]+$/;
@@ -135,6 +136,25 @@ export class Cluster {
       const native = await this.#native.openIoctx(pool, namespace);
       return newIoctx(this, native, pool, namespace);
     });
+  }
+
+  /**
+   * Sends a command to the active ceph-mgr (an object is sent as its JSON), e.g.
+   * `{ prefix: 'rbd task add flatten', image_spec: 'images/img' }`. Implements rados_mgr_command, in a
+   * worker thread; see MgrCommandOptions.timeoutMs for the bound.
+   * @throws {PermissionError} no mgr cap for it
+   * @throws {TimeoutError} no mgr answered in time
+   */
+  mgrCommand(cmd: object | string, input?: Buffer, opts?: MgrCommandOptions): Promise<MgrCommandResult> {
+    return this.#life.run('rados_mgr_command', `cluster ${this.#fsid}`, () => sendMgrCommand(load(), this.#native, cmd, input, opts));
+  }
+
+  /**
+   * Sends a command to the monitors (an object is sent as its JSON), e.g. `{ prefix: 'status' }`.
+   * Implements rados_mon_command, in a worker thread, bounded like mgrCommand.
+   */
+  monCommand(cmd: object | string, input?: Buffer, opts?: MgrCommandOptions): Promise<MgrCommandResult> {
+    return this.#life.run('rados_mon_command', `cluster ${this.#fsid}`, () => sendMgrCommand(load(), this.#native, cmd, input, opts, 'mon'));
   }
 
   /**

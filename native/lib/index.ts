@@ -50,4 +50,5 @@ export { FEATURES, featureBits, featureNames, type FeatureName } from './feature
 export { Image } from './image.js';
 export { Ioctx } from './ioctx.js';
 export * from './rados.js';
+export type { MgrCommandOptions, MgrCommandResult } from './mgr.js';
 export type * from './types.js';

@@ -11,6 +11,7 @@
 #include "handles.h"
 #include "image.h"
 #include "ioctx.h"
+#include "mgr.h"
 #include "rados.h"
 #include "workers.h"
 
@@ -66,6 +67,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CancelToken", cancel);
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   RegisterRados(env, exports);
+  exports.Set("mgrCommand", Napi::Function::New(env, MgrCommand, "mgrCommand"));
+  exports.Set("monCommand", Napi::Function::New(env, MonCommand, "monCommand"));
   return exports;
 }
 

@@ -13,7 +13,7 @@ class NativeCluster : public Napi::ObjectWrap<NativeCluster> {
   // Constructed only from C++ with an External<RadosHandle> whose reference it adopts.
   explicit NativeCluster(const Napi::CallbackInfo& info);
   ~NativeCluster() override;
-  // The handle calls in other files (rados.cc) use; null once closed.
+  // The connection, or null once closed (for calls defined outside this class: mgr.cc, rados.cc).
   RadosHandle* handle() const { return h_; }
 
  private:

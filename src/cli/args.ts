@@ -19,6 +19,7 @@ export interface Invocation {
   flatten: 'sync' | 'background';
   checksums: 'auto' | 'inline' | 'off';
   once: boolean;
+  status: boolean;
   staleLockSeconds?: number;
   output?: string;
   size?: number;
@@ -33,7 +34,8 @@ commands:
   snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
                     [--image-id ID] [--name NAME] [--mode auto|direct|copy] [--flatten sync|background]
                     [--checksums auto|inline|off]
-                    --flatten background: usable at once (clone format 2), flattened later by a flattener
+                    --flatten background: usable at once (clone format 2), flattened later by ceph-mgr's
+                    task queue (rbd_support), or by a flattener when the mgr refuses or is silent
                     --checksums: whether a copy computes Glance's md5/sha512 (auto: only for a Glance
                     older than image API 2.17, which cannot compute them itself; costs CPU per byte)
   check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why; changes nothing
@@ -47,6 +49,7 @@ commands:
   flattener [IMAGE_ID...]
                     flatten instant snapshots queued in the image pool (or only those images),
                     polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
+                    [--status: show each queued flatten (ceph-mgr: queued, running %, failed) and exit]
                     [--stale-lock-seconds N: break a lock this old when its holder's death cannot be
                     proven (it ran on another host); at least two lease periods, default 3600]
 
@@ -124,6 +127,7 @@ function parseOptions(argv: string[]) {
       flatten: { type: 'string' },
       checksums: { type: 'string' },
       once: { type: 'boolean' },
+      status: { type: 'boolean' },
       'stale-lock-seconds': { type: 'string' },
       output: { type: 'string', short: 'o' },
       size: { type: 'string' },
@@ -166,6 +170,7 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
     flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
     checksums: oneOf('checksums', values.checksums, ['auto', 'inline', 'off'] as const, 'auto'),
     once: values.once ?? false,
+    status: values.status ?? false,
     staleLockSeconds: threshold('stale-lock-seconds', values['stale-lock-seconds']),
     output: values.output,
     size: nonNegativeInt('size', values.size),

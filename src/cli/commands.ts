@@ -82,6 +82,11 @@ function renderPlan(plan: Plan): string {
   }
   lines.push(`instant (--flatten background): ${plan.instant.possible ? 'possible' : 'NOT possible'}: ${plan.instant.reason}`);
   if (plan.instant.fix) lines.push(`        fix: ${plan.instant.fix}`);
+  const by = plan.instant.flattenBy;
+  if (by) {
+    lines.push(`background flatten by ${by.via === 'mgr' ? 'ceph-mgr (rbd_support task queue)' : "snapstore's flattener"}: ${by.reason}`);
+    if (by.fix) lines.push(`        fix: ${by.fix}`);
+  }
   return lines.join('\n');
 }
 
@@ -105,7 +110,10 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     `size ${result.sizeBytes} bytes`,
     ...(result.fallbackReason ? [`copy because: ${result.fallbackReason}`] : []),
     ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
-    ...(result.flatten === 'pending' ? ['flatten pending: `snapstore flattener` finishes it (it is usable now)'] : []),
+    ...(result.flatten === 'queued' ? [`flatten queued with ceph-mgr as task ${result.flattenTask ?? '?'} (it is usable now)`] : []),
+    ...(result.flatten === 'pending'
+      ? [`flatten pending: \`snapstore flattener\` finishes it (it is usable now)${result.flattenerReason ? `; not ceph-mgr because ${result.flattenerReason}` : ''}`]
+      : []),
   ].join('\n');
   out.result(result, human);
 }
@@ -200,10 +208,12 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     source: cfg.source,
     target,
     ...(inv.positionals.length ? { images: inv.positionals } : {}),
+    storeUser: target,
     ...(inv.staleLockSeconds !== undefined ? { staleLockMs: inv.staleLockSeconds * 1000 } : {}),
     logger: (e: FlattenerEvent) => {
       if (e.type === 'progress') out.progress('flatten', e.done, e.total);
       else if (e.type === 'lock-broken') out.info(`broke the lock on ${e.image} held by ${e.holder}: ${e.why}`);
+      else if (e.type === 'mgr-takeover') out.info(`${e.image}: taken over from ceph-mgr: ${e.why}`);
       else if (e.state !== 'start') {
         out.endProgress();
         out.info(`${e.image}: ${e.state}${e.why ? ` (${e.why})` : ''}`);
@@ -211,6 +221,15 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     },
   });
   try {
+    if (inv.status) {
+      const status = await f.status();
+      const human = [
+        `${status.images.length} queued flatten(s)${status.mgrError ? ` (ceph-mgr's queue: ${status.mgrError})` : ''}`,
+        ...status.images.map((i) => `  ${i.image} ${i.by === 'mgr' ? `ceph-mgr task ${i.taskId ?? '?'}` : 'flattener'}: ${i.state} — ${i.detail}`),
+      ].join('\n');
+      out.result(status, human);
+      return;
+    }
     if (!inv.once) {
       out.info(`flattener: watching pool ${target.pool}; SIGINT or SIGTERM stops it`);
       await f.run({ signal: stop.signal });

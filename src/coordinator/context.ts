@@ -75,4 +75,7 @@ export interface RunContext {
 }
 
 /** What a path returns; the coordinator adds how it got there. */
-export type PathResult = Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds' | 'flatten'>;
+export type PathResult = Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds' | 'flatten' | 'flattenTask' | 'flattenerReason'> & {
+  /** Background only: how the flatten was queued (see direct.ts). */
+  queued?: { via: 'mgr'; taskId: string } | { via: 'flattener'; reason: string };
+};

@@ -10,7 +10,7 @@ import type { Services } from './context.js';
 import { CoordinatorClosedError, NotConfiguredError } from './errors.js';
 import { safeLogger, type CoordinatorEvent } from './events.js';
 import { faultsOf } from './faults.js';
-import { prepareSourceRemoval, type SourceRemovalReport } from './flattener.js';
+import { prepareSourceRemoval, type SourceRemovalReport } from './source-removal.js';
 import { collectGarbage } from './gc/index.js';
 import { connectionFindings } from './connection-findings.js';
 import { Lazy } from './lazy.js';
@@ -136,7 +136,8 @@ export class SnapshotCoordinator {
 
   /**
    * Call before removing an instance disk: refuses with SourceInUseError (code IN_USE, `context.clones`)
-   * while instant snapshots of it are not flattened yet, or with `flattenFirst` flattens them first. Either
+   * while instant snapshots of it are not flattened yet, or with `flattenFirst` gets them flattened first
+   * (queued with ceph-mgr as the store's user where it takes them, waiting for its tasks; here otherwise). Either
    * way librbd would refuse to remove the disk ("image has snapshots") — this says why, and fixes it.
    */
   async prepareSourceRemoval(source: string, opts: { flattenFirst?: boolean; signal?: AbortSignal } = {}): Promise<SourceRemovalReport> {
@@ -144,7 +145,8 @@ export class SnapshotCoordinator {
       const clones = (await this.store.get()).clones;
       if (!clones) throw new NotConfiguredError('instant snapshots live in a store that holds clones; this target store cannot');
       const src = parseSource(source, this.svc.sourceConfig?.pool);
-      return prepareSourceRemoval(await this.sourceSession.get(), (await clones.where()).pool, src, opts);
+      const mgrSession = await this.storeUser.get().catch(() => null);
+      return prepareSourceRemoval(await this.sourceSession.get(), (await clones.where()).pool, src, { ...opts, mgrSession });
     });
   }
 

@@ -12,6 +12,8 @@ export type CoordinatorEvent =
   | { type: 'fallback'; runId: string; code: string; reason: string }
   | { type: 'undo'; runId: string; what: string; state: 'done' | 'failed'; error?: string }
   | { type: 'result'; runId: string; result: SnapshotResult }
+  | { type: 'flatten-queued'; runId: string; imageId: string; via: 'mgr'; taskId: string }
+  | { type: 'flatten-queued'; runId: string; imageId: string; via: 'flattener'; code: string; reason: string; fix?: string }
   | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string }
   | { type: 'gc-skipped'; location: string; why: string };
 

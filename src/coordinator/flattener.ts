@@ -7,20 +7,17 @@
 // old owner's client, breaking its lock) only once that lease expired or its owner is provably dead (same
 // host, boot and PID namespace, pid gone) — never while it is renewed. A lock of a flattener from before
 // the journal (no lease) is broken when older than `staleLockMs`.
+// Most instant snapshots are flattened by ceph-mgr's task queue instead (mgr-flatten.ts): the flattener
+// leaves those to it while the mgr has them, takes over a task that failed or vanished, and removes the
+// queue entry of an image the mgr has finished.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
 import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
 import { SnapstoreError, codeOf, hasCode } from '../errors.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
-import {
-  FLATTEN_KEY,
-  SourceInUseError,
-  decodeFlattenRequest,
-  diskSource,
-  pendingFlattens,
-  removeUnusedTrashedSnapshots,
-  type FlattenRequest,
-} from './instant.js';
+import { flattenStatus, type FlattenStatus } from './flatten-status.js';
+import { FLATTEN_KEY, decodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { cancelMgrTask, listMgrTasks, mgrVerdict, type MgrTask } from './mgr-flatten.js';
 import { takeFlattenLease } from './journal/flatten-lease.js';
 import type { JournalEntry } from './journal/journal.js';
 import type { Lease } from './journal/lease.js';
@@ -36,6 +33,11 @@ export interface FlattenerOptions {
   source: Pick<RbdSourceConfig, 'confPath' | 'user' | 'keyring' | 'connectTimeoutMs'>;
   /** The pool instant snapshots are in (the target store's pool). */
   target: Pick<RbdTargetConfig, 'pool'>;
+  /**
+   * The image store's user (Glance's): reads ceph-mgr's task queue, to leave the images the mgr flattens to
+   * it. Without it a mgr-queued image is left to the mgr for MGR_GRACE_MS after it was queued.
+   */
+  storeUser?: Pick<RbdTargetConfig, 'confPath' | 'user' | 'keyring' | 'connectTimeoutMs'>;
   /** A lock older than this is broken even when its owner cannot be proven dead (another host). Default 1 hour. */
   staleLockMs?: number;
   /** Only these images (ids in the target pool); default every image with a flatten request. */
@@ -48,7 +50,8 @@ export interface FlattenerOptions {
 export type FlattenerEvent =
   | { type: 'flatten'; image: string; state: 'start' | 'done' | 'skipped' | 'failed' | 'cancelled'; why?: string; ms?: number }
   | { type: 'progress'; image: string; done: number; total: number }
-  | { type: 'lock-broken'; image: string; holder: string; why: string };
+  | { type: 'lock-broken'; image: string; holder: string; why: string }
+  | { type: 'mgr-takeover'; image: string; why: string };
 
 export interface FlattenReport {
   flattened: string[];
@@ -56,7 +59,7 @@ export interface FlattenReport {
   failed: Array<{ image: string; error: string }>;
 }
 
-const DEFAULT_STALE_LOCK_MS = 60 * 60 * 1000;
+export const DEFAULT_STALE_LOCK_MS = 60 * 60 * 1000;
 const DEFAULT_POLL_MS = 5000;
 const COOKIE_PREFIX = 'snapstore-flattener ';
 
@@ -93,7 +96,7 @@ export async function flattenImage(
   session: CephCluster,
   io: Ioctx,
   name: string,
-  opts: { staleLockMs: number; signal?: AbortSignal; emit: (e: FlattenerEvent) => void },
+  opts: { staleLockMs: number; signal?: AbortSignal; emit: (e: FlattenerEvent) => void; mgr?: MgrView },
 ): Promise<Outcome> {
   let image: Image;
   try {
@@ -112,6 +115,12 @@ export async function flattenImage(
     const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
     // A run writes the request only once its pending mark is off (paths/direct.ts): the snapshot is done.
     if (!request) return { state: 'skipped', why: 'nothing to flatten' };
+    if (request.mgrTask && (await image.parentInfo()) !== null) {
+      const verdict = mgrVerdict(opts.mgr ? await opts.mgr.queue() : null, request.mgrTask.id, request.mgrTask.queuedAt);
+      if (!verdict.take) return { state: 'skipped', why: verdict.why };
+      if (verdict.cancel && opts.mgr) await opts.mgr.cancel(verdict.cancel);
+      opts.emit({ type: 'mgr-takeover', image: name, why: verdict.why });
+    }
 
     const held = await takeFlattenLease(session, io, name, (why) => leaseLost.abort(new SnapstoreError('LEASE_LOST', why)));
     if ('skipped' in held) return { state: 'skipped', why: held.skipped };
@@ -146,6 +155,24 @@ export async function flattenImage(
     // flatten: each poll passes every image of the pool through here.
     if (flattened) await releaseMemory();
   }
+}
+
+/** ceph-mgr's task queue as the store's user sees it (read once per pass), and cancelling a task. */
+export interface MgrView {
+  queue(): Promise<{ tasks: MgrTask[] } | { error: string }>;
+  cancel(taskId: string): Promise<void>;
+}
+
+/** A MgrView over `session` that reads the queue once and keeps it for `ttlMs`. */
+export function mgrView(session: CephCluster, ttlMs = 2000): MgrView {
+  let cached: { at: number; queue: Promise<{ tasks: MgrTask[] } | { error: string }> } | null = null;
+  return {
+    queue() {
+      if (!cached || Date.now() - cached.at > ttlMs) cached = { at: Date.now(), queue: listMgrTasks(session) };
+      return cached.queue;
+    },
+    cancel: (taskId) => cancelMgrTask(session, taskId),
+  };
 }
 
 /**
@@ -208,6 +235,7 @@ async function releaseSourceSnapshot(session: CephCluster, request: FlattenReque
 export class Flattener {
   private readonly opts: FlattenerOptions;
   private session: Promise<CephCluster> | null = null;
+  private storeSession: Promise<CephCluster> | null = null;
   private readonly emit: (e: FlattenerEvent) => void;
 
   constructor(opts: FlattenerOptions) {
@@ -234,6 +262,21 @@ export class Flattener {
     return this.session;
   }
 
+  /** ceph-mgr's queue as the store's user sees it, when that user is configured and can connect. */
+  private async mgr(): Promise<MgrView | undefined> {
+    const u = this.opts.storeUser;
+    if (!u) return undefined;
+    if (!this.storeSession) {
+      const p = CephCluster.connect({ confPath: u.confPath, user: u.user, ...(u.keyring ? { keyring: u.keyring } : {}), timeoutMs: u.connectTimeoutMs });
+      p.catch(() => {
+        if (this.storeSession === p) this.storeSession = null;
+      });
+      this.storeSession = p;
+    }
+    const session = await this.storeSession.catch(() => null);
+    return session ? mgrView(session) : undefined;
+  }
+
   /** Images in the target pool waiting for their flatten, oldest request first. */
   async pending(): Promise<Array<{ image: string; request: FlattenRequest }>> {
     const session = await this.connect();
@@ -241,11 +284,20 @@ export class Flattener {
     return (await pendingFlattens(await session.pool(this.opts.target.pool))).filter((p) => !only || only.includes(p.image));
   }
 
+  /** Where each pending flatten stands (ceph-mgr's task list as the store's user, see flatten-status.ts). */
+  async status(): Promise<FlattenStatus> {
+    const session = await this.connect();
+    const mgr = await this.mgr();
+    const queue = mgr ? await mgr.queue() : { error: 'no image store user configured to read ceph-mgr\'s queue with' };
+    return flattenStatus(await session.pool(this.opts.target.pool), await this.pending(), queue);
+  }
+
   /** Flattens everything pending now, one image at a time; `signal` stops it (the current image stays queued). */
   async runOnce(opts: { signal?: AbortSignal } = {}): Promise<FlattenReport> {
     const session = await this.connect();
     const io = await session.pool(this.opts.target.pool);
     const report: FlattenReport = { flattened: [], skipped: [], failed: [] };
+    const mgr = await this.mgr();
     for (const { image } of await this.pending()) {
       if (opts.signal?.aborted) break;
       const started = performance.now();
@@ -254,6 +306,7 @@ export class Flattener {
         const outcome = await flattenImage(session, io, image, {
           staleLockMs: this.opts.staleLockMs ?? DEFAULT_STALE_LOCK_MS,
           ...(opts.signal ? { signal: opts.signal } : {}),
+          ...(mgr ? { mgr } : {}),
           emit: this.emit,
         });
         const ms = performance.now() - started;
@@ -305,69 +358,9 @@ export class Flattener {
 
   /** Releases the connection (after runOnce/run have returned). Safe to call twice. */
   async close(): Promise<void> {
-    const s = this.session;
+    const sessions = [this.session, this.storeSession];
     this.session = null;
-    if (s) await (await s.catch(() => null))?.close();
+    this.storeSession = null;
+    await Promise.all(sessions.map(async (s) => (s ? (await s.catch(() => null))?.close() : undefined)));
   }
-}
-
-export interface SourceRemovalReport {
-  /** The disk, as `rbd://fsid/pool/image`. */
-  source: string;
-  /** The snapstore images flattened so that the disk could go. */
-  flattened: string[];
-  /** Trashed snapstore snapshots of the disk that no clone used any more, removed. */
-  removedTrashedSnapshots: number;
-}
-
-/**
- * What `SnapshotCoordinator.prepareSourceRemoval` does: refuses (IN_USE) while snapstore images in
- * `targetPool` still depend on the disk, or with `flattenFirst` flattens them (waiting for a live flattener
- * that already works on one), then removes trashed snapstore snapshots nothing uses.
- */
-export async function prepareSourceRemoval(
-  session: CephCluster,
-  targetPool: string,
-  src: Source,
-  opts: { flattenFirst?: boolean; signal?: AbortSignal; staleLockMs?: number; logger?: (e: FlattenerEvent) => void },
-): Promise<SourceRemovalReport> {
-  const source = diskSource(src, session.fsid);
-  const io = await session.pool(targetPool);
-  const flattened: string[] = [];
-  const emit = opts.logger ?? (() => {});
-  for (;;) {
-    const dependents = (await pendingFlattens(io)).filter((p) => p.request.source === source);
-    if (dependents.length === 0) break;
-    const names = dependents.map((d) => d.image);
-    if (!opts.flattenFirst) {
-      throw new SourceInUseError(
-        `${source} is in use: ${names.length} snapstore image(s) in pool ${targetPool} still depend on it (not flattened yet): ${names.join(', ')}; ` +
-          'flatten them first (snapstore flattener --once, or prepareSourceRemoval with flattenFirst)',
-        { source, clones: names },
-      );
-    }
-    let progressed = false;
-    const waiting: string[] = [];
-    for (const d of dependents) {
-      const outcome = await flattenImage(session, io, d.image, {
-        staleLockMs: opts.staleLockMs ?? DEFAULT_STALE_LOCK_MS,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-        emit,
-      });
-      if (outcome.state === 'done') {
-        flattened.push(d.image);
-        progressed = true;
-      } else if (outcome.why.startsWith('being flattened by')) {
-        waiting.push(d.image);
-      } else if (outcome.why !== 'the image is gone' && outcome.why !== 'flattened meanwhile') {
-        throw new SourceInUseError(`${source} is in use: ${d.image} cannot be flattened now (${outcome.why})`, { source, clones: names });
-      }
-    }
-    if (!progressed && waiting.length > 0) {
-      opts.signal?.throwIfAborted();
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  const removedTrashedSnapshots = isRbdSource(src) ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
-  return { source, flattened, removedTrashedSnapshots };
 }

@@ -17,8 +17,9 @@ export {
   type FlattenReport,
   type FlattenerEvent,
   type FlattenerOptions,
-  type SourceRemovalReport,
 } from './flattener.js';
+export type { SourceRemovalReport } from './source-removal.js';
+export type { FlattenStatus, FlattenStatusEntry } from './flatten-status.js';
 export { FLATTEN_KEY, SourceInUseError, type FlattenRequest } from './instant.js';
 export type { StepName } from './faults.js';
 export { PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX } from './names.js';

@@ -14,6 +14,7 @@
 import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import { SnapstoreError, codeOf } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
+import { mgrFlattenCheck } from './mgr-flatten.js';
 import { runIdOfSnap } from './names.js';
 import { withImage } from './rbd-util.js';
 import type { PlanFacts } from './plan.js';
@@ -37,6 +38,8 @@ export interface FlattenRequest {
   source: string;
   /** The snapshot snapstore took (now in the source's snapshot trash), or null for an existing snapshot. */
   sourceSnap: string | null;
+  /** The ceph-mgr task that flattens it (mgr-flatten.ts); absent when snapstore's flattener must. */
+  mgrTask?: { id: string; queuedAt: string };
 }
 
 export function encodeFlattenRequest(req: FlattenRequest): string {
@@ -50,6 +53,7 @@ export function decodeFlattenRequest(text: string | null): FlattenRequest | null
     const r = JSON.parse(text) as FlattenRequest;
     if (r?.v !== 1 || typeof r.runId !== 'string' || typeof r.source !== 'string' || typeof r.requestedAt !== 'string') return null;
     if (r.sourceSnap !== null && typeof r.sourceSnap !== 'string') return null;
+    if (r.mgrTask !== undefined && (typeof r.mgrTask?.id !== 'string' || typeof r.mgrTask.queuedAt !== 'string')) return null;
     return r;
   } catch {
     return null;
@@ -96,17 +100,11 @@ export function instantCheck(f: PlanFacts, directPossible: boolean, blockers: st
  * location and cannot delete the image. Probed by opening the disk read-only as that user.
  */
 export async function storeReadsSource(store: CephCluster, src: Source, targetPool: string, glance: boolean): Promise<InstantCheck> {
-  const ok: InstantCheck = {
-    possible: true,
-    reason:
-      'clone format 2 is available: the source snapshot moves to the snapshot trash until a flattener has flattened the clone ' +
-      `(clones are made with layering,deep-flatten, so the flatten detaches their \`snap\` too), and client.${store.user} can read the disks meanwhile; run \`snapstore flattener\``,
-  };
-  if (!isRbdSource(src)) return ok;
+  if (!isRbdSource(src)) return { possible: true, reason: INSTANT_OK };
+  const osdCaps = `profile rbd pool=${targetPool}, profile rbd-read-only pool=${src.pool}`;
   try {
     const image = await (await store.pool(src.pool)).openImage(src.image, { readOnly: true });
     await image.close();
-    return ok;
   } catch (err) {
     if (!isPermission(err)) throw err;
     return {
@@ -114,9 +112,31 @@ export async function storeReadsSource(store: CephCluster, src: Source, targetPo
       reason:
         `client.${store.user} (the image store's user${glance ? ', which Glance uses' : ''}) cannot read pool ${src.pool}: until an instant snapshot ` +
         `is flattened it reads through to the disk, so ${glance ? 'Glance could neither validate, serve nor delete it' : 'the store could neither read nor delete it'}`,
-      fix: `ceph auth caps client.${store.user} mon 'profile rbd' osd 'profile rbd pool=${targetPool}, profile rbd-read-only pool=${src.pool}'`,
+      fix: `ceph auth caps client.${store.user} mon 'profile rbd' osd '${osdCaps}'`,
     };
   }
+  const flattenBy = await flattenWay(store, targetPool, osdCaps);
+  return {
+    possible: true,
+    reason: `${INSTANT_OK}, and client.${store.user} can read the disks meanwhile; ${flattenBy.via === 'mgr' ? 'ceph-mgr flattens it' : 'run `snapstore flattener`'}`,
+    flattenBy,
+  };
+}
+
+const INSTANT_OK =
+  'clone format 2 is available: the source snapshot moves to the snapshot trash until the clone is flattened ' +
+  '(clones are made with layering,deep-flatten, so the flatten detaches their `snap` too)';
+
+/** Who will flatten an instant snapshot made with the store's user, and why (asked without queueing anything). */
+async function flattenWay(store: CephCluster, targetPool: string, osdCaps: string): Promise<NonNullable<InstantCheck['flattenBy']>> {
+  const way = await mgrFlattenCheck(store, targetPool, osdCaps);
+  if (way.via === 'mgr') {
+    return {
+      via: 'mgr',
+      reason: `ceph-mgr (rbd_support) accepts flattens of pool ${targetPool} from client.${store.user}: it queues, runs and retries the flatten with no snapstore process running`,
+    };
+  }
+  return { via: 'flattener', reason: `${way.reason} (\`snapstore flattener\`)`, ...(way.fix ? { fix: way.fix } : {}) };
 }
 
 /** Snapstore images in `pool` still waiting for their flatten, with their queue entries. */

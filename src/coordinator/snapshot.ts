@@ -58,16 +58,24 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
   for (;;) {
     const partial = await runAttempt(svc, a, attempt, opts, mode, background);
     if (partial === null) continue;
+    const { queued, ...rest } = partial.result;
     const result: SnapshotResult = {
-      ...partial.result,
+      ...rest,
       method: attempt.method,
       fallbackReason: attempt.fallbackReason,
       seconds: (performance.now() - started) / 1000,
-      flatten: attempt.method === 'direct' && background ? 'pending' : 'done',
+      ...flattenState(attempt.method === 'direct' && background, queued),
     };
     svc.emit({ type: 'result', runId: partial.runId, result });
     return result;
   }
+}
+
+/** How the result reports the flatten: done, queued with the mgr, or pending for snapstore's flattener. */
+function flattenState(background: boolean, queued: PathResult['queued']): Pick<SnapshotResult, 'flatten' | 'flattenTask' | 'flattenerReason'> {
+  if (!background) return { flatten: 'done' };
+  if (queued?.via === 'mgr') return { flatten: 'queued', flattenTask: queued.taskId };
+  return { flatten: 'pending', ...(queued ? { flattenerReason: queued.reason } : {}) };
 }
 
 function validateOptions(opts: SnapshotOptions): { mode: Mode; background: boolean } {

@@ -23,6 +23,11 @@ export interface InstantCheck {
   reason: string;
   /** What to change to make it possible, when there is such a thing. */
   fix?: string;
+  /**
+   * Who will flatten an instant snapshot: ceph-mgr's task queue (`mgr`), or snapstore's flattener because
+   * the mgr refuses the store's user or does not answer; `fix` is the cap that lets the mgr do it.
+   */
+  flattenBy?: { via: 'mgr' | 'flattener'; reason: string; fix?: string };
 }
 
 export interface SnapshotOptions {
@@ -63,8 +68,16 @@ export interface SnapshotResult {
   glance: { id: string; status: string } | null;
   /** The checksums the copy path computed (see SnapshotOptions.checksums); null when it computed none. */
   checksums: { checksum: string; multihash: string; hashAlgo: 'sha512' } | null;
-  /** `pending`: a flattener still has to flatten the clone (background mode); `done`: the image stands alone. */
-  flatten: 'done' | 'pending';
+  /**
+   * `done`: the image stands alone. Background mode: `queued` — ceph-mgr's rbd_support task queue flattens
+   * it (`flattenTask` is the task id); `pending` — snapstore's flattener must (`flattenerReason` says why the
+   * mgr was not used).
+   */
+  flatten: 'done' | 'queued' | 'pending';
+  /** The ceph-mgr task flattening the image (`ceph rbd task list`), when `flatten` is `queued`. */
+  flattenTask?: string;
+  /** Why the mgr does not flatten it, when `flatten` is `pending`. */
+  flattenerReason?: string;
 }
 
 /** Something a killed run left behind. */

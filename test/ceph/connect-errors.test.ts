@@ -3,15 +3,24 @@
 // typed errors with catalog codes, naming the user and the files, never the key.
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { CephAuthError, CephCluster, CephConfigError, CephUnreachable, isWellFormedKey } from '../../src/ceph/index.js';
 import { SnapshotCoordinator } from '../../src/coordinator/index.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { exitCodeFor, hasCode } from '../../src/errors.js';
 import { expectNoSecret, makeMistakes, newKey } from '../support/ceph-mistakes.js';
-import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
+import { testbed, uniqueName } from '../support/testbed.js';
 
 const a = testbed().clusters.a;
+// The store and the coordinator write to pools of this file's own on cluster a; the leftovers probe lists
+// them whole before each case and after it.
+const pools = ownPools('mistakes', { clusters: () => [a] });
+let before: Snapshot;
+beforeEach(async () => {
+  before = await pools.leftovers.snapshot();
+});
 const { dir, mistakes, secrets, global, conf } = await makeMistakes(a);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -53,9 +62,9 @@ describe.each(mistakes)('$what', (m) => {
 
   it('the target side: RbdStore add/get/getSize/delete keep the code, and nothing is created', async () => {
     const id = uniqueName('mistake-target');
-    const store = new RbdStore({ confPath: m.confPath, user: m.user, pool: 'images', connectTimeoutMs: TIMEOUT_MS });
+    const store = new RbdStore({ confPath: m.confPath, user: m.user, pool: pools.images, connectTimeoutMs: TIMEOUT_MS });
     try {
-      const location = `rbd://${a.fsid}/images/${id}/snap`;
+      const location = `rbd://${a.fsid}/${pools.images}/${id}/snap`;
       for (const call of [
         () => store.add(id, [Buffer.alloc(4096, 1)], 4096),
         () => store.get(location),
@@ -67,20 +76,20 @@ describe.each(mistakes)('$what', (m) => {
     } finally {
       await store.close();
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await pools.leftovers.expectUnchanged(before);
   });
 
   it('the source side: the coordinator keeps the code for snapshot, and check lists it as a finding', async () => {
     const id = uniqueName('mistake-source');
     const coordinator = new SnapshotCoordinator({
-      source: { confPath: m.confPath, user: m.user, pool: 'vms', connectTimeoutMs: TIMEOUT_MS },
-      target: { kind: 'rbd', confPath: a.conf, user: 'glance', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 },
+      source: { confPath: m.confPath, user: m.user, pool: pools.vms, connectTimeoutMs: TIMEOUT_MS },
+      target: { kind: 'rbd', confPath: a.conf, ...pools.glance(a), pool: pools.images, chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 },
     });
     try {
-      const err = await coordinator.snapshot(`vms/${id}`, { imageId: id }).catch((e: unknown) => e);
+      const err = await coordinator.snapshot(`${pools.vms}/${id}`, { imageId: id }).catch((e: unknown) => e);
       expect(hasCode(err, m.code)).toBe(true);
       expectExplained(err, m);
-      const plan = await coordinator.check(`vms/${id}`);
+      const plan = await coordinator.check(`${pools.vms}/${id}`);
       const finding = plan.reasons.find((r) => r.code === m.code);
       expect(finding).toMatchObject({ ok: false, message: expect.stringContaining(`client.${m.user}`) });
       expect(finding?.message).toMatch(/^the source cluster/);
@@ -91,7 +100,7 @@ describe.each(mistakes)('$what', (m) => {
     } finally {
       await coordinator.close();
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await pools.leftovers.expectUnchanged(before);
   });
 });
 

@@ -6,23 +6,37 @@ import { execFile } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { expectNoSecret, makeMistakes, type Mistake } from '../support/ceph-mistakes.js';
-import { leftovers, NOTHING, rbd, testbed, uniqueName } from '../support/testbed.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
+import { rbd, testbed, uniqueName } from '../support/testbed.js';
 
 const env = testbed();
 const a = env.clusters.a;
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const { dir, mistakes, secrets } = await makeMistakes(a);
 let disk = '';
+// The configs name pools of this file's own on cluster a (and, where they work, users of them): the
+// leftovers probe lists both pools whole before each case and after it.
+const pools = ownPools('cli-mistakes', { clusters: () => [a] });
+let before: Snapshot;
 
 beforeAll(async () => {
   disk = uniqueName('cli-mistake-disk');
-  await rbd(a, ['create', `vms/${disk}`, '--size', '16M'], 'nova');
+  await rbd(a, ['create', `${pools.vms}/${disk}`, '--size', '16M']);
 });
 afterAll(async () => {
-  if (disk) await rbd(a, ['rm', '--no-progress', `vms/${disk}`], 'nova');
+  if (disk) await rbd(a, ['rm', '--no-progress', `${pools.vms}/${disk}`]);
   rmSync(dir, { recursive: true, force: true });
+});
+beforeEach(async () => {
+  before = await pools.leftovers.snapshot();
+  // The source disk alone, no snapshot, nothing in the trash: what every case must leave.
+  expect(before.listing.rbd[a.fsid]).toEqual({
+    [pools.images]: { images: {}, trash: [] },
+    [pools.vms]: { images: { [disk]: { snapshots: [], meta: [] } }, trash: [] },
+  });
 });
 
 interface Run {
@@ -46,11 +60,12 @@ function file(name: string, text: string): string {
 }
 
 const novaConf = (name: string, confPath: string, user: string) =>
-  file(`nova-${name}.conf`, `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${confPath}\nrbd_user = ${user}\nrbd_connect_timeout = 2\n`);
+  file(`nova-${name}.conf`, `[libvirt]\nimages_type = rbd\nimages_rbd_pool = ${pools.vms}\nimages_rbd_ceph_conf = ${confPath}\nrbd_user = ${user}\nrbd_connect_timeout = 2\n`);
 const glanceConf = (name: string, confPath: string, user: string) =>
-  file(`glance-${name}.conf`, `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = ${user}\nrbd_store_ceph_conf = ${confPath}\nrados_connect_timeout = 2\n`);
-const goodNova = novaConf('good', a.conf, 'nova');
-const goodGlance = glanceConf('good', a.conf, 'glance');
+  file(`glance-${name}.conf`, `[glance_store]\ndefault_store = rbd\nrbd_store_pool = ${pools.images}\nrbd_store_user = ${user}\nrbd_store_ceph_conf = ${confPath}\nrados_connect_timeout = 2\n`);
+// Made in the cases: the users and their ceph.conf exist once beforeAll has run.
+const goodNova = () => novaConf('good', pools.conf(a), pools.nova(a).user);
+const goodGlance = () => glanceConf('good', pools.conf(a), pools.glance(a).user);
 
 /** A failed command: exit status, one error (JSON or one human line), user and file named, no key. */
 function expectFailure(r: Run, m: Mistake, json: boolean): void {
@@ -92,37 +107,35 @@ async function expectFinding(args: string[], m: Mistake, side: 'source' | 'targe
   expectNoSecret(human.stdout + human.stderr, secrets);
 }
 
-async function expectNothingCreated(marker: string): Promise<void> {
-  expect(await leftovers(a, 'images', marker)).toEqual(NOTHING);
-  expect(await leftovers(a, 'vms', marker)).toEqual(NOTHING);
-  // The source disk is untouched: no snapshot, nothing in its pool's trash.
-  expect(await leftovers(a, 'vms', disk)).toEqual({ images: [disk], snapshots: [], trash: [] });
+/** Both pools as before the case: nothing new, and the source disk untouched (no snapshot, no mark, no trash). */
+async function expectNothingCreated(): Promise<void> {
+  await pools.leftovers.expectUnchanged(before);
 }
 
 describe.each(mistakes)('$what', (m) => {
   it('on the source side (nova.conf): snapshot fails with the code, check lists it', async () => {
     const id = uniqueName('cli-mistake-src');
     const nova = novaConf(`src-${id}`, m.confPath, m.user);
-    const cfg = ['--config', nova, '--config', goodGlance];
-    expectFailure(await snapstore(['snapshot', `vms/${disk}`, '--image-id', id, ...cfg, '--json']), m, true);
-    expectFailure(await snapstore(['snapshot', `vms/${disk}`, '--image-id', id, ...cfg, '--debug']), m, false);
-    await expectFinding(['check', `vms/${disk}`, ...cfg], m, 'source');
-    await expectNothingCreated(id);
+    const cfg = ['--config', nova, '--config', goodGlance()];
+    expectFailure(await snapstore(['snapshot', `${pools.vms}/${disk}`, '--image-id', id, ...cfg, '--json']), m, true);
+    expectFailure(await snapstore(['snapshot', `${pools.vms}/${disk}`, '--image-id', id, ...cfg, '--debug']), m, false);
+    await expectFinding(['check', `${pools.vms}/${disk}`, ...cfg], m, 'source');
+    await expectNothingCreated();
   });
 
   it('on the target side (glance-api.conf): add, get, size, delete and snapshot fail with the code, check lists it', async () => {
     const id = uniqueName('cli-mistake-tgt');
     const glance = glanceConf(`tgt-${id}`, m.confPath, m.user);
     const data = file(`${id}.raw`, 'x'.repeat(4096));
-    const location = `rbd://${a.fsid}/images/${id}/snap`;
+    const location = `rbd://${a.fsid}/${pools.images}/${id}/snap`;
     expectFailure(await snapstore(['add', data, '--image-id', id, '--config', glance, '--json']), m, true);
     expectFailure(await snapstore(['add', data, '--image-id', id, '--config', glance, '--debug']), m, false);
     expectFailure(await snapstore(['get', location, '-o', join(dir, `${id}.out`), '--config', glance, '--json']), m, true);
     expectFailure(await snapstore(['size', location, '--config', glance, '--json']), m, true);
     expectFailure(await snapstore(['delete', location, '--config', glance, '--debug']), m, false);
-    const cfg = ['--config', goodNova, '--config', glance];
-    expectFailure(await snapstore(['snapshot', `vms/${disk}`, '--image-id', id, ...cfg, '--json']), m, true);
-    await expectFinding(['check', `vms/${disk}`, ...cfg], m, 'target');
-    await expectNothingCreated(id);
+    const cfg = ['--config', goodNova(), '--config', glance];
+    expectFailure(await snapstore(['snapshot', `${pools.vms}/${disk}`, '--image-id', id, ...cfg, '--json']), m, true);
+    await expectFinding(['check', `${pools.vms}/${disk}`, ...cfg], m, 'target');
+    await expectNothingCreated();
   });
 });

@@ -1,20 +1,20 @@
 // RbdStore against the common Store contract: on cluster a (clone v2 capable) and cluster b (clone v1
-// only), as client.glance on the images pool, the way Glance's own rbd store runs. Clone formats matter
-// only to delete; test/drivers/rbd.test.ts covers deleting with clone children of both formats.
+// only), as a user made like client.glance on a pool of this file's own, the way Glance's own rbd store
+// runs. Clone formats matter only to delete; test/drivers/rbd.test.ts covers deleting with clone children
+// of both formats.
 import { RbdStore } from '../../src/drivers/rbd/index.js';
+import { list } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
 import { testbed, type ClusterInfo } from '../support/testbed.js';
-import { stableLeftovers } from './rbd-support.js';
 import { testStore } from './suite.js';
 
 const env = testbed();
+const pools = ownPools('conf-rbd');
 
 function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number) {
   return async () => ({
-    store: new RbdStore({ confPath: cluster.conf, user: 'glance', pool: 'images', chunkSizeMiB, connectTimeoutMs: 10_000 }),
-    leftovers: async (marker: string) => {
-      const found = await stableLeftovers(cluster, 'images', marker);
-      return [...found.images, ...found.snapshots, ...found.trash];
-    },
+    store: new RbdStore({ confPath: cluster.conf, ...pools.glance(cluster), pool: pools.images, chunkSizeMiB, connectTimeoutMs: 10_000 }),
+    probe: () => list({ clusters: [cluster], pools: [pools.images] }),
   });
 }
 

@@ -2,13 +2,18 @@
 // `testStore(name, factory, options)` and nothing else is needed for the common contract.
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Store, StoreCapabilities } from '../../src/store.js';
 
 export interface StoreUnderTest {
   store: Store;
-  /** Everything the backend holds whose name contains `marker` (images, snapshots, temp files, trash). */
-  leftovers(marker: string): Promise<string[]>;
+  /**
+   * Everything the backend holds in the store's own scope, whole and without name filters: the pool of its
+   * own (images, snapshots with the trash namespace, `snapstore.*` metadata, trash), its directory (hidden
+   * files included), its map. Nothing else may write there while the suite runs: the suite compares the
+   * listing before and after each case.
+   */
+  probe(): Promise<unknown>;
 }
 
 export interface SuiteOptions extends StoreCapabilities {
@@ -70,14 +75,25 @@ export const MALFORMED_LOCATIONS = [
 export function testStore(name: string, factory: () => Promise<StoreUnderTest>, options: SuiteOptions): void {
   describe(`Store conformance: ${name}`, () => {
     let store: Store;
-    let leftovers: (marker: string) => Promise<string[]>;
-    const marker = `conf-${name.replace(/[^A-Za-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
+    let probe: () => Promise<unknown>;
+    /** The listing when the suite started, and when the current case started. */
+    let initial: unknown;
+    let before: unknown;
+    const expectNothingLeft = async (since = before) => {
+      expect(await probe(), 'leftovers: the store now vs. before the case').toEqual(since);
+    };
+    const idPrefix = `conf-${name.replace(/[^A-Za-z0-9]/g, '')}-${randomBytes(3).toString('hex')}`;
     let serial = 0;
-    const newId = () => `${marker}-${++serial}`;
+    const newId = () => `${idPrefix}-${++serial}`;
     const c = options.chunkSize;
 
     beforeAll(async () => {
-      ({ store, leftovers } = await factory());
+      ({ store, probe } = await factory());
+      initial = await probe();
+    });
+
+    beforeEach(async () => {
+      before = await probe();
     });
 
     afterAll(async () => {
@@ -95,7 +111,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       expect(back.length).toBe(data.length);
       expect(back.equals(data)).toBe(true);
       await store.delete(result.location);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     }
 
     it('adds without checksums when asked: nulls, same bytes', async () => {
@@ -105,7 +121,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       expect(result).toMatchObject({ size: data.length, checksum: null, multihash: null, hashAlgo: null });
       expect((await readAll(await store.get(result.location))).equals(data)).toBe(true);
       await store.delete(result.location);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('declares its schemes and capabilities', () => {
@@ -133,7 +149,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await expect(store.getSize(result.location)).rejects.toMatchObject({ code: 'NOT_FOUND' });
       await expect(store.get(result.location)).rejects.toMatchObject({ code: 'NOT_FOUND' });
       await expect(store.delete(result.location)).rejects.toMatchObject({ code: 'NOT_FOUND' });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('stores an empty image, with and without a size', async () => {
@@ -195,7 +211,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await reader.return?.();
       expect(stream.destroyed).toBe(true);
       await store.delete(location);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('refuses an id that is already stored and leaves the original intact', async () => {
@@ -208,7 +224,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       } finally {
         await store.delete(location);
       }
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('handles concurrent adds of different ids', async () => {
@@ -219,7 +235,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
         expect((await readAll(await store.get(result.location))).equals(inputs[i]!.data)).toBe(true);
       }
       await Promise.all(results.map((r) => store.delete(r.location)));
-      for (const { id } of inputs) expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('lets exactly one of two concurrent adds of the same id win', async () => {
@@ -236,18 +252,18 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       const back = await readAll(await store.get(winner.location));
       expect(back.equals(winner.size === a.length ? a : b)).toBe(true);
       await store.delete(winner.location);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('refuses a stream shorter or longer than announced and leaves nothing', async () => {
       const id = newId();
       const data = randomBytes(c + 10);
       await expect(store.add(id, irregular(data), data.length + 1)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
       await expect(store.add(id, irregular(data), data.length - 1)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
       await expect(store.add(id, irregular(data), 0)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
       // The id is free again.
       const { location } = await store.add(id, irregular(data), data.length);
       await store.delete(location);
@@ -262,7 +278,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
         throw boom;
       };
       await expect(store.add(id, failing(), 4 * c)).rejects.toBe(boom);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
       for (const delay of [-1, 0, 20]) {
         // A Readable failing before add reads it (-1: already failed; 0: while add prepares) or while it reads.
         const readable = new Readable({ read() {} });
@@ -271,7 +287,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
         if (delay < 0) fail();
         else setTimeout(fail, delay);
         await expect(store.add(id, readable)).rejects.toThrow('socket hang up');
-        expect(await leftovers(id)).toEqual([]);
+        await expectNothingLeft();
       }
     });
 
@@ -280,7 +296,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await expect(store.add(id, irregular(randomBytes(10)), 10, { signal: AbortSignal.abort() })).rejects.toMatchObject({
         code: 'CANCELLED',
       });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
 
       // The source stalls for good once it has given its first chunk: it is released only after add has
       // settled, so a driver that would notice the abort only at the next chunk never settles and fails.
@@ -305,7 +321,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       } finally {
         release();
       }
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
 
       const midway = new AbortController();
       const flowing = async function* () {
@@ -315,7 +331,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
         }
       };
       await expect(store.add(id, flowing(), undefined, { signal: midway.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it("refuses malformed locations and other drivers' locations with BadLocation", async () => {
@@ -364,14 +380,15 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       expect(await store.exists(id)).toBe(false);
       await expect(store.locationOf('../x')).rejects.toMatchObject({ code: 'INVALID_IMAGE_ID' });
       await expect(store.exists('a/b')).rejects.toMatchObject({ code: 'INVALID_IMAGE_ID' });
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('marks an image pending, reads, lists, replaces and clears the mark', async () => {
       const id = newId();
       const { location } = await store.add(id, irregular(randomBytes(c + 3)), c + 3);
       try {
-        const mine = async () => (await store.listPending()).filter((e) => e.imageId.startsWith(marker));
+        // The store's scope is the suite's own: every mark it lists is this case's.
+        const mine = () => store.listPending();
         expect(await store.readPending(id)).toBeNull();
         expect(await mine()).toEqual([]);
         const text = JSON.stringify({ runId: id, note: 'ünïcode and "quotes"' });
@@ -391,7 +408,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       } finally {
         await store.delete(location);
       }
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('refuses to mark a missing image; clearing or reading the mark of one is fine', async () => {
@@ -401,7 +418,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await store.clearPending(id);
       expect(await store.readPending(id)).toBeNull();
       expect((await store.listPending()).map((e) => e.imageId)).not.toContain(id);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('deletes a marked image with its mark', async () => {
@@ -410,7 +427,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await store.delete(location);
       expect(await store.readPending(id)).toBeNull();
       expect(await store.exists(id)).toBe(false);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('adds an image marked pending from its creation on; the mark stays until cleared', async () => {
@@ -449,13 +466,13 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       } finally {
         await store.delete(result.location);
       }
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('an add with a pending mark that fails or is aborted leaves nothing, no mark either', async () => {
       const id = newId();
       const gone = async () => {
-        expect(await leftovers(id)).toEqual([]);
+        await expectNothingLeft();
         expect(await store.readPending(id)).toBeNull();
         expect(await store.exists(id)).toBe(false);
         expect((await store.listPending()).map((e) => e.imageId)).not.toContain(id);
@@ -491,7 +508,7 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       const id = newId();
       await store.add(id, irregular(randomBytes(c + 1)), c + 1, { pending: 'to discard' });
       expect(await store.discard(id)).toBe(true);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
       expect(await store.exists(id)).toBe(false);
       expect(await store.readPending(id)).toBeNull();
       expect((await store.listPending()).map((e) => e.imageId)).not.toContain(id);
@@ -500,11 +517,11 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       // The id is free again.
       const { location } = await store.add(id, irregular(randomBytes(10)), 10);
       await store.delete(location);
-      expect(await leftovers(id)).toEqual([]);
+      await expectNothingLeft();
     });
 
     it('leaves nothing of this suite behind', async () => {
-      expect(await leftovers(marker)).toEqual([]);
+      await expectNothingLeft(initial);
     });
   });
 }

@@ -4,13 +4,22 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { CEPH_DEFAULTS, CephAuthError, CephCluster, findKeyring, readCephConf } from '../../src/ceph/index.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
 import { testbed, uniqueName } from '../support/testbed.js';
 
 const env = testbed();
 const { a, b } = env.clusters;
+// The stores that write (or fail to) use a pool of this file's own on cluster a, which the leftovers probe
+// lists whole before each case and after the cases that add.
+const pools = ownPools('drv-ceph', { clusters: () => [a] });
+let before: Snapshot;
+beforeEach(async () => {
+  before = await pools.leftovers.snapshot();
+});
 const scratch = mkdtempSync(join(tmpdir(), 'snapstore-ceph-'));
 afterAll(() => rm(scratch, { recursive: true, force: true }));
 
@@ -85,9 +94,9 @@ describe('CephCluster', () => {
   });
 
   it('lets several stores share one connection without closing it', async () => {
-    const conn = await CephCluster.connect({ confPath: a.conf, user: 'glance' });
-    const one = new RbdStore({ confPath: a.conf, user: 'glance', pool: 'images', cluster: conn });
-    const two = new RbdStore({ confPath: a.conf, user: 'glance', pool: 'images', cluster: conn });
+    const conn = await CephCluster.connect({ confPath: a.conf, ...pools.glance(a) });
+    const one = new RbdStore({ confPath: a.conf, ...pools.glance(a), pool: pools.images, cluster: conn });
+    const two = new RbdStore({ confPath: a.conf, ...pools.glance(a), pool: pools.images, cluster: conn });
     try {
       const { location } = await one.add(uniqueName('shared'), [Buffer.alloc(4096, 1)]);
       await one.close();
@@ -99,6 +108,7 @@ describe('CephCluster', () => {
       await two.close();
       await conn.close();
     }
+    await pools.leftovers.expectUnchanged(before);
   });
 
   it('names a keyring that holds no key for the user instead of failing inside librados', async () => {
@@ -133,11 +143,13 @@ describe('CephCluster', () => {
     expect(err).toMatchObject({ code: 'CEPH_AUTH' });
     expect(err.message).toContain(`${scratch}/nowhere.keyring`);
     expect(err.message).toContain('[client.glance] keyring');
-    const store = new RbdStore({ confPath: conf, user: 'glance', pool: 'images' });
+    const store = new RbdStore({ confPath: conf, user: 'glance', pool: pools.images });
     await expect(store.add(uniqueName('nokeyring'), [Buffer.alloc(1)])).rejects.toMatchObject({
       code: 'CEPH_AUTH',
       message: expect.stringContaining('nowhere.keyring'),
     });
+    await store.close();
+    await pools.leftovers.expectUnchanged(before);
   });
 
   it('reports an explicit keyring path that does not exist, and a missing ceph.conf', async () => {
@@ -154,10 +166,12 @@ describe('CephCluster', () => {
     const key = 'AQBx5FNhAAAAABAAtAn1Swme3Q1vC1KZ2fNtwQ==';
     const keyring = join(scratch, 'wrong.keyring');
     writeFileSync(keyring, `[client.glance]\n\tkey = ${key}\n`);
-    const store = new RbdStore({ confPath: a.conf, user: 'glance', pool: 'images', keyring, connectTimeoutMs: 5000 });
+    const store = new RbdStore({ confPath: a.conf, user: 'glance', pool: pools.images, keyring, connectTimeoutMs: 5000 });
     const err = (await store.add(uniqueName('wrongkey'), [Buffer.alloc(1)]).catch((e: unknown) => e)) as Error;
     expect(err).toMatchObject({ code: 'CEPH_AUTH' });
     expect(JSON.stringify(err) + err.message).not.toContain(key);
+    await store.close();
+    await pools.leftovers.expectUnchanged(before);
   });
 
   it('times out on a monitor that does not answer', async () => {

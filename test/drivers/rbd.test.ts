@@ -2,20 +2,32 @@
 // used by thin writes, the image layout Glance expects, cleanup after every kind of failure, permissions,
 // foreign and legacy locations, and deleting images whose snapshot has clones (v1 on b, v1 and v2 on a).
 import { createHash, randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { RbdStore, type RbdStoreConfig } from '../../src/drivers/rbd/index.js';
 import { CephCluster } from '../../src/ceph/index.js';
 import { formatRbdLocation } from '../../src/location.js';
 import { readAll, reference } from '../conformance/suite.js';
-import { NOTHING, rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
-import { stableLeftovers as leftovers } from '../conformance/rbd-support.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
+import { rbd, rbdJson, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
 
 const env = testbed();
 const { a, b } = env.clusters;
 const MiB = 1024 * 1024;
 
+// Pools `images`/`vms` of this file's own on both clusters, with users made like glance, nova and nova-ro
+// on them: the leftovers probe lists both pools whole, before each case and where a case checks.
+const pools = ownPools('drv-rbd');
+const IMAGES = () => pools.images;
+const VMS = () => pools.vms;
+let before: Snapshot;
+beforeEach(async () => {
+  before = await pools.leftovers.snapshot();
+});
+const nothingLeft = (since: Snapshot = before) => pools.leftovers.expectUnchanged(since);
+
 function glanceStore(cluster: ClusterInfo, extra: Partial<RbdStoreConfig> = {}): RbdStore {
-  return new RbdStore({ confPath: cluster.conf, user: 'glance', pool: 'images', ...extra });
+  return new RbdStore({ confPath: cluster.conf, ...pools.glance(cluster), pool: IMAGES(), ...extra });
 }
 
 /** `size` bytes in 8 MiB pieces: zeros except random data in the pieces listed; hashes computed alongside. */
@@ -36,18 +48,18 @@ function scattered(size: number, dataPieces: number[]) {
 
 async function usedBytes(cluster: ClusterInfo, image: string): Promise<number> {
   // One entry per snapshot plus the head; without fast-diff `total_used_size` is not printed.
-  const du = await rbdJson<{ images: Array<{ used_size: number }> }>(cluster, ['du', `images/${image}`]);
+  const du = await rbdJson<{ images: Array<{ used_size: number }> }>(cluster, ['du', `${IMAGES()}/${image}`]);
   return du.images.reduce((sum, entry) => sum + entry.used_size, 0);
 }
 
 /** Failure paths only: removes `images/<id>` with its locks and snapshots if a failing case left it. */
 async function purgeIfLeft(cluster: ClusterInfo, id: string): Promise<void> {
   const ignore = () => '';
-  const locks = JSON.parse((await rbd(cluster, ['lock', 'ls', `images/${id}`, '--format', 'json']).catch(ignore)) || '[]') as Array<{ id: string; locker: string }>;
-  for (const l of locks) await rbd(cluster, ['lock', 'rm', `images/${id}`, l.id, l.locker]).catch(ignore);
-  await rbd(cluster, ['snap', 'unprotect', `images/${id}@snap`]).catch(ignore);
-  await rbd(cluster, ['snap', 'purge', `images/${id}`]).catch(ignore);
-  await rbd(cluster, ['rm', `images/${id}`]).catch(ignore);
+  const locks = JSON.parse((await rbd(cluster, ['lock', 'ls', `${IMAGES()}/${id}`, '--format', 'json']).catch(ignore)) || '[]') as Array<{ id: string; locker: string }>;
+  for (const l of locks) await rbd(cluster, ['lock', 'rm', `${IMAGES()}/${id}`, l.id, l.locker]).catch(ignore);
+  await rbd(cluster, ['snap', 'unprotect', `${IMAGES()}/${id}@snap`]).catch(ignore);
+  await rbd(cluster, ['snap', 'purge', `${IMAGES()}/${id}`]).catch(ignore);
+  await rbd(cluster, ['rm', `${IMAGES()}/${id}`]).catch(ignore);
 }
 
 async function sha512Of(store: RbdStore, location: string): Promise<string> {
@@ -65,20 +77,20 @@ describe('RbdStore writes', () => {
     const input = scattered(1024 * MiB, [0, 9, 17, 40, 63, 64, 100, 127]);
     const result = await store.add(id, input.source, 1024 * MiB);
     try {
-      expect(result).toMatchObject({ location: `rbd://${a.fsid}/images/${id}/snap`, size: 1024 * MiB, ...input.digest() });
+      expect(result).toMatchObject({ location: `rbd://${a.fsid}/${IMAGES()}/${id}/snap`, size: 1024 * MiB, ...input.digest() });
       const used = await usedBytes(a, id);
       expect(used).toBeGreaterThanOrEqual(64 * MiB);
       expect(used).toBeLessThanOrEqual(64 * MiB + 2 * 8 * MiB);
-      const info = await rbdJson<{ size: number; order: number; object_size: number; features: string[] }>(a, ['info', `images/${id}`]);
+      const info = await rbdJson<{ size: number; order: number; object_size: number; features: string[] }>(a, ['info', `${IMAGES()}/${id}`]);
       expect(info).toMatchObject({ size: 1024 * MiB, order: 23, object_size: 8 * MiB });
       expect(info.features).toEqual(expect.arrayContaining(['layering']));
-      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `images/${id}`]);
+      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `${IMAGES()}/${id}`]);
       expect(snaps.map((s) => [s.name, s.protected])).toEqual([['snap', 'true']]);
       expect(await sha512Of(store, result.location)).toBe(result.multihash);
     } finally {
       await store.delete(result.location);
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('grows an image of unknown size while writing and trims it to the exact size', async () => {
@@ -88,7 +100,7 @@ describe('RbdStore writes', () => {
     const result = await store.add(id, input.source);
     try {
       expect(result).toMatchObject({ size, ...input.digest() });
-      expect((await rbdJson<{ size: number }>(a, ['info', `images/${id}@snap`])).size).toBe(size);
+      expect((await rbdJson<{ size: number }>(a, ['info', `${IMAGES()}/${id}@snap`])).size).toBe(size);
       expect(await store.getSize(result.location)).toBe(size);
       expect(await usedBytes(a, id)).toBeLessThanOrEqual(3 * 8 * MiB + 2 * 8 * MiB);
     } finally {
@@ -115,7 +127,7 @@ describe('RbdStore writes', () => {
     try {
       const data = randomBytes(9 * MiB);
       const result = await small.add(id, [data]);
-      expect((await rbdJson<{ order: number }>(a, ['info', `images/${id}`])).order).toBe(22);
+      expect((await rbdJson<{ order: number }>(a, ['info', `${IMAGES()}/${id}`])).order).toBe(22);
       expect((await readAll(await small.get(result.location))).equals(data)).toBe(true);
       await small.delete(result.location);
     } finally {
@@ -136,13 +148,13 @@ describe('RbdStore failures leave nothing', () => {
       throw boom;
     }
     await expect(store.add(id, source(), 200 * MiB)).rejects.toBe(boom);
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('a stream longer than announced', async () => {
     const id = uniqueName('rbd-fail-size');
     await expect(store.add(id, scattered(40 * MiB, [0, 2, 4]).source, 33 * MiB)).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('an abort while writes are in flight', async () => {
@@ -155,13 +167,13 @@ describe('RbdStore failures leave nothing', () => {
       }
     }
     await expect(store.add(id, source(), undefined, { signal: controller.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('permission denied: client.nova-ro writing images, client.glance writing vms', async () => {
     const id = uniqueName('rbd-fail-perm');
-    const readOnly = new RbdStore({ confPath: a.conf, user: 'nova-ro', pool: 'images' });
-    const wrongPool = new RbdStore({ confPath: a.conf, user: 'glance', pool: 'vms' });
+    const readOnly = new RbdStore({ confPath: a.conf, ...pools.novaRo(a), pool: IMAGES() });
+    const wrongPool = new RbdStore({ confPath: a.conf, ...pools.glance(a), pool: VMS() });
     try {
       await expect(readOnly.add(id, [randomBytes(MiB)], MiB)).rejects.toMatchObject({ code: 'PERMISSION' });
       await expect(wrongPool.add(id, [randomBytes(MiB)], MiB)).rejects.toMatchObject({ code: 'PERMISSION' });
@@ -169,8 +181,7 @@ describe('RbdStore failures leave nothing', () => {
       await readOnly.close();
       await wrongPool.close();
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
-    expect(await leftovers(a, 'vms', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('a pool that does not exist', async () => {
@@ -190,7 +201,7 @@ describe('RbdStore reading and deleting', () => {
   it('lets client.nova-ro read an image but not delete it', async () => {
     const data = randomBytes(3 * MiB + 5);
     const { location } = await store.add(uniqueName('rbd-ro'), [data]);
-    const reader = new RbdStore({ confPath: a.conf, user: 'nova-ro', pool: 'images' });
+    const reader = new RbdStore({ confPath: a.conf, ...pools.novaRo(a), pool: IMAGES() });
     try {
       expect(await reader.getSize(location)).toBe(data.length);
       expect((await readAll(await reader.get(location, { offset: MiB, length: MiB }))).equals(data.subarray(MiB, 2 * MiB))).toBe(true);
@@ -235,7 +246,7 @@ describe('RbdStore reading and deleting', () => {
     const id = uniqueName('rbd-nosnap');
     const { location } = await store.add(id, [randomBytes(100)]);
     try {
-      await expect(store.getSize(formatRbdLocation(a.fsid, 'images', id, 'other'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await expect(store.getSize(formatRbdLocation(a.fsid, IMAGES(), id, 'other'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
       await expect(store.getSize(formatRbdLocation(a.fsid, 'nopool', id, 'snap'))).rejects.toMatchObject({ code: 'NOT_FOUND' });
     } finally {
       await store.delete(location);
@@ -261,13 +272,13 @@ describe('RbdStore reading and deleting', () => {
 });
 
 describe('deleting an image whose snapshot has clones', () => {
-  type Case = { cluster: ClusterInfo; title: string; cloneArgs: string[]; unprotectFirst?: boolean; childPool?: string; trashChild?: boolean };
+  type Case = { cluster: ClusterInfo; title: string; cloneArgs: string[]; unprotectFirst?: boolean; sameChildPool?: boolean; trashChild?: boolean };
   const cases: Case[] = [
     { cluster: b, title: 'cluster b, clone v1 in vms', cloneArgs: [] },
     { cluster: a, title: 'cluster a, clone v2 in vms', cloneArgs: ['--rbd-default-clone-format', '2'] },
     { cluster: a, title: 'cluster a, clone v1 in vms', cloneArgs: ['--rbd-default-clone-format', '1'] },
     { cluster: a, title: 'cluster a, clone v2 of an unprotected snap', cloneArgs: ['--rbd-default-clone-format', '2'], unprotectFirst: true },
-    { cluster: a, title: 'cluster a, clone v2 in the same pool', cloneArgs: ['--rbd-default-clone-format', '2'], childPool: 'images' },
+    { cluster: a, title: 'cluster a, clone v2 in the same pool', cloneArgs: ['--rbd-default-clone-format', '2'], sameChildPool: true },
     { cluster: a, title: 'cluster a, clone v2 moved to the trash', cloneArgs: ['--rbd-default-clone-format', '2'], trashChild: true },
     { cluster: b, title: 'cluster b, clone v1 moved to the trash', cloneArgs: [], trashChild: true },
   ];
@@ -284,32 +295,31 @@ describe('deleting an image whose snapshot has clones', () => {
     it(`refuses with IN_USE and changes nothing: ${c.title}`, async () => {
       const store = stores.get(c.cluster)!;
       const id = uniqueName('rbd-parent');
-      const childPool = c.childPool ?? 'vms';
+      const childPool = c.sameChildPool ? IMAGES() : VMS();
       const child = `${id}-child`;
       const { location } = await store.add(id, [randomBytes(2 * MiB)]);
-      if (c.unprotectFirst) await rbd(c.cluster, ['snap', 'unprotect', `images/${id}@snap`]);
-      await rbd(c.cluster, ['clone', ...c.cloneArgs, `images/${id}@snap`, `${childPool}/${child}`]);
+      if (c.unprotectFirst) await rbd(c.cluster, ['snap', 'unprotect', `${IMAGES()}/${id}@snap`]);
+      await rbd(c.cluster, ['clone', ...c.cloneArgs, `${IMAGES()}/${id}@snap`, `${childPool}/${child}`]);
       let trashId: string | null = null;
       if (c.trashChild) {
         await rbd(c.cluster, ['trash', 'mv', `${childPool}/${child}`]);
         trashId = (await rbdJson<Array<{ id: string; name: string }>>(c.cluster, ['trash', 'ls', childPool])).find((t) => t.name === child)!.id;
       }
-      const before = await rbdJson<unknown[]>(c.cluster, ['snap', 'ls', '--all', `images/${id}`]);
+      const before = await rbdJson<unknown[]>(c.cluster, ['snap', 'ls', '--all', `${IMAGES()}/${id}`]);
       const err = await store.delete(location).then(
         () => null,
         (e: unknown) => e,
       );
       expect(err).toMatchObject({ code: 'IN_USE' });
-      if (childPool === 'images' && !c.trashChild) expect((err as Error).message).toContain(child);
-      expect(await rbdJson<unknown[]>(c.cluster, ['snap', 'ls', '--all', `images/${id}`])).toEqual(before);
+      if (c.sameChildPool && !c.trashChild) expect((err as Error).message).toContain(child);
+      expect(await rbdJson<unknown[]>(c.cluster, ['snap', 'ls', '--all', `${IMAGES()}/${id}`])).toEqual(before);
       expect(await store.getSize(location)).toBe(2 * MiB);
 
       // Once the clone is gone, the delete goes through.
       if (trashId) await rbd(c.cluster, ['trash', 'rm', `${childPool}/${trashId}`]);
       else await rbd(c.cluster, ['rm', `${childPool}/${child}`]);
       await store.delete(location);
-      expect(await leftovers(c.cluster, 'images', id)).toEqual(NOTHING);
-      expect(await leftovers(c.cluster, childPool, id)).toEqual(NOTHING);
+      await nothingLeft();
     });
   }
 
@@ -318,21 +328,21 @@ describe('deleting an image whose snapshot has clones', () => {
     const id = uniqueName('rbd-extra-snap');
     const { location } = await store.add(id, [randomBytes(MiB)]);
     try {
-      await rbd(a, ['snap', 'create', `images/${id}@backup`]);
+      await rbd(a, ['snap', 'create', `${IMAGES()}/${id}@backup`]);
       const err = await store.delete(location).then(
         () => null,
         (e: unknown) => e,
       );
       expect(err).toMatchObject({ code: 'IN_USE', context: { snapshots: ['backup'] } });
       expect((err as Error).message).toMatch(/other snapshots: backup/);
-      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `images/${id}`]);
+      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `${IMAGES()}/${id}`]);
       expect(snaps.map((s) => [s.name, s.protected])).toEqual([['snap', 'true'], ['backup', 'false']]);
-      await rbd(a, ['snap', 'rm', `images/${id}@backup`]);
+      await rbd(a, ['snap', 'rm', `${IMAGES()}/${id}@backup`]);
       await store.delete(location);
     } finally {
       await purgeIfLeft(a, id);
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 });
 
@@ -358,26 +368,29 @@ describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance
   let disk: string;
   /** Images the cases made in `images`: removed here when a failing case left them (else the disk stays). */
   const made: string[] = [];
+  /** The pools before the disk was made: afterAll removes it and expects exactly this. */
+  let beforeDisk: Snapshot;
   beforeAll(async () => {
-    nova = await CephCluster.connect({ confPath: a.conf, user: 'nova' });
+    beforeDisk = await pools.leftovers.snapshot();
+    nova = await CephCluster.connect({ confPath: a.conf, ...pools.nova(a) });
     disk = uniqueName('rbd-disk');
-    await rbd(a, ['create', `vms/${disk}`, '--size', '4M']);
-    await rbd(a, ['snap', 'create', `vms/${disk}@base`]);
-    await rbd(a, ['snap', 'protect', `vms/${disk}@base`]);
+    await rbd(a, ['create', `${VMS()}/${disk}`, '--size', '4M']);
+    await rbd(a, ['snap', 'create', `${VMS()}/${disk}@base`]);
+    await rbd(a, ['snap', 'protect', `${VMS()}/${disk}@base`]);
   });
   afterAll(async () => {
     for (const id of made) await purgeIfLeft(a, id);
-    await rbd(a, ['snap', 'unprotect', `vms/${disk}@base`]);
-    await rbd(a, ['snap', 'rm', `vms/${disk}@base`]);
-    await rbd(a, ['rm', `vms/${disk}`]);
-    expect(await leftovers(a, 'vms', disk)).toEqual(NOTHING);
+    await rbd(a, ['snap', 'unprotect', `${VMS()}/${disk}@base`]);
+    await rbd(a, ['snap', 'rm', `${VMS()}/${disk}@base`]);
+    await rbd(a, ['rm', `${VMS()}/${disk}`]);
+    await nothingLeft(beforeDisk);
     await nova.close();
   });
 
   async function cloneOfDisk(): Promise<string> {
     const id = uniqueName('rbd-clone');
     made.push(id);
-    await rbd(a, ['clone', '--rbd-default-clone-format', '2', `vms/${disk}@base`, `images/${id}`]);
+    await rbd(a, ['clone', '--rbd-default-clone-format', '2', `${VMS()}/${disk}@base`, `${IMAGES()}/${id}`]);
     return id;
   }
 
@@ -391,9 +404,9 @@ describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance
       expect(await store.exists(id)).toBe(true);
       await store.markPending(id, 'run 7');
       expect(await store.readPending(id)).toBe('run 7');
-      expect(await rbd(a, ['image-meta', 'get', `images/${id}`, 'snapstore.pending'])).toBe('run 7\n');
+      expect(await rbd(a, ['image-meta', 'get', `${IMAGES()}/${id}`, 'snapstore.pending'])).toBe('run 7\n');
       expect((await store.listPending()).filter((e) => e.imageId === id)).toEqual([
-        { imageId: id, location: formatRbdLocation(a.fsid, 'images', id, 'snap'), marker: 'run 7' },
+        { imageId: id, location: formatRbdLocation(a.fsid, IMAGES(), id, 'snap'), marker: 'run 7' },
       ]);
       await store.clearPending(id);
       expect(await store.readPending(id)).toBeNull();
@@ -405,27 +418,27 @@ describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance
       await plain.close();
       await store.close();
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it("marks and finalizes a clone through the caller's own handle; discard removes the finalized snapshot too", async () => {
     const id = await cloneOfDisk();
     const store = glanceStore(a, { parentReader: nova });
     const clones = store.clones;
-    const image = await (await nova.pool('images')).openImage(id);
+    const image = await (await nova.pool(IMAGES())).openImage(id);
     try {
-      expect(await clones.where()).toEqual({ fsid: a.fsid, pool: 'images' });
+      expect(await clones.where()).toEqual({ fsid: a.fsid, pool: IMAGES() });
       await clones.markPending(image, 'direct run');
       expect(await store.readPending(id)).toBe('direct run');
       await expect(clones.finalize(`${id}-other`, image)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       const location = await clones.finalize(id, image);
       expect(location).toBe(await store.locationOf(id));
-      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `images/${id}`]);
+      const snaps = await rbdJson<Array<{ name: string; protected: string }>>(a, ['snap', 'ls', `${IMAGES()}/${id}`]);
       expect(snaps.map((s) => [s.name, s.protected])).toEqual([['snap', 'true']]);
       await clones.clearPending(image);
       await clones.clearPending(image);
       expect(await store.readPending(id)).toBeNull();
-      const diskImage = await (await nova.pool('vms')).openImage(disk, { readOnly: true });
+      const diskImage = await (await nova.pool(VMS())).openImage(disk, { readOnly: true });
       try {
         await expect(clones.markPending(diskImage, 'x')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
       } finally {
@@ -439,7 +452,7 @@ describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance
     } finally {
       await store.close();
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it("discard breaks another client's lock, which ends its watch, instead of waiting for it", async () => {
@@ -449,8 +462,8 @@ describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance
     await store.add(id, [randomBytes(MiB)], MiB, { pending: 'killed run' });
     // A second connection stands in for a process that died holding the image open and locked: its watch
     // would make librbd refuse the removal (EBUSY) for as long as it lives, far past discard's 45 s.
-    const holder = await CephCluster.connect({ confPath: a.conf, user: 'glance' });
-    const held = await (await holder.pool('images')).openImage(id);
+    const holder = await CephCluster.connect({ confPath: a.conf, ...pools.glance(a) });
+    const held = await (await holder.pool(IMAGES())).openImage(id);
     try {
       await held.lockAcquireExclusive('snapstore-test');
       expect((await held.listLockers()).map((l) => l.cookie)).toEqual(['snapstore-test']);
@@ -461,6 +474,6 @@ describe('RbdStore marks, clone finalize and discard on a clone of a disk Glance
       await holder.close().catch(() => {});
       await store.close();
     }
-    expect(await leftovers(a, 'images', id)).toEqual(NOTHING);
+    await nothingLeft();
   });
 });

@@ -85,21 +85,21 @@ export function sha512(data: Uint8Array): string {
 }
 
 /**
- * Makes `images/<name>@snap` (protected) holding `data`, with the rbd CLI as an operator would; returns the
+ * Makes `<pool>/<name>@snap` (protected) holding `data`, with the rbd CLI as an operator would; returns the
  * location URL Glance takes.
  */
-export async function makeRbdSnapshot(cluster: ClusterInfo, name: string, data: Uint8Array): Promise<string> {
+export async function makeRbdSnapshot(cluster: ClusterInfo, name: string, data: Uint8Array, pool = 'images'): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'glance-rbd-'));
   try {
     const file = join(dir, 'data');
     await writeFile(file, data);
-    await rbd(cluster, ['import', '--no-progress', file, `images/${name}`]);
+    await rbd(cluster, ['import', '--no-progress', file, `${pool}/${name}`]);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  await rbd(cluster, ['snap', 'create', `images/${name}@snap`]);
-  await rbd(cluster, ['snap', 'protect', `images/${name}@snap`]);
-  return `rbd://${cluster.fsid}/images/${encodeURIComponent(name)}/snap`;
+  await rbd(cluster, ['snap', 'create', `${pool}/${name}@snap`]);
+  await rbd(cluster, ['snap', 'protect', `${pool}/${name}@snap`]);
+  return `rbd://${cluster.fsid}/${pool}/${encodeURIComponent(name)}/snap`;
 }
 
 export function randomData(bytes: number): Buffer {

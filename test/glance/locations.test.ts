@@ -1,7 +1,7 @@
 // Registering RBD locations made with the rbd CLI on the real glance-api (image API 2.16: the PATCH path),
 // with and without validation data, and the client-side fsid guard Glance itself does not have.
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type GlanceError,
   GlanceInvalidLocation,
@@ -10,7 +10,9 @@ import {
   assertRbdLocationFsid,
   parseRbdUrl,
 } from '../../src/glance/index.js';
-import { leftovers, NOTHING, testbed, uniqueName } from '../support/testbed.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
+import { ceph, testbed, uniqueName } from '../support/testbed.js';
 import {
   Cleanup,
   collect,
@@ -33,6 +35,28 @@ const MiB = 1024 * 1024;
 afterEach(() => cleanup.run());
 afterAll(() => client.close());
 
+// The RBD images of this file live in a pool of its own on cluster a, listed whole by the leftovers probe
+// (the shared `images` pool changes under other files). The shared glance-api runs as client.glance, whose
+// caps name `images` only: for this file they also name the own pool (Glance's rbd store reads and removes
+// data at the location's pool), and are put back as they were afterwards. Glance's image list is shared
+// with other files and not probed; the cases assert on their own Glance images.
+const pools = ownPools('glance-loc', { clusters: () => [cluster] });
+const POOL = () => pools.images;
+let glanceCaps: string[];
+beforeAll(async () => {
+  const [entry] = JSON.parse(await ceph(cluster, ['auth', 'get', 'client.glance', '--format', 'json'])) as Array<{ caps: Record<string, string> }>;
+  glanceCaps = Object.entries(entry?.caps ?? {}).flat();
+  const caps = entry?.caps ?? {};
+  await ceph(cluster, ['auth', 'caps', 'client.glance', 'mon', caps.mon ?? 'profile rbd', 'osd', `${caps.osd}, profile rbd pool=${POOL()}`]);
+});
+afterAll(async () => {
+  await ceph(cluster, ['auth', 'caps', 'client.glance', ...glanceCaps]);
+});
+let before: Snapshot;
+beforeEach(async () => {
+  before = await pools.leftovers.snapshot();
+});
+
 async function queuedImage(prefix: string) {
   const image = await client.createImage({ name: uniqueName(prefix), diskFormat: 'raw', containerFormat: 'bare' });
   cleanup.image(image.id);
@@ -42,9 +66,9 @@ async function queuedImage(prefix: string) {
 describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
   it('registers an rbd snapshot made with the rbd CLI: image active, right size, downloads the same bytes', async () => {
     const name = uniqueName('glance-loc');
-    cleanup.rbdImage(`images/${name}`);
+    cleanup.rbdImage(`${POOL()}/${name}`);
     const data = randomData(12 * MiB + 4096);
-    const url = await makeRbdSnapshot(cluster, name, data);
+    const url = await makeRbdSnapshot(cluster, name, data, POOL());
     const image = await queuedImage('glance-loc');
 
     const result = await client.addLocation(image.id, url, { expectedFsid: cluster.fsid, metadata: { origin: 'test' } });
@@ -59,14 +83,14 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
 
     // Deleting the Glance image removes the RBD image behind the location (Glance's rbd store does).
     await client.deleteImage(image.id);
-    expect(await rbdImageExists(cluster, 'images', name)).toBe(false);
+    expect(await rbdImageExists(cluster, POOL(), name)).toBe(false);
   });
 
   it('records checksum and sha512 given as validation data while the image is queued', async () => {
     const name = uniqueName('glance-locval');
-    cleanup.rbdImage(`images/${name}`);
+    cleanup.rbdImage(`${POOL()}/${name}`);
     const data = randomData(4 * MiB);
-    const url = await makeRbdSnapshot(cluster, name, data);
+    const url = await makeRbdSnapshot(cluster, name, data, POOL());
     const image = await queuedImage('glance-locval');
 
     const result = await client.addLocation(image.id, url, {
@@ -82,9 +106,9 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
 
   it('registers the location anyway when Glance refuses the hashes (wrong algorithm), and says why', async () => {
     const name = uniqueName('glance-locrej');
-    cleanup.rbdImage(`images/${name}`);
+    cleanup.rbdImage(`${POOL()}/${name}`);
     const data = randomData(MiB);
-    const url = await makeRbdSnapshot(cluster, name, data);
+    const url = await makeRbdSnapshot(cluster, name, data, POOL());
     const image = await queuedImage('glance-locrej');
 
     const sha256 = createHash('sha256').update(data).digest('hex');
@@ -99,9 +123,9 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
 
   it('reports, without throwing, that Zed will not take a checksum by PATCH after the location', async () => {
     const name = uniqueName('glance-locmd5');
-    cleanup.rbdImage(`images/${name}`);
+    cleanup.rbdImage(`${POOL()}/${name}`);
     const data = randomData(MiB);
-    const url = await makeRbdSnapshot(cluster, name, data);
+    const url = await makeRbdSnapshot(cluster, name, data, POOL());
     const image = await queuedImage('glance-locmd5');
 
     // md5 alone cannot go in validation_data (Glance's schema wants both os_hash fields), so the client
@@ -115,13 +139,13 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
 
   it('turns a download whose registered RBD snapshot was removed behind Glance into GlanceNoData', async () => {
     const name = uniqueName('glance-locgone');
-    cleanup.rbdImage(`images/${name}`);
-    const url = await makeRbdSnapshot(cluster, name, randomData(2 * MiB));
+    cleanup.rbdImage(`${POOL()}/${name}`);
+    const url = await makeRbdSnapshot(cluster, name, randomData(2 * MiB), POOL());
     const image = await queuedImage('glance-locgone');
     await client.addLocation(image.id, url, { expectedFsid: cluster.fsid });
     // As an operator (or a buggy gc) would: unprotect, remove the snapshot, remove the image.
-    await removeRbdImage(cluster, `images/${name}`);
-    expect(await leftovers(cluster, 'images', name)).toEqual(NOTHING);
+    await removeRbdImage(cluster, `${POOL()}/${name}`);
+    await pools.leftovers.expectUnchanged(before);
 
     const err = await client.download(image.id).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceNoData);
@@ -133,7 +157,7 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
   it('maps a location whose RBD image does not exist to GlanceInvalidLocation (400), image still queued', async () => {
     const image = await queuedImage('glance-locmiss');
     const missing = uniqueName('glance-nosuch');
-    const url = `rbd://${cluster.fsid}/images/${missing}/snap`;
+    const url = `rbd://${cluster.fsid}/${POOL()}/${missing}/snap`;
     const err = await client.addLocation(image.id, url).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceInvalidLocation);
     expect(err).toMatchObject({ code: 'GLANCE_INVALID_LOCATION', status: 400, method: 'PATCH' });
@@ -141,7 +165,7 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
     const after = await client.getImage(image.id);
     expect(after.status).toBe('queued');
     expect(after.locations).toEqual([]);
-    expect(await leftovers(cluster, 'images', missing)).toEqual(NOTHING);
+    await pools.leftovers.expectUnchanged(before);
   });
 
   it('refuses an rbd location on another cluster before sending any request', async () => {

@@ -1,34 +1,45 @@
 // ceph-rbd-napi against real Ceph: every call of the API, its error classes, and cleanup. The
 // results are checked with the `rbd` CLI where our own code could agree with itself by mistake.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import * as rbd from 'ceph-rbd-napi';
-import { NOTHING, rbd as rbdCli, rbdJson, testbed, uniqueName } from '../support/testbed.js';
-import { connect, destroyImage, leftoversOf, MiB, within } from './helpers.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
+import { rbd as rbdCli, rbdJson, testbed, uniqueName } from '../support/testbed.js';
+import { connect, destroyImage, MiB, within } from './helpers.js';
 
 const env = testbed();
 const A = env.clusters.a; // clone v2 capable
 const B = env.clusters.b; // clone v1 only
-// Every image these tests make carries this marker, so leftovers can be found afterwards.
+// Names say which file made an image; what is left behind is found by the probe, not by names.
 const MARK = uniqueName('napi');
+// Pools `images`/`vms` of this file's own on both clusters (users like nova-ro and glance on them): the
+// leftovers probe lists them whole, at the start, before each case and where a case checks.
+const pools = ownPools('napi');
+const VMS = () => pools.vms;
+const IMAGES = () => pools.images;
+let initial: Snapshot;
+let before: Snapshot;
+beforeEach(async () => {
+  before = await pools.leftovers.snapshot();
+});
+const nothingLeft = (since: Snapshot = before) => pools.leftovers.expectUnchanged(since);
 
 let cluster: rbd.Cluster;
 let vms: rbd.Ioctx;
 let images: rbd.Ioctx;
 
 beforeAll(async () => {
+  initial = await pools.leftovers.snapshot();
   cluster = await connect(A);
-  vms = await cluster.openIoctx('vms');
-  images = await cluster.openIoctx('images');
+  vms = await cluster.openIoctx(VMS());
+  images = await cluster.openIoctx(IMAGES());
 });
 
 afterAll(async () => {
   await vms?.close();
   await images?.close();
   await cluster?.close();
-  expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
-  expect(await leftoversOf(A, 'images', MARK)).toEqual(NOTHING);
-  expect(await leftoversOf(B, 'vms', MARK)).toEqual(NOTHING);
-  expect(await leftoversOf(B, 'images', MARK)).toEqual(NOTHING);
+  await nothingLeft(initial);
 });
 
 function name(what: string): string {
@@ -113,15 +124,15 @@ describe('Cluster', () => {
     expect(cluster.fsid).toBe(A.fsid);
     expect(cluster.user).toBe('admin');
     expect(cluster.closed).toBe(false);
-    expect((await cluster.listPools()).sort()).toEqual(expect.arrayContaining(['images', 'vms']));
+    expect((await cluster.listPools()).sort()).toEqual(expect.arrayContaining(['images', 'vms', IMAGES(), VMS()]));
   });
 
   it('connects as a least-privilege user with an explicit keyring', async () => {
-    const glance = await rbd.Cluster.connect({ confPath: A.conf, user: 'glance', keyring: `${A.dir}/glance.keyring` });
+    const glance = await rbd.Cluster.connect({ confPath: A.conf, ...pools.glance(A) });
     try {
-      expect(glance.user).toBe('glance');
+      expect(glance.user).toBe(pools.glance(A).user);
       expect(glance.fsid).toBe(A.fsid);
-      const io = await glance.openIoctx('images');
+      const io = await glance.openIoctx(IMAGES());
       expect(Array.isArray(await io.listImages())).toBe(true);
       await io.close();
     } finally {
@@ -157,12 +168,12 @@ describe('Cluster', () => {
     await first;
     expect(c.closed).toBe(true);
     await expectError(c.listPools(), rbd.ClosedError, { errno: 9, call: 'rados_pool_list', code: 'CLOSED' });
-    await expectError(c.openIoctx('vms'), rbd.ClosedError, { call: 'rados_ioctx_create' });
+    await expectError(c.openIoctx(VMS()), rbd.ClosedError, { call: 'rados_ioctx_create' });
   });
 
   it('keeps the connection alive for an image opened from it after Cluster and Ioctx are closed', async () => {
     const c = await connect(A);
-    const io = await c.openIoctx('vms');
+    const io = await c.openIoctx(VMS());
     const img = name('keepalive');
     await io.createImage(img, 4 * MiB);
     const image = await io.openImage(img);
@@ -186,7 +197,7 @@ describe('Ioctx', () => {
       expect(stat).toMatchObject({ size: 64 * MiB, objectSize: MiB, numObjects: 64, order: 20, parent: null });
       expect(stat.features).toBe(rbd.FEATURES.layering! | rbd.FEATURES['exclusive-lock']!);
       expect(stat.featureNames).toEqual(['layering', 'exclusive-lock']);
-      const info = await rbdJson<{ size: number; order: number; features: string[] }>(A, ['info', `vms/${img}`]);
+      const info = await rbdJson<{ size: number; order: number; features: string[] }>(A, ['info', `${VMS()}/${img}`]);
       expect(info).toMatchObject({ size: 64 * MiB, order: 20, features: ['layering', 'exclusive-lock'] });
     } finally {
       await vms.removeImage(img);
@@ -199,7 +210,7 @@ describe('Ioctx', () => {
       stripeUnit: 65536n,
       stripeCount: 4n,
     });
-    const info = await rbdJson<{ stripe_unit: number; stripe_count: number }>(A, ['info', `vms/${striped}`]);
+    const info = await rbdJson<{ stripe_unit: number; stripe_count: number }>(A, ['info', `${VMS()}/${striped}`]);
     expect(info).toMatchObject({ stripe_unit: 65536, stripe_count: 4 });
     await vms.removeImage(striped);
   });
@@ -208,12 +219,12 @@ describe('Ioctx', () => {
     const img = name('dup');
     await vms.createImage(img, MiB);
     try {
-      await expectError(vms.createImage(img, MiB), rbd.ExistsError, { errno: 17, call: 'rbd_create4', object: `vms/${img}` });
+      await expectError(vms.createImage(img, MiB), rbd.ExistsError, { errno: 17, call: 'rbd_create4', object: `${VMS()}/${img}` });
     } finally {
       await vms.removeImage(img);
     }
     const missing = name('missing');
-    await expectError(vms.removeImage(missing), rbd.NotFoundError, { call: 'rbd_remove_with_progress', object: `vms/${missing}` });
+    await expectError(vms.removeImage(missing), rbd.NotFoundError, { call: 'rbd_remove_with_progress', object: `${VMS()}/${missing}` });
     await expectError(vms.statImage(missing), rbd.NotFoundError, { call: 'rbd_open_read_only' });
     await expectError(vms.openImage(missing), rbd.NotFoundError, { call: 'rbd_aio_open' });
     await expectError(vms.openImage(missing, { readOnly: true }), rbd.NotFoundError, { call: 'rbd_aio_open_read_only' });
@@ -221,7 +232,7 @@ describe('Ioctx', () => {
     await expectError(vms.createImage('', MiB), rbd.InvalidArgumentError);
     await expectError(vms.createImage(name('neg'), -1), rbd.InvalidArgumentError);
     await expectError(vms.createImage(name('feat'), MiB, { features: ['bogus'] }), rbd.InvalidArgumentError);
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('renames an image', async () => {
@@ -250,7 +261,7 @@ describe('Ioctx', () => {
     await vms.removeImage(img, { onProgress: (d, t) => seen.push([d, t]) });
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.at(-1)![0]).toBe(seen.at(-1)![1]);
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('moves to trash, lists, restores, and removes from trash', async () => {
@@ -273,17 +284,17 @@ describe('Ioctx', () => {
     await vms.trashRemove(entry!.id, { force: true, onProgress: () => {} });
     expect((await vms.trashList()).find((e) => e.id === entry!.id)).toBeUndefined();
     await expectError(vms.trashRemove(entry!.id, { force: true }), rbd.NotFoundError);
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('rejects calls after close with ClosedError; close is idempotent', async () => {
-    const io = await cluster.openIoctx('vms');
+    const io = await cluster.openIoctx(VMS());
     await Promise.all([io.close(), io.close()]);
     expect(io.closed).toBe(true);
-    await expectError(io.listImages(), rbd.ClosedError, { call: 'rbd_list2', object: 'vms' });
+    await expectError(io.listImages(), rbd.ClosedError, { call: 'rbd_list2', object: VMS() });
     await expectError(io.createImage(name('closed'), MiB), rbd.ClosedError, { call: 'rbd_create4' });
     await expectError(io.openImage('x'), rbd.ClosedError, { call: 'rbd_aio_open' });
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 });
 
@@ -356,7 +367,7 @@ describe('Image', () => {
     expect(typeof (await image.flags())).toBe('bigint');
     expect(await image.parentInfo()).toBeNull();
     await image.resize(48 * MiB, { onProgress: () => {} });
-    expect((await rbdJson<{ size: number }>(A, ['info', `vms/${img}`])).size).toBe(48 * MiB);
+    expect((await rbdJson<{ size: number }>(A, ['info', `${VMS()}/${img}`])).size).toBe(48 * MiB);
     expect(await image.size()).toBe(48 * MiB);
     await image.resize(32n * BigInt(MiB));
     expect(await image.size()).toBe(32 * MiB);
@@ -368,7 +379,7 @@ describe('Image', () => {
     await image.write(0, Buffer.from('after!'));
     expect(await image.snapExists('s1')).toBe(true);
     expect(await image.snapExists('nope')).toBe(false);
-    await expectError(image.snapCreate('s1'), rbd.ExistsError, { call: 'rbd_snap_create', object: `vms/${img}@s1` });
+    await expectError(image.snapCreate('s1'), rbd.ExistsError, { call: 'rbd_snap_create', object: `${VMS()}/${img}@s1` });
 
     const [s1] = (await image.snapList()).filter((s) => s.name === 's1');
     expect(s1).toMatchObject({ name: 's1', size: 32 * MiB, namespace: 'user' });
@@ -380,7 +391,7 @@ describe('Image', () => {
     await image.snapProtect('s1');
     expect(await image.snapIsProtected('s1')).toBe(true);
     await expectError(image.snapProtect('s1'), rbd.BusyError, { call: 'rbd_snap_protect' });
-    await expectError(image.snapRemove('s1'), rbd.BusyError, { call: 'rbd_snap_remove2', object: `vms/${img}@s1` });
+    await expectError(image.snapRemove('s1'), rbd.BusyError, { call: 'rbd_snap_remove2', object: `${VMS()}/${img}@s1` });
     await image.snapUnprotect('s1');
 
     const atSnap = await vms.openImage(img, { snapshot: 's1' });
@@ -415,7 +426,7 @@ describe('Image', () => {
     expect(await image.metadataGet('k1')).toBe('v1');
     expect(await image.metadataGet('k3')).toBe('x'.repeat(5000));
     expect(await image.metadataList()).toEqual({ k1: 'v1', k2: '', k3: 'x'.repeat(5000) });
-    expect((await rbdCli(A, ['image-meta', 'get', `vms/${img}`, 'k1'])).trim()).toBe('v1');
+    expect((await rbdCli(A, ['image-meta', 'get', `${VMS()}/${img}`, 'k1'])).trim()).toBe('v1');
     await image.metadataRemove('k1');
     await image.metadataRemove('k2');
     await image.metadataRemove('k3');
@@ -430,7 +441,7 @@ describe('Image', () => {
     // Breaking a lock blocklists its holder (rbd_blocklist_on_break_lock), so the holder whose
     // lock gets broken is a connection of its own.
     const holder = await connect(A);
-    const holderIo = await holder.openIoctx('vms');
+    const holderIo = await holder.openIoctx(VMS());
     const held = await holderIo.openImage(lockImg);
     try {
       await vms.openImage(lockImg).then(async (mine) => {
@@ -499,11 +510,11 @@ describe('Image', () => {
 
 describe('permissions', () => {
   it('nova-ro can use vms but cannot write to images (PermissionError), and leaves nothing behind', async () => {
-    const ro = await connect(A, 'nova-ro');
+    const ro = await connect(A, pools.novaRo(A));
     const img = name('perm');
     await images.createImage(img, 4 * MiB);
     try {
-      const roImages = await ro.openIoctx('images');
+      const roImages = await ro.openIoctx(IMAGES());
       await expectError(roImages.createImage(name('perm-denied'), MiB), rbd.PermissionError, { call: 'rbd_create4' });
       await expectError(roImages.openImage(img), rbd.PermissionError, { call: 'rbd_aio_open' });
       await expectError(roImages.removeImage(img), rbd.PermissionError);
@@ -513,7 +524,7 @@ describe('permissions', () => {
       await readable.close();
       await roImages.close();
 
-      const roVms = await ro.openIoctx('vms');
+      const roVms = await ro.openIoctx(VMS());
       const own = name('perm-vms');
       await roVms.createImage(own, MiB);
       await roVms.removeImage(own);
@@ -522,8 +533,7 @@ describe('permissions', () => {
       await ro.close();
       await images.removeImage(img);
     }
-    expect(await leftoversOf(A, 'images', MARK)).toEqual(NOTHING);
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 });
 
@@ -541,13 +551,13 @@ describe('clones', () => {
 
       const atSnap = await images.openImage(parent, { snapshot: 'snap' });
       expect(await atSnap.listChildren()).toEqual([
-        { pool: 'vms', namespace: '', image: child, imageId: expect.any(String), trash: false },
+        { pool: VMS(), namespace: '', image: child, imageId: expect.any(String), trash: false },
       ]);
       await atSnap.close();
 
       const c = await vms.openImage(child);
       const parentInfo = await c.parentInfo();
-      expect(parentInfo).toMatchObject({ pool: 'images', namespace: '', image: parent, snapshot: 'snap', trash: false });
+      expect(parentInfo).toMatchObject({ pool: IMAGES(), namespace: '', image: parent, snapshot: 'snap', trash: false });
       expect(typeof parentInfo!.snapId).toBe('bigint');
       expect((await c.read(0, 11)).toString()).toBe('parent data');
       expect((await vms.statImage(child)).parent).toMatchObject({ image: parent, snapshot: 'snap' });
@@ -558,7 +568,7 @@ describe('clones', () => {
       expect(snaps).toHaveLength(1);
       expect(snaps[0]).toMatchObject({ namespace: 'trash', originalName: 'snap', id: parentInfo!.snapId });
       const cli = await rbdJson<Array<{ id: number; namespace: { type: string; original_name?: string } }>>(A, [
-        'snap', 'ls', '--all', `images/${parent}`,
+        'snap', 'ls', '--all', `${IMAGES()}/${parent}`,
       ]);
       expect(cli[0]).toMatchObject({ id: Number(parentInfo!.snapId), namespace: { type: 'trash', original_name: 'snap' } });
       // It cannot be removed while the clone depends on it.
@@ -572,20 +582,19 @@ describe('clones', () => {
       await c.close();
       // The last child detached: librbd removed the trash snapshot itself (asked of the CLI: our
       // own handle learns of it only through a header watch notification).
-      expect(await rbdJson(A, ['snap', 'ls', '--all', `images/${parent}`])).toEqual([]);
+      expect(await rbdJson(A, ['snap', 'ls', '--all', `${IMAGES()}/${parent}`])).toEqual([]);
     } finally {
       await p.close();
       await destroyImage(vms, child);
       await destroyImage(images, parent);
     }
-    expect(await leftoversOf(A, 'images', MARK)).toEqual(NOTHING);
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('clone v1 (cluster b): needs a protected snapshot (InvalidArgumentError), unprotect with children is BusyError', async () => {
     expect(B.cloneFormat).toBe(1);
     const cb = await connect(B);
-    const io = await cb.openIoctx('vms');
+    const io = await cb.openIoctx(VMS());
     const parent = name('v1-parent');
     const child = name('v1-child');
     await io.createImage(parent, 8 * MiB);
@@ -595,7 +604,7 @@ describe('clones', () => {
       await p.snapCreate('snap');
       await expectError(io.clone(parent, 'snap', io, child, { format: 1 }), rbd.InvalidArgumentError, {
         call: 'rbd_clone3',
-        object: `vms/${parent}@snap`,
+        object: `${VMS()}/${parent}@snap`,
       });
       expect(await io.listImages()).not.toContain(child);
       await p.snapProtect('snap');
@@ -616,12 +625,12 @@ describe('clones', () => {
       await io.close();
       await cb.close();
     }
-    expect(await leftoversOf(B, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 
   it('clone between two cluster connections is CrossClusterError and creates nothing', async () => {
     const cb = await connect(B);
-    const other = await cb.openIoctx('vms');
+    const other = await cb.openIoctx(VMS());
     const parent = name('xc-parent');
     await vms.createImage(parent, MiB);
     try {
@@ -634,7 +643,6 @@ describe('clones', () => {
       await cb.close();
       await destroyImage(vms, parent);
     }
-    expect(await leftoversOf(B, 'vms', MARK)).toEqual(NOTHING);
-    expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+    await nothingLeft();
   });
 });

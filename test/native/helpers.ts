@@ -3,27 +3,14 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as rbd from 'ceph-rbd-napi';
-import { leftovers, type ClusterInfo, type PoolContents } from '../support/testbed.js';
+import type { ClusterInfo } from '../support/testbed.js';
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
-export function connect(cluster: ClusterInfo, user = 'admin'): Promise<rbd.Cluster> {
-  return rbd.Cluster.connect({ confPath: cluster.conf, user });
-}
-
-/**
- * leftovers(), retried: it lists a pool and then each image's snapshots, so an image that another
- * test file removes in between makes one pass fail with ENOENT.
- */
-export async function leftoversOf(cluster: ClusterInfo, pool: string, marker: string): Promise<PoolContents> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await leftovers(cluster, pool, marker);
-    } catch (err) {
-      if (attempt >= 5) throw err;
-    }
-  }
+/** Connects as `user` (admin by default; a user of the file's own pools comes with its keyring). */
+export function connect(cluster: ClusterInfo, user: string | { user: string; keyring: string } = 'admin'): Promise<rbd.Cluster> {
+  return rbd.Cluster.connect({ confPath: cluster.conf, ...(typeof user === 'string' ? { user } : user) });
 }
 
 /** Removes an image with all its snapshots (unprotecting them first), ignoring what is already gone. */

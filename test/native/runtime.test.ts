@@ -10,8 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as rbd from 'ceph-rbd-napi';
-import { NOTHING, rbdJson, testbed, uniqueName } from '../support/testbed.js';
-import { chunk, connect, destroyImage, forceGc, GiB, lagMonitor, leftoversOf, MiB, within } from './helpers.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { ownPools } from '../support/own-pools.js';
+import { rbdJson, testbed, uniqueName } from '../support/testbed.js';
+import { chunk, connect, destroyImage, forceGc, GiB, lagMonitor, MiB, within } from './helpers.js';
 
 const run = promisify(execFile);
 const nativeDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native');
@@ -20,6 +22,9 @@ const entry = join(nativeDir, 'dist', 'index.js');
 const env = testbed();
 const A = env.clusters.a;
 const MARK = uniqueName('napi-rt');
+// A `vms` pool of this file's own on cluster a: the leftovers probe lists it whole at the start and the end.
+const pools = ownPools('napi-rt', { clusters: () => [A] });
+let initial: Snapshot;
 
 let cluster: rbd.Cluster;
 let io: rbd.Ioctx;
@@ -28,14 +33,15 @@ let io: rbd.Ioctx;
 let parent: string;
 
 beforeAll(async () => {
+  initial = await pools.leftovers.snapshot();
   cluster = await connect(A);
-  io = await cluster.openIoctx('vms');
+  io = await cluster.openIoctx(pools.vms);
 });
 
 afterAll(async () => {
   await io?.close();
   await cluster?.close();
-  expect(await leftoversOf(A, 'vms', MARK)).toEqual(NOTHING);
+  await pools.leftovers.expectUnchanged(initial);
 });
 
 async function freshClone(what: string): Promise<string> {
@@ -118,7 +124,7 @@ describe('lifetime', () => {
       for (let i = 0; i < 5; i++) await (await io.openImage(img)).read(0, 16);
     };
     const watchers = async () =>
-      (await rbdJson<{ watchers: unknown[] }>(A, ['status', `vms/${img}`])).watchers.length;
+      (await rbdJson<{ watchers: unknown[] }>(A, ['status', `${pools.vms}/${img}`])).watchers.length;
     try {
       await open();
       // A collection may already have closed some of them.
@@ -141,7 +147,7 @@ describe('lifetime', () => {
       const script = `
         const rbd = await import(${JSON.stringify(entry)});
         const c = await rbd.Cluster.connect({ confPath: ${JSON.stringify(A.conf)} });
-        const io = await c.openIoctx('vms');
+        const io = await c.openIoctx(${JSON.stringify(pools.vms)});
         const image = await io.openImage(${JSON.stringify(img)}, { readOnly: true });
         await image.read(0, 4096);
         if (process.argv[1] === 'exit') {
@@ -361,7 +367,7 @@ describe('with a 1 GiB parent holding 256 MiB', () => {
 
     it('closing the Cluster and Ioctx with image I/O in flight neither crashes nor hangs; the image keeps the connection', async () => {
       const c = await connect(A);
-      const cio = await c.openIoctx('vms');
+      const cio = await c.openIoctx(pools.vms);
       const image = await cio.openImage(parent, { snapshot: 'base' });
       const reads = Array.from({ length: 32 }, (_, i) => image.read(i * 4 * MiB, 4 * MiB));
       const listing = cio.listImages();

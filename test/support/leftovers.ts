@@ -2,8 +2,9 @@
 // every image of every pool of every cluster in scope with its snapshots (trash namespace included) and
 // its `snapstore.*` metadata keys, every pool's RBD trash, every entry of the file stores' directories,
 // every image Glance lists — taken before and after, compared exactly. No name patterns, no age
-// exemptions: a test that uses it runs on clusters and a Glance of its own (test/support/own-bed.ts), so
-// nothing but its own runs changes what it sees. What a run was meant to leave (its result) comes from the
+// exemptions: a test that uses it lists only what is its own — clusters and a Glance of its own
+// (test/support/own-bed.ts), or pools of its own on the shared test bed's clusters (own-pools.ts), a
+// directory of its own — so nothing but its own runs changes what it sees. What a run was meant to leave (its result) comes from the
 // run's own events (`producedBy`), never from the test's guesses.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,6 +31,8 @@ export interface Listing {
 
 export interface Scope {
   clusters: ClusterInfo[];
+  /** Only these pools of each cluster (a test's own pools on a shared test bed); every pool when absent. */
+  pools?: string[];
   dirs?: string[];
   glance?: string[];
 }
@@ -113,12 +116,14 @@ async function listGlance(url: string): Promise<string[]> {
   return out.sort();
 }
 
-async function list(scope: Scope): Promise<Listing> {
+/** Lists everything in `scope` (what a snapshot holds; for a probe of a test's own, e.g. one store's pool). */
+export async function list(scope: Scope): Promise<Listing> {
   const listing: Listing = { rbd: {}, dirs: {}, glance: {} };
   for (const cluster of scope.clusters) {
     const admin = await adminOf(cluster);
     const pools: Record<string, PoolListing> = {};
-    for (const pool of (await admin.listPools()).sort()) pools[pool] = await listPool(admin, pool);
+    const names = scope.pools ? [...scope.pools] : await admin.listPools();
+    for (const pool of names.sort()) pools[pool] = await listPool(admin, pool);
     listing.rbd[cluster.fsid] = pools;
   }
   for (const dir of scope.dirs ?? []) listing.dirs[dir] = listDir(dir);
@@ -185,12 +190,23 @@ export interface Leftovers {
 
 /** The probe over a test bed (read when called: an own bed is started in beforeAll). */
 export function leftoversOf(env: TestbedEnv): Leftovers {
+  return leftoversIn(() => ({ clusters: [env.clusters.a, env.clusters.b], glance: env.glance ? [env.glance.url] : [] }));
+}
+
+/**
+ * The probe over `base()` (read when called, so it may name pools made in beforeAll) plus what a snapshot
+ * adds: on a shared test bed, exactly a test file's own pools (test/support/own-pools.ts), its own
+ * directories, and Glance only where the file registers images.
+ */
+export function leftoversIn(base: () => Scope): Leftovers {
   return {
     async snapshot(extra = {}) {
+      const b = base();
       const scope: Scope = {
-        clusters: [env.clusters.a, env.clusters.b, ...(extra.clusters ?? [])],
-        dirs: extra.dirs ?? [],
-        glance: [...(env.glance ? [env.glance.url] : []), ...(extra.glance ?? [])],
+        clusters: [...b.clusters, ...(extra.clusters ?? [])],
+        pools: extra.pools ?? b.pools,
+        dirs: [...(b.dirs ?? []), ...(extra.dirs ?? [])],
+        glance: [...(b.glance ?? []), ...(extra.glance ?? [])],
       };
       return { scope, listing: await list(scope) };
     },

@@ -55,6 +55,11 @@ export class MemoryStore implements Store {
     return [...this.images.keys()];
   }
 
+  /** Everything the map holds, as `id finished|unfinished mark`: the conformance suite's leftovers probe. */
+  contents(): string[] {
+    return [...this.images.entries()].map(([id, e]) => `${id} ${e.data === null ? 'unfinished' : 'finished'} ${e.mark ?? '-'}`).sort();
+  }
+
   async locationOf(imageId: string): Promise<string> {
     return `memory://${checkImageId(imageId)}`;
   }

@@ -12,7 +12,8 @@
 //    Store.discard;
 //  - probes.ts: `snapstore-probe-<uuidv7>` scratch images where the store keeps clones;
 //  - trashed.ts: trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots).
-// Clones queued for a background flatten (`snapstore.flatten`, no pending marker) are finished snapshots.
+// Clones queued for a background flatten (`snapstore.flatten`, no pending marker; queued.ts) are finished
+// snapshots with pending work — with ceph-mgr's task queue or snapstore's flattener — reported as kept.
 // A leftover of a run the journal holds qualifies by its lease (liveness.ts); any other when it is at least
 // `olderThanMs` old and its owner is not a live process on this host (another host or PID namespace: by age).
 import { errorText } from '../events.js';
@@ -20,6 +21,7 @@ import type { GcOptions, GcReport, Leftover } from '../types.js';
 import { scanJournal } from './journal-runs.js';
 import { scanPendingTargets } from './pending-targets.js';
 import { scanProbes } from './probes.js';
+import { scanQueued } from './queued.js';
 import { scanSourcePool } from './run-records.js';
 import { Scan, type GcContext, type Removal } from './scan.js';
 import { removeTrashed } from './trashed.js';
@@ -50,6 +52,7 @@ export async function collectGarbage(outer: GcContext, opts: GcOptions): Promise
   if (opts.scanImages) await scanSourcePool(scan);
   await scanPendingTargets(scan);
   await scanProbes(scan);
+  await scanQueued(scan);
 
   const found = scan.groups.flat().map((r) => r.leftover);
   for (const leftover of found) ctx.emit({ type: 'gc', action: 'found', leftover });

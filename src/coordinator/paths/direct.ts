@@ -1,10 +1,11 @@
 // The direct path: the data never leaves Ceph. A snapshot of the disk, a clone of it where the target store
 // keeps clones (as the source user, who may read its parent), a flatten (or, for an instant snapshot, a
-// flatten queued for a Flattener), the store's finalize (what makes the clone one of its images), and the
+// flatten queued with ceph-mgr's task queue or, failing that, for snapstore's Flattener), the store's finalize (what makes the clone one of its images), and the
 // location registered with Glance.
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { DirectAssessment, PathResult, RunContext } from '../context.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
+import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 import { RUN_KEY_PREFIX, encodeMark, lockCookie, pendingMarker } from '../names.js';
 import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
 import { createGlanceImage, registerLocation } from './glance.js';
@@ -31,11 +32,36 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
   if (!background) await flattenClone(ctx, clone.image);
   await dropSourceSnapshot(ctx, s, protectedHere);
   const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
-  await unmarkClone(ctx, a, s, clone, background);
+  const request = await unmarkClone(ctx, a, s, clone, background);
   const sizeBytes = await clone.image.size();
   const glance = await registerLocation(ctx, location, { expectedFsid: fsid });
   await unrecordRun(ctx, s);
-  return { imageId, location, sizeBytes, glance, checksums: null };
+  // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
+  const queued = request ? await queueFlatten(ctx, a, clone.image, request) : undefined;
+  return { imageId, location, sizeBytes, glance, checksums: null, ...(queued ? { queued } : {}) };
+}
+
+/**
+ * Hands the flatten to ceph-mgr's task queue as the store's user (mgr-flatten.ts) and records the task id
+ * in the queue entry; when the mgr refuses or is silent the entry stays as it is, for snapstore's flattener.
+ */
+async function queueFlatten(ctx: RunContext, a: DirectAssessment, clone: Image, request: FlattenRequest): Promise<PathResult['queued']> {
+  const { r, imageId, svc } = ctx;
+  const session = await svc.storeUserSession().catch(() => null);
+  const osdCaps = `profile rbd pool=${a.where.pool}, profile rbd-read-only pool=${a.src.pool}`;
+  const outcome: MgrQueueOutcome = session
+    ? await queueMgrFlatten(session, a.where.pool, imageId, osdCaps)
+    : { via: 'flattener', code: 'NO_STORE_USER', reason: "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with: snapstore's flattener must flatten it" };
+  if (outcome.via === 'flattener') {
+    const { via, code, reason, fix } = outcome;
+    svc.emit({ type: 'flatten-queued', runId: r.runId, imageId, via, code, reason, ...(fix ? { fix } : {}) });
+    return { via, reason };
+  }
+  const recorded: FlattenRequest = { ...request, mgrTask: { id: outcome.taskId, queuedAt: new Date().toISOString() } };
+  // Without the id the flatten still happens (the mgr has it); the flattener then finds the task by image.
+  await clone.metadataSet(FLATTEN_KEY, encodeFlattenRequest(recorded)).catch(() => {});
+  svc.emit({ type: 'flatten-queued', runId: r.runId, imageId, via: 'mgr', taskId: outcome.taskId });
+  return { via: 'mgr', taskId: outcome.taskId };
 }
 
 /** Clones the source snapshot into the target pool and marks the clone pending, through one open handle. */
@@ -98,12 +124,13 @@ async function flattenClone(ctx: RunContext, clone: Image): Promise<void> {
  * flattener takes only clones whose run is over, and a kill between the two leaves an unmarked clone that
  * gc still finds through the run record (its parent is the run's snapshot).
  */
-async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<void> {
+async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<FlattenRequest | null> {
   const { r } = ctx;
-  await r.step('unmark-clone', async () => {
+  return r.step('unmark-clone', async () => {
     await a.clones.clearPending(clone.image);
+    let request: FlattenRequest | null = null;
     if (background) {
-      const request: FlattenRequest = {
+      request = {
         v: 1,
         requestedAt: new Date().toISOString(),
         runId: r.runId,
@@ -113,5 +140,6 @@ async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, c
       await clone.image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
     }
     if (clone.advisoryLock) await clone.image.unlock(lockCookie(r.runId));
+    return request;
   });
 }
