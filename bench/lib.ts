@@ -16,16 +16,34 @@ export async function rbd(cluster: ClusterInfo, args: string[], user = 'admin'):
   return stdout;
 }
 
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
 /**
  * `rbd export SRC - | rbd import - DST` between two clusters, as an operator would pipe them: a shell
  * pipeline, so the bytes go from one rbd process to the other directly, not through this process (which
  * would count them in the benchmark's own RSS).
  */
-export async function rbdPipe(from: ClusterInfo, src: string, to: ClusterInfo, dst: string): Promise<void> {
-  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-  const line =
+export function rbdPipeLine(from: ClusterInfo, src: string, to: ClusterInfo, dst: string): string {
+  return (
     `set -o pipefail; rbd -c ${q(from.conf)} --id admin export --no-progress ${q(src)} - | ` +
-    `rbd -c ${q(to.conf)} --id admin import --no-progress - ${q(dst)}`;
+    `rbd -c ${q(to.conf)} --id admin import --no-progress - ${q(dst)}`
+  );
+}
+
+/**
+ * `rbd export-diff SRC@SNAP - | rbd import-diff - DST` (DST created first, as big as SRC): the CLI's sparse
+ * copy, which reads only what the source's diff lists.
+ */
+export function rbdDiffPipeLine(from: ClusterInfo, src: string, to: ClusterInfo, dst: string, sizeBytes: number): string {
+  return (
+    `set -o pipefail; rbd -c ${q(to.conf)} --id admin create --size ${sizeBytes}B ${q(dst)} && ` +
+    `rbd -c ${q(from.conf)} --id admin export-diff --no-progress ${q(src)} - | ` +
+    `rbd -c ${q(to.conf)} --id admin import-diff --no-progress - ${q(dst)}`
+  );
+}
+
+/** Runs a shell pipeline built by rbdPipeLine / rbdDiffPipeLine. */
+export async function shell(line: string): Promise<void> {
   await run('bash', ['-c', line]);
 }
 
@@ -65,7 +83,10 @@ export function peakRssMiB(): number {
   return Number.isFinite(kB) ? kB / 1024 : process.resourceUsage().maxRSS / 1024;
 }
 
-/** Runs a command to completion: its stdout and its peak RSS in MiB (rusage, read by a python3 wrapper). */
+/**
+ * Runs a command to completion: its stdout and its peak RSS in MiB (rusage, read by a python3 wrapper). For
+ * a shell pipeline (`bash -c`), the peak of its largest process.
+ */
 export async function commandPeakRss(cmd: string, args: string[]): Promise<{ stdout: string; rssMiB: number }> {
   const py =
     'import resource,subprocess,sys\n' +

@@ -1,14 +1,20 @@
-// Snapshot benchmark, side by side in one run (issue 7):
+// Snapshot benchmark, side by side in one run (issues 7 and 20), on two feature sets in turn: Ceph's
+// defaults (exclusive-lock, object-map, fast-diff, deep-flatten) and layering + deep-flatten (no object map:
+// what clouds that chose krbd-compatible features have). For each:
 //  1. direct snapshot (SnapshotCoordinator) vs the same steps by the rbd CLI vs the nova-style full copy
-//     (rbd export to a local file + Glance PUT /file), for a 4 GiB image with 1 GiB written;
-//  2. the copy path across two clusters vs `rbd export - | rbd import -`, on a 25%-allocated image: without
-//     checksums (like the pipe; what `checksums: auto` does without Glance or with Glance ≥ 2.17, which
-//     hashes locations itself) and with md5+sha512 computed inline (what auto does for an older Glance);
-//  3. peak RSS and worst event-loop lag of the snapstore runs.
+//     (rbd export to a local file + Glance PUT /file);
+//  2. the copy path across two clusters vs `rbd export - | rbd import -`: without checksums (like the pipe;
+//     what `checksums: auto` does without Glance or with Glance ≥ 2.17, which hashes locations itself) and
+//     with md5+sha512 computed inline (what auto does for an older Glance);
+//  3. the copy of a 1 TiB disk holding the same amount of data as a 1 GiB one, vs the 1 GiB copy and vs
+//     `rbd export-diff | rbd import-diff` of the 1 TiB disk;
+//  4. peak RSS beside the CLI's for the same operation, and worst event-loop lag of the snapstore runs.
 // Each path runs in its own child process (forked from this file), so its peak RSS is its own: glibc keeps
 // what a flatten frees, and one process running both paths would report the sum.
-// The clusters keep Ceph's default image features (exclusive-lock, object-map, fast-diff), as deployments do.
-// Targets: direct ≤ 0.10x full copy and ≤ 1.0x rbd CLI; copy ≥ 1.5x the rbd pipe; RSS ≤ 200 MB; lag ≤ 50 ms.
+// Targets (issue 20): direct ≤ 1.0x the CLI; copy ≥ 1.5x the pipe's throughput; RSS ≤ the CLI's + 64 MiB;
+// lag ≤ 50 ms; the 1 TiB copy ≤ 2x the 1 GiB copy and ≥ 1.5x faster than export-diff | import-diff.
+// BENCH_RUNS (3), BENCH_DISK_GIB (4), BENCH_WRITTEN_MIB (1024), BENCH_SPARSE_MIB (256), BENCH_SETS
+// (`defaults,layering`) choose the size of the run.
 import { execFile, fork } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,13 +23,37 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCluster, startGlance, stopCluster, stopGlance, type ClusterInfo, type GlanceInfo } from '../scripts/testbed.mjs';
 import { SnapshotCoordinator } from '../src/coordinator/index.js';
-import { commandPeakRss, median, osdWrittenBytes, peakRssMiB, printTable, rbd, rbdPipe, repoRoot, saveJson, timed, withLag, writtenBytes } from './lib.js';
+import {
+  commandPeakRss,
+  median,
+  osdWrittenBytes,
+  peakRssMiB,
+  printTable,
+  rbd,
+  rbdDiffPipeLine,
+  rbdPipeLine,
+  repoRoot,
+  saveJson,
+  shell,
+  timed,
+  withLag,
+  writtenBytes,
+} from './lib.js';
 
 const run = promisify(execFile);
 const GiB = 1024 ** 3;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const DISK = Number(process.env.BENCH_DISK_GIB ?? 4);
 const WRITTEN_MIB = Number(process.env.BENCH_WRITTEN_MIB ?? 1024);
+const SPARSE_MIB = Number(process.env.BENCH_SPARSE_MIB ?? 256);
+const TiB = 1024 * GiB;
+
+/** The feature sets compared: `stockFeatures` leaves ceph.conf without `rbd default features`. */
+const FEATURE_SETS = {
+  defaults: { label: "Ceph's default features (object-map, fast-diff)", stockFeatures: true },
+  layering: { label: 'layering + deep-flatten (no object map)', stockFeatures: false },
+} as const;
+type FeatureSet = keyof typeof FEATURE_SETS;
 
 async function glanceDelete(glance: GlanceInfo, id: string): Promise<void> {
   await fetch(`${glance.url}/v2/images/${id}`, { method: 'DELETE' });
@@ -79,6 +109,8 @@ interface Bed {
   b: ClusterInfo;
   glance: GlanceInfo;
   disk: string;
+  /** Disks of 1 GiB and 1 TiB holding SPARSE_MIB each. */
+  sparse: { small: string; large: string };
   dir: string;
 }
 
@@ -123,14 +155,15 @@ async function copyPhase({ a, b, disk }: Bed) {
   };
   const pipeOnce = async (id: string): Promise<number> => {
     const before = await osdWrittenBytes(b);
-    const [t] = await timed(() => rbdPipe(a, `${disk}@pipe`, b, `images/${id}`));
+    const [t] = await timed(() => shell(rbdPipeLine(a, `${disk}@pipe`, b, `images/${id}`)));
     written.pipe = (await osdWrittenBytes(b)) - before;
     await rbd(b, ['rm', '--no-progress', `images/${id}`]);
     return t;
   };
-  // One untimed run of each first; then alternate which goes first.
+  // One untimed run of each first (the pipe's measures its peak RSS); then alternate which goes first.
   await copyOnce('copy-warm-up', 'off', true);
-  await pipeOnce('pipe-warm-up');
+  const pipeRssMiB = (await commandPeakRss('bash', ['-c', rbdPipeLine(a, `${disk}@pipe`, b, 'images/pipe-warm-up')])).rssMiB;
+  await rbd(b, ['rm', '--no-progress', 'images/pipe-warm-up']);
   for (let i = 0; i < RUNS; i++) {
     const order = i % 2 === 0 ? (['snapstore', 'pipe'] as const) : (['pipe', 'snapstore'] as const);
     for (const which of order) {
@@ -145,7 +178,55 @@ async function copyPhase({ a, b, disk }: Bed) {
   hashed.rssMiB = peakRssMiB();
   await rbd(a, ['snap', 'rm', `${disk}@pipe`], 'nova');
   await copier.close();
-  return { seconds, written, plain, hashed };
+  return { seconds, written, plain, hashed, pipeRssMiB };
+}
+
+/** Removes an image a phase made in `images` of `c`, with its protected `snap` when it has one. */
+async function dropImage(c: ClusterInfo, id: string, snap: boolean): Promise<void> {
+  if (snap) {
+    await rbd(c, ['snap', 'unprotect', `images/${id}@snap`]);
+    await rbd(c, ['snap', 'purge', `images/${id}`]);
+  }
+  await rbd(c, ['rm', '--no-progress', `images/${id}`]);
+}
+
+/**
+ * The copy of the 1 GiB and the 1 TiB disk holding the same amount of data, without checksums, and
+ * `rbd export-diff | rbd import-diff` of the 1 TiB one; the peak RSS of this process after each copy size.
+ */
+async function sparsePhase({ a, b, sparse }: Bed) {
+  const copier = new SnapshotCoordinator({ source: sourceConfig(a), target: targetConfig(b) });
+  const seconds = { small: [] as number[], large: [] as number[], diffPipe: [] as number[] };
+  let lagMs = 0;
+  const copyOnce = async (disk: string, id: string, warmUp = false): Promise<number> => {
+    const [lag, [t, result]] = await withLag(() => timed(() => copier.snapshot(`rbd://${a.fsid}/${disk}`, { imageId: id, checksums: 'off' })));
+    if (result.method !== 'copy') throw new Error(`expected the copy path, got ${result.method}`);
+    // The warm-up run's lag is the first connections' (loading librados, connecting), as in the other phases.
+    if (!warmUp) lagMs = Math.max(lagMs, lag.worstMs);
+    await dropImage(b, id, true);
+    return t;
+  };
+  await rbd(a, ['snap', 'create', `${sparse.large}@diff`], 'nova');
+  const diffOnce = async (id: string): Promise<number> => {
+    const [t] = await timed(() => shell(rbdDiffPipeLine(a, `${sparse.large}@diff`, b, `images/${id}`, TiB)));
+    await rbd(b, ['snap', 'purge', `images/${id}`]);
+    await dropImage(b, id, false);
+    return t;
+  };
+  await copyOnce(sparse.small, 'sparse-warm-up', true);
+  for (let i = 0; i < RUNS; i++) seconds.small.push(await copyOnce(sparse.small, `small-${i}`));
+  const rssSmall = peakRssMiB();
+  for (let i = 0; i < RUNS; i++) {
+    seconds.large.push(await copyOnce(sparse.large, `large-${i}`));
+    seconds.diffPipe.push(await diffOnce(`diff-${i}`));
+  }
+  const rssLarge = peakRssMiB();
+  const diffPipeRssMiB = (await commandPeakRss('bash', ['-c', rbdDiffPipeLine(a, `${sparse.large}@diff`, b, 'images/diff-rss', TiB)])).rssMiB;
+  await rbd(b, ['snap', 'purge', 'images/diff-rss']);
+  await dropImage(b, 'diff-rss', false);
+  await rbd(a, ['snap', 'rm', `${sparse.large}@diff`], 'nova');
+  await copier.close();
+  return { seconds, lagMs, rssMiB: { small: rssSmall, large: rssLarge, diffPipe: diffPipeRssMiB } };
 }
 
 /** The direct path vs the same steps by the rbd CLI vs the nova-style full copy, all on cluster a. */
@@ -220,7 +301,11 @@ async function commandRss({ a, b, glance, disk, dir }: Bed): Promise<{ direct: n
   return { direct: direct.rssMiB, copy: copy.rssMiB };
 }
 
-type Phases = { copy: Awaited<ReturnType<typeof copyPhase>>; direct: Awaited<ReturnType<typeof directPhase>> };
+type Phases = {
+  copy: Awaited<ReturnType<typeof copyPhase>>;
+  direct: Awaited<ReturnType<typeof directPhase>>;
+  sparse: Awaited<ReturnType<typeof sparsePhase>>;
+};
 
 /** Runs one phase in a child process of its own (this file, BENCH_PHASE set) and returns what it measured. */
 function runPhase<K extends keyof Phases>(name: K, bed: Bed): Promise<Phases[K]> {
@@ -235,70 +320,88 @@ function runPhase<K extends keyof Phases>(name: K, bed: Bed): Promise<Phases[K]>
 
 if (process.env.BENCH_PHASE) {
   const bed = JSON.parse(process.env.BENCH_BED!) as Bed;
-  const result = process.env.BENCH_PHASE === 'copy' ? await copyPhase(bed) : await directPhase(bed);
+  const phase = process.env.BENCH_PHASE;
+  const result = phase === 'copy' ? await copyPhase(bed) : phase === 'sparse' ? await sparsePhase(bed) : await directPhase(bed);
   process.send!(result, () => process.disconnect());
 } else {
   await main();
 }
 
 async function main(): Promise<void> {
+  const sets = (process.env.BENCH_SETS ?? 'defaults,layering').split(',').filter((x): x is FeatureSet => x in FEATURE_SETS);
+  const all: Record<string, unknown> = {};
+  for (const set of sets) all[set] = await benchSet(set);
+  saveJson('snapshot', { runs: RUNS, sets: all });
+}
+
+/** Starts clusters a and b (+ Glance on a) with the feature set's defaults and the disks the phases read. */
+async function startBed(set: FeatureSet, dir: string): Promise<Bed> {
+  const stockFeatures = FEATURE_SETS[set].stockFeatures;
+  const [a, b] = await Promise.all([startCluster(join(dir, 'a'), { cloneV2: true, stockFeatures }), startCluster(join(dir, 'b'), { stockFeatures })]);
+  const glance = await startGlance(join(dir, 'glance'), a.dir);
+  const disk = 'vms/bench-disk';
+  const sparse = { small: 'vms/sparse-1g', large: 'vms/sparse-1t' };
+  await rbd(a, ['create', disk, '--size', `${DISK}G`], 'nova');
+  await rbd(a, ['create', sparse.small, '--size', '1G'], 'nova');
+  await rbd(a, ['create', sparse.large, '--size', '1T'], 'nova');
+  const bench = (image: string, mib: number) =>
+    rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${mib}M`, '--io-pattern', 'rand', image], 'nova');
+  await bench(disk, WRITTEN_MIB);
+  await bench(sparse.small, SPARSE_MIB);
+  await bench(sparse.large, SPARSE_MIB);
+  return { a, b, glance, disk, sparse, dir };
+}
+
+/** Every phase on one feature set, each in its own process; prints the set's table, returns its figures. */
+async function benchSet(set: FeatureSet): Promise<unknown> {
   const dir = mkdtempSync(join(tmpdir(), 'snapstore-bench-'));
   process.env.SNAPSTORE_MEMSTORE_BYTES = String(10 * GiB);
-  let a: ClusterInfo | undefined;
-  let b: ClusterInfo | undefined;
-  let glance: GlanceInfo | undefined;
+  let bed: Bed | undefined;
   try {
-    [a, b] = await Promise.all([
-      startCluster(join(dir, 'a'), { cloneV2: true, stockFeatures: true }),
-      startCluster(join(dir, 'b'), { stockFeatures: true }),
-    ]);
-    glance = await startGlance(join(dir, 'glance'), a.dir);
-    const disk = 'vms/bench-disk';
-    await rbd(a, ['create', disk, '--size', `${DISK}G`], 'nova');
-    await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${WRITTEN_MIB}M`, '--io-pattern', 'rand', disk], 'nova');
-    const allocated = await writtenBytes(a, disk);
-    const bed: Bed = { a, b, glance, disk, dir };
+    bed = await startBed(set, dir);
+    const allocated = await writtenBytes(bed.a, bed.disk);
     const copy = await runPhase('copy', bed);
     const direct = await runPhase('direct', bed);
+    const sparse = await runPhase('sparse', bed);
     const command = await commandRss(bed);
-
-    const m = { direct: median(direct.seconds.direct), cli: median(direct.seconds.cli), full: median(direct.seconds.full) };
-    const mc = { snapstore: median(copy.seconds.snapstore), hashed: median(copy.seconds.hashed), pipe: median(copy.seconds.pipe) };
-    const mib = (n: number) => n / 2 ** 20;
-    const lag = Math.max(direct.stats.lagMs, copy.plain.lagMs, copy.hashed.lagMs);
-    const rows = [
-      { measure: 'direct snapshot, median s', snapstore: m.direct, 'rbd CLI': m.cli, 'full copy': m.full, ratio: `${(m.direct / m.full).toFixed(3)}x full, ${(m.direct / m.cli).toFixed(2)}x CLI`, target: '≤ 0.10x full, ≤ 1.0x CLI' },
-      { measure: 'copy across clusters, median s', snapstore: mc.snapstore, 'rbd CLI': mc.pipe, 'full copy': '-', ratio: `${(mc.pipe / mc.snapstore).toFixed(2)}x the pipe's throughput`, target: '≥ 1.5x' },
-      { measure: 'same copy + md5 & sha512 (Glance < 2.17), median s', snapstore: mc.hashed, 'rbd CLI': mc.pipe, 'full copy': '-', ratio: `${(mc.pipe / mc.hashed).toFixed(2)}x the pipe's throughput`, target: '- (CPU-bound: hashes every byte)' },
-      { measure: 'copy, MiB written to the target OSD', snapstore: mib(copy.written.snapstore), 'rbd CLI': mib(copy.written.pipe), 'full copy': '-', ratio: `source holds ${mib(allocated).toFixed(0)} MiB`, target: '≈ source' },
-      { measure: 'peak RSS of `snapstore snapshot`, copy, MiB', snapstore: command.copy, 'rbd CLI': '-', 'full copy': '-', ratio: 'one process, one snapshot', target: '≤ 200 MB (190.7 MiB)' },
-      { measure: 'peak RSS of `snapstore snapshot`, direct, MiB', snapstore: command.direct, 'rbd CLI': direct.cliFlattenRss, 'full copy': '-', ratio: "mostly librbd's flatten (CLI: rbd flatten alone)", target: '≤ 200 MB (190.7 MiB)' },
-      { measure: 'peak RSS, one coordinator after several snapshots, MiB', snapstore: `copy ${copy.plain.rssMiB.toFixed(0)}, direct ${direct.stats.rssMiB.toFixed(0)}`, 'rbd CLI': '-', 'full copy': '-', ratio: `copy with checksums: ${copy.hashed.rssMiB.toFixed(0)}`, target: '≤ 200 MB (190.7 MiB)' },
-      { measure: 'worst event-loop lag, ms', snapstore: lag, 'rbd CLI': '-', 'full copy': '-', ratio: `direct ${direct.stats.lagMs.toFixed(0)}, copy ${copy.plain.lagMs.toFixed(0)}, with checksums ${copy.hashed.lagMs.toFixed(0)}; without run-queue waits ${Math.max(direct.stats.ownLagMs, copy.plain.ownLagMs, copy.hashed.ownLagMs).toFixed(0)}; warm-up runs ${Math.max(direct.stats.warmUpLagMs, copy.plain.warmUpLagMs, copy.hashed.warmUpLagMs).toFixed(0)}`, target: '≤ 50' },
-    ];
-    printTable(`snapshot of a ${DISK} GiB disk with ${WRITTEN_MIB} MiB written, ${RUNS} runs each after an untimed warm-up run; each path in its own process`, rows);
-    saveJson('snapshot', {
-      disk: { sizeBytes: DISK * GiB, allocatedBytes: allocated },
-      runs: RUNS,
-      seconds: { ...direct.seconds, copy: copy.seconds },
-      medians: { ...m, copy: mc },
-      ratios: {
-        directVsFull: m.direct / m.full,
-        directVsCli: m.direct / m.cli,
-        copyThroughputVsPipe: mc.pipe / mc.snapstore,
-        hashedCopyThroughputVsPipe: mc.pipe / mc.hashed,
-      },
-      writtenBytes: copy.written,
-      peakRssMiB: {
-        command: command,
-        longRunning: { direct: direct.stats.rssMiB, copy: copy.plain.rssMiB, hashedCopy: copy.hashed.rssMiB },
-        cliFlatten: direct.cliFlattenRss,
-      },
-      lagMs: { direct: direct.stats, copy: copy.plain, hashedCopy: copy.hashed },
-    });
+    const figures = { allocated, copy, direct, sparse, command };
+    printTable(
+      `${FEATURE_SETS[set].label}: a ${DISK} GiB disk with ${WRITTEN_MIB} MiB written; 1 GiB and 1 TiB disks with ${SPARSE_MIB} MiB; ${RUNS} runs each after an untimed warm-up run; each path in its own process`,
+      tableRows(figures),
+    );
+    return figures;
   } finally {
-    if (glance) await stopGlance(glance.dir).catch(() => {});
-    await Promise.all([a, b].filter(Boolean).map((c) => stopCluster(c!.dir).catch(() => {})));
+    if (bed) await stopGlance(bed.glance.dir).catch(() => {});
+    await Promise.all([join(dir, 'a'), join(dir, 'b')].map((d) => stopCluster(d).catch(() => {})));
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+interface Figures {
+  allocated: number;
+  copy: Phases['copy'];
+  direct: Phases['direct'];
+  sparse: Phases['sparse'];
+  command: { direct: number; copy: number };
+}
+
+function tableRows({ allocated, copy, direct, sparse, command }: Figures) {
+  const m = { direct: median(direct.seconds.direct), cli: median(direct.seconds.cli), full: median(direct.seconds.full) };
+  const mc = { snapstore: median(copy.seconds.snapstore), hashed: median(copy.seconds.hashed), pipe: median(copy.seconds.pipe) };
+  const ms = { small: median(sparse.seconds.small), large: median(sparse.seconds.large), diffPipe: median(sparse.seconds.diffPipe) };
+  const mib = (n: number) => n / 2 ** 20;
+  const lag = Math.max(direct.stats.lagMs, copy.plain.lagMs, copy.hashed.lagMs, sparse.lagMs);
+  const row = (measure: string, snapstore: string | number, cli: string | number, ratio: string, target: string) => ({ measure, snapstore, 'rbd CLI': cli, ratio, target });
+  return [
+    row('direct snapshot, median s', m.direct, m.cli, `${(m.direct / m.cli).toFixed(2)}x CLI, ${(m.direct / m.full).toFixed(3)}x full copy (${m.full.toFixed(1)} s)`, '≤ 1.0x CLI'),
+    row('copy across clusters, median s', mc.snapstore, mc.pipe, `${(mc.pipe / mc.snapstore).toFixed(2)}x the pipe's throughput`, '≥ 1.5x'),
+    row('same copy + md5 & sha512 (Glance < 2.17), median s', mc.hashed, mc.pipe, `${(mc.pipe / mc.hashed).toFixed(2)}x the pipe's throughput`, '- (hashes every byte)'),
+    row('copy of the 1 TiB disk, median s', ms.large, ms.diffPipe, `${(ms.large / ms.small).toFixed(2)}x the 1 GiB copy (${ms.small.toFixed(2)} s); ${(ms.diffPipe / ms.large).toFixed(2)}x faster than export-diff \\| import-diff`, '≤ 2x; ≥ 1.5x'),
+    row('copy, MiB written to the target OSD', mib(copy.written.snapstore), mib(copy.written.pipe), `source holds ${mib(allocated).toFixed(0)} MiB`, '≈ source'),
+    row('peak RSS, `snapstore snapshot` copy vs the pipe, MiB', command.copy, copy.pipeRssMiB, `+${(command.copy - copy.pipeRssMiB).toFixed(0)} MiB`, '≤ CLI + 64'),
+    row('peak RSS, `snapstore snapshot` direct vs `rbd flatten`, MiB', command.direct, direct.cliFlattenRss, `+${(command.direct - direct.cliFlattenRss).toFixed(0)} MiB`, '≤ CLI + 64'),
+    row('peak RSS, sparse copies, after 1 GiB / after 1 TiB, MiB', `${sparse.rssMiB.small.toFixed(0)} / ${sparse.rssMiB.large.toFixed(0)}`, sparse.rssMiB.diffPipe, 'CLI: export-diff \\| import-diff of 1 TiB', 'flat in disk size'),
+    row('peak RSS, one coordinator after several snapshots, MiB', `copy ${copy.plain.rssMiB.toFixed(0)}, direct ${direct.stats.rssMiB.toFixed(0)}`, '-', `copy with checksums: ${copy.hashed.rssMiB.toFixed(0)}`, '-'),
+    row('worst event-loop lag, ms', lag, '-', `direct ${direct.stats.lagMs.toFixed(0)}, copy ${copy.plain.lagMs.toFixed(0)}, with checksums ${copy.hashed.lagMs.toFixed(0)}, sparse ${sparse.lagMs.toFixed(0)}; without run-queue waits ${Math.max(direct.stats.ownLagMs, copy.plain.ownLagMs, copy.hashed.ownLagMs).toFixed(0)}`, '≤ 50'),
+  ];
 }

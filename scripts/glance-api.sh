@@ -2,8 +2,15 @@
 # A real glance-api (sqlite, no keystone: every request is admin) on 127.0.0.1 against the `images` pool of
 # a cluster started by ceph-cluster.sh, as client.glance, thin provisioning on.
 #
-#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store]
+#   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL]
 #   scripts/glance-api.sh stop DIR
+#
+# --keystone URL puts the API behind keystonemiddleware (`flavor = keystone`) validating tokens at that
+# Keystone as user `glance` of project `service` (password from $GLANCE_KEYSTONE_PASSWORD, never an
+# argument: arguments are visible to other users); a service token must carry the `service` role
+# (service_token_roles_required), as keystone.sh provisions it. The middleware decides by itself
+# (delay_auth_decision = false, in a copy of the paste file): Debian's paste file delays the decision to
+# Zed's Glance, which then ignores the service token's verdict, so nothing would show that one was checked.
 #
 # start prints `url=...` and writes it to DIR/glance.env. show_multiple_locations is on (needed to
 # register locations in Zed) unless --no-multiple-locations. --size-cap sets image_size_cap (larger
@@ -13,7 +20,28 @@
 # by the PID recorded in DIR/glance-api.pid.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] | stop DIR" >&2; exit 2; }
+
+# The [keystone_authtoken] section for --keystone (empty without it).
+keystone_section() {
+  local url=$1
+  [[ -n $url ]] || return 0
+  cat <<EOF
+[keystone_authtoken]
+www_authenticate_uri = $url
+auth_url = $url
+auth_type = password
+username = glance
+password = $GLANCE_KEYSTONE_PASSWORD
+project_name = service
+user_domain_id = default
+project_domain_id = default
+service_token_roles = service
+service_token_roles_required = True
+# Tokens are validated at every request (no cache), so a revoked one is refused at once.
+token_cache_time = -1
+EOF
+}
 
 alive() {
   local pid=$1 state
@@ -38,21 +66,28 @@ cmd_stop() {
 
 cmd_start() {
   local dir=$1 port=$2 ceph_dir=$3; shift 3
-  local multiple=True size_cap=1099511627776 multi=0
+  local multiple=True size_cap=1099511627776 multi=0 keystone=''
   while [[ $# -gt 0 ]]; do
     case $1 in
       --no-multiple-locations) multiple=False ;;
       --size-cap) [[ ${2:-} =~ ^[0-9]+$ ]] || usage; size_cap=$2; shift ;;
       --multi-store) multi=1 ;;
+      --keystone) [[ -n ${2:-} ]] || usage; keystone=$2; shift ;;
       *) usage ;;
     esac
     shift
   done
   [[ $port =~ ^[0-9]+$ ]] || usage
+  if [[ -n $keystone && -z ${GLANCE_KEYSTONE_PASSWORD:-} ]]; then echo "--keystone needs GLANCE_KEYSTONE_PASSWORD" >&2; exit 2; fi
   [[ -r $ceph_dir/ceph.conf ]] || { echo "no ceph.conf in $ceph_dir" >&2; exit 2; }
   mkdir -p "$dir"/{staging,image-cache,locks,tasks,local}
   dir=$(cd "$dir" && pwd)
   ceph_dir=$(cd "$ceph_dir" && pwd)
+  local paste=/etc/glance/glance-api-paste.ini
+  if [[ -n $keystone ]]; then
+    sed 's/^delay_auth_decision *= *true/delay_auth_decision = false/' "$paste" >"$dir/glance-api-paste.ini"
+    paste=$dir/glance-api-paste.ini
+  fi
   local conf=$dir/glance-api.conf
   # The rbd store's options: in [glance_store] for a single store, in the store's own section for multi-store.
   local rbd_options="rbd_store_pool = images
@@ -92,8 +127,8 @@ log_file = $dir/glance-api.log
 [database]
 connection = sqlite:///$dir/glance.sqlite
 [paste_deploy]
-flavor =
-config_file = /etc/glance/glance-api-paste.ini
+flavor = ${keystone:+keystone}
+config_file = $paste
 [oslo_concurrency]
 lock_path = $dir/locks
 [oslo_policy]
@@ -104,7 +139,9 @@ $stores
 filesystem_store_datadir = $dir/staging
 [os_glance_tasks_store]
 filesystem_store_datadir = $dir/tasks
+$(keystone_section "$keystone")
 EOF
+  chmod 600 "$conf"
   glance-manage --config-file "$conf" db_sync >"$dir/db_sync.log" 2>&1
   setsid glance-api --config-file "$conf" >"$dir/glance-api.out" 2>&1 </dev/null &
   echo $! >"$dir/glance-api.pid"

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages snapstore needs (Ceph mon/osd/mgr/common + librbd/librados headers for the
-# native addon, glance-api for the integration tests) when any are missing. Idempotent and quiet when
+# native addon, glance-api and keystone (served by uwsgi) for the integration tests) when any are missing. Idempotent and quiet when
 # everything is present. Package init scripts are kept from starting daemons (they would bind glance-api
 # to 0.0.0.0:9292) by a policy-rc.d guard for the duration of the install.
 set -euo pipefail
 
-PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev glance-api python3-glance-store uuid-runtime curl)
+PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev glance-api python3-glance-store uuid-runtime curl
+  keystone python3-keystonemiddleware uwsgi-core uwsgi-plugin-python3)
 if [[ "${1:-}" == "--no-glance" ]]; then
   PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev uuid-runtime curl)
 fi

@@ -25,6 +25,9 @@ export const ERROR_CATALOG = {
   TARGET_EXISTS: { exit: 2, meaning: 'the image id is already taken in the target store' },
   NOT_FOUND: { exit: 2, meaning: 'the image a location names does not exist' },
   EXISTS: { exit: 2, meaning: 'an image with that id already exists in the store' },
+  KEYSTONE_AUTH: { exit: 2, meaning: 'Keystone refused the credentials (wrong password or secret, unknown user or project); the message names where they came from, never the secret' },
+  KEYSTONE_NO_CREDENTIALS: { exit: 2, meaning: 'Glance needs a token and no credential source (library option, OS_CLOUD, OS_* variables, nova.conf [glance]) gives one' },
+  KEYSTONE_NO_ENDPOINT: { exit: 2, meaning: 'the Keystone service catalog has no endpoint for the service type, interfaces and region asked for' },
   // Operational failures (exit 1)
   CEPH_UNREACHABLE: { exit: 1, meaning: 'no Ceph monitor answered within the connect timeout' },
   STORE_UNAVAILABLE: { exit: 1, meaning: 'the store backend cannot be reached or used right now' },
@@ -42,6 +45,8 @@ export const ERROR_CATALOG = {
   MGR_UNAVAILABLE: { exit: 1, meaning: 'no ceph-mgr answered a command that needed one (rbd_support task queue)' },
   NOT_SUPPORTED: { exit: 1, meaning: 'the backend does not support the operation (librbd ENOTSUP/EOPNOTSUPP)' },
   CROSS_CLUSTER: { exit: 1, meaning: 'librbd refused an operation between two clusters (EXDEV)' },
+  KEYSTONE_UNREACHABLE: { exit: 1, meaning: 'Keystone could not be reached or did not answer within the timeout' },
+  KEYSTONE_ERROR: { exit: 1, meaning: 'Keystone answered with an error or a body no closer code describes (5xx, no token)' },
   INTERNAL: { exit: 1, meaning: 'snapstore has a bug: an error no other code describes' },
   // Glance (exit 1)
   GLANCE_HTTP_ERROR: { exit: 1, meaning: 'Glance answered with an HTTP status no closer code describes' },

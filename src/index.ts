@@ -9,6 +9,7 @@ export { RbdStore, RBD_SNAPSHOT, type RbdStoreConfig } from './drivers/rbd/index
 export { CephCluster, CephUnavailable, CephConfigError, CephAuthError, CephUnreachable, type CephConnectOptions } from './ceph/index.js';
 export * from './coordinator/index.js';
 export * from './glance/index.js';
+export { OpenStackAuth, KeystoneError, KeystoneSession, resolveCredentials, type OpenStackAuthOptions, type GlanceEndpoint, type TokenProvider } from './keystone/index.js';
 export { loadConfig } from './config/load.js';
 export { ConfigError } from './config/ini.js';
 export type * from './config/types.js';

@@ -73,8 +73,28 @@ export interface GetOptions {
   length?: number;
 }
 
-/** Data to store: any Node Readable (binary), or an async or plain iterable of byte chunks. */
-export type StoreSource = Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+/**
+ * A run of `hole` zero bytes a sparse source does not materialize (the copy path's unallocated extents).
+ * Stores with thin provisioning leave it unallocated (RBD skips it, the file store seeks past it), others
+ * store zeros; the checksums cover it as zeros. It costs no work per byte of hole on the JS thread.
+ */
+export interface Hole {
+  readonly hole: number;
+}
+
+/** One piece of a source: bytes, or (a sparse source) a run of zeros given as its length. */
+export type StorePiece = Uint8Array | Hole;
+
+/**
+ * Data to store: any Node Readable (binary), or an async or plain iterable of byte chunks. An iterable may
+ * also yield holes (`{ hole: n }`, see Hole) between byte chunks: the same data, without the zeros.
+ */
+export type StoreSource = Readable | AsyncIterable<StorePiece> | Iterable<StorePiece>;
+
+/** Whether a piece of a source is a hole (a run of zeros given as its length). */
+export function isHole(piece: unknown): piece is Hole {
+  return typeof piece === 'object' && piece !== null && !(piece instanceof Uint8Array) && typeof (piece as Partial<Hole>).hole === 'number';
+}
 
 /** Static abilities of a driver (glance_store's capability bit masks, plus what snapstore plans with). */
 export interface StoreCapabilities {

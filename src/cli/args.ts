@@ -59,7 +59,9 @@ options for every command:
   --config FILE     nova.conf / glance-api.conf / ceph-related files, merged in order (repeatable)
   --json            print exactly one JSON object on stdout
   --debug           show stack traces
-Glance token: the OS_AUTH_TOKEN environment variable (never a flag: flags are visible to other users).
+Glance credentials (first found wins; never a flag: flags are visible to other users): OS_CLOUD +
+  clouds.yaml, the OS_* variables (OS_AUTH_URL + password or application credential, or OS_AUTH_TOKEN),
+  nova.conf [glance] keystoneauth options; [service_user] for service tokens. See README "Authentication".
 exit status: 0 ok, 1 operation failed (after cleanup), 2 bad input or config`;
 
 const POSITIONALS: Record<CommandName, [number, string]> = {

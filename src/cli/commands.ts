@@ -5,12 +5,13 @@ import { createReadStream, createWriteStream, renameSync, rmSync, statSync, type
 import { basename, dirname, join, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { loadConfig } from '../config/load.js';
-import type { GlanceConfig, SnapstoreConfig, TargetConfig } from '../config/types.js';
+import type { SnapstoreConfig, TargetConfig } from '../config/types.js';
 import type { CoordinatorEvent, FlattenerEvent, Plan, SnapshotCoordinator } from '../coordinator/index.js';
 import { SnapstoreError } from '../errors.js';
 import { storeFromConfig } from '../drivers/index.js';
 import type { Store } from '../store.js';
 import type { Invocation } from './args.js';
+import { describeGlance, openGlance, type GlanceAccess } from './glance.js';
 import { UsageError, type Output } from './output.js';
 
 /** The command's one positional argument (args.ts has checked that there is exactly one). */
@@ -32,12 +33,6 @@ function requireTarget(cfg: SnapstoreConfig): TargetConfig {
   return cfg.target;
 }
 
-function glanceWithToken(glance: GlanceConfig | undefined): GlanceConfig | undefined {
-  if (!glance) return undefined;
-  const token = process.env.OS_AUTH_TOKEN;
-  return token ? { ...glance, token } : glance;
-}
-
 async function withStore<T>(inv: Invocation, fn: (store: Store) => Promise<T>): Promise<T> {
   const store = await storeFromConfig(requireTarget(configured(inv)));
   try {
@@ -47,19 +42,37 @@ async function withStore<T>(inv: Invocation, fn: (store: Store) => Promise<T>): 
   }
 }
 
-async function withCoordinator<T>(inv: Invocation, out: Output, fn: (c: SnapshotCoordinator) => Promise<T>): Promise<T> {
+async function withCoordinator<T>(
+  inv: Invocation,
+  out: Output,
+  fn: (c: SnapshotCoordinator, glance: GlanceAccess | null) => Promise<T>,
+): Promise<T> {
   const cfg = configured(inv);
   const target = requireTarget(cfg);
+  const glance = await openGlance(cfg);
+  try {
+    return await coordinate(cfg, target, glance, out, (c) => fn(c, glance));
+  } finally {
+    await glance?.close();
+  }
+}
+
+async function coordinate<T>(
+  cfg: SnapstoreConfig,
+  target: TargetConfig,
+  glance: GlanceAccess | null,
+  out: Output,
+  fn: (c: SnapshotCoordinator) => Promise<T>,
+): Promise<T> {
   const { SnapshotCoordinator } = await import('../coordinator/index.js');
   const logger = (e: CoordinatorEvent) => {
     if (e.type === 'fallback') out.info(`falling back to copy: ${e.reason}`);
     else if (e.type === 'undo' && e.state === 'failed') out.info(`cleanup of ${e.what} failed: ${e.error ?? ''}`);
   };
-  const glance = glanceWithToken(cfg.glance);
   const coordinator = new SnapshotCoordinator({
     ...(cfg.source ? { source: cfg.source } : {}),
     target,
-    ...(glance ? { glance } : {}),
+    ...(glance ? { glance: glance.client } : {}),
     logger,
   });
   try {
@@ -119,8 +132,11 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
 }
 
 async function check(inv: Invocation, out: Output): Promise<void> {
-  const plan = await withCoordinator(inv, out, (c) => c.check(theArgument(inv)));
-  out.result(plan, renderPlan(plan));
+  const { plan, glance } = await withCoordinator(inv, out, async (c, g) => ({
+    plan: await c.check(theArgument(inv)),
+    glance: g && { endpoint: g.endpoint, endpointFrom: g.endpointFrom, credentials: g.credentials, serviceToken: g.serviceToken },
+  }));
+  out.result({ ...plan, glance }, `${renderPlan(plan)}\n${describeGlance(glance)}`);
 }
 
 async function add(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {

@@ -5,7 +5,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ConfigError, iniGet, parseBool, parsePositiveNumber, readIniFile, type IniSections } from './ini.js';
-import type { GlanceConfig, RbdSourceConfig, SnapstoreConfig, TargetConfig } from './types.js';
+import { readOpenStackAuth } from './keystoneauth.js';
+import type { GlanceConfig, OpenStackFileAuth, RbdSourceConfig, SnapstoreConfig, TargetConfig } from './types.js';
 
 const DEFAULT_CEPH_CONF = '/etc/ceph/ceph.conf';
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -139,6 +140,7 @@ export function loadConfig(files: string[]): SnapstoreConfig {
   let target: TargetDraft | undefined;
   let glance: GlanceConfig | undefined;
   let storeId: string | undefined;
+  let openstack: OpenStackFileAuth | undefined;
   const used: string[] = [];
   for (const f of files) {
     const file = resolve(f);
@@ -163,8 +165,16 @@ export function loadConfig(files: string[]): SnapstoreConfig {
       glance = { endpoint: endpoint.replace(/\/+$/, '') };
       recognised = true;
     }
+    const auth = readOpenStackAuth(sections, file, openstack);
+    if (auth !== openstack) {
+      openstack = auth;
+      recognised = true;
+    }
     if (!recognised) {
-      throw new ConfigError(`${file} has none of [libvirt] (nova.conf), [glance_store] (glance-api.conf) or [glance] api_servers`, { file });
+      throw new ConfigError(
+        `${file} has none of [libvirt] (nova.conf), [glance_store] (glance-api.conf), [glance] api_servers or keystoneauth options`,
+        { file },
+      );
     }
     used.push(file);
   }
@@ -192,5 +202,7 @@ export function loadConfig(files: string[]): SnapstoreConfig {
     if (storeId) glance.storeId = storeId;
     config.glance = glance;
   }
+  if (openstack) config.openstack = openstack;
+  if (storeId && !glance) config.glanceStoreId = storeId;
   return config;
 }

@@ -1,16 +1,34 @@
-// The byte stream of a point-in-time RBD image (opened at a snapshot) for a Store or a Glance upload:
-// only the allocated extents are read from Ceph, several aio reads in flight at once, and holes are
-// produced as zeros without touching the cluster (stores with thin provisioning write them as holes; the
-// hashes still cover every byte, as Glance's checksum does).
+// The data of a point-in-time RBD image (opened at a snapshot) for a Store or a Glance upload: only the
+// allocated extents are read from Ceph, several aio reads in flight at once. For a Store the holes are
+// handed on as lengths (`{ hole: n }`, see Store's Hole): a hole costs one item whatever its size, the store
+// skips it and the hashers count it. Only a Glance upload, which needs every byte, turns holes into zeros.
 import type { Extent, Image } from 'ceph-rbd-napi';
 import { SnapstoreError } from '../errors.js';
+import { isHole, type Hole, type StorePiece } from '../store.js';
+
+const MiB = 1024 * 1024;
+/** Pieces of zeros a Glance upload gets for a hole. */
+export const ZERO_PIECE_BYTES = MiB;
+const ZEROS = Buffer.alloc(ZERO_PIECE_BYTES);
+
+/** How the copy reads: the size of one read and how many are in flight. */
+export interface ReadPlan {
+  pieceBytes: number;
+  parallel: number;
+}
 
 /**
- * The largest piece read or yielded at once. 1 MiB pieces, 4 in flight, copy as fast as 4 MiB pieces (8 in
- * flight) on the test bed at ~60 MiB less peak RSS: librados holds its own copy of every byte in flight.
+ * The read plan on a connection whose `rbd_concurrent_management_ops` is `concurrentOps`: that many reads
+ * in flight, as `rbd export` keeps that many objects in flight, but of 1 MiB whatever the object size.
+ * librados holds its own copy of every byte in flight: reads of one 4 MiB object each cost ~65 MiB more
+ * peak RSS than 1 MiB reads for the same copy time on the test bed (a 2 GiB disk with 512 MiB written).
+ * `objectSize` only caps the read of an image with smaller objects (down to 64 KiB), so a read stays in one object.
  */
-export const PIECE_BYTES = 1024 * 1024;
-const ZEROS = Buffer.alloc(PIECE_BYTES);
+export function readPlan(objectSize: number, concurrentOps: number): ReadPlan {
+  const pieceBytes = Math.max(64 * 1024, Math.min(MiB, objectSize));
+  const parallel = Number.isSafeInteger(concurrentOps) && concurrentOps > 0 ? Math.min(concurrentOps, 32) : 10;
+  return { pieceBytes, parallel };
+}
 
 export interface Piece {
   offset: number;
@@ -18,25 +36,29 @@ export interface Piece {
   data: boolean;
 }
 
-/** [0, size) cut into pieces of at most PIECE_BYTES: data where an extent exists, holes elsewhere. */
-export function* pieces(extents: readonly Extent[], size: number): Generator<Piece> {
+/**
+ * [0, size) as data pieces of at most `pieceBytes` (cut at its multiples in the image, so a read never
+ * spans two objects when it divides the object size) where an extent exists, and one piece per hole.
+ */
+export function* pieces(extents: readonly Extent[], size: number, pieceBytes: number): Generator<Piece> {
   const sorted = extents.filter((e) => e.exists && e.length > 0).sort((a, b) => a.offset - b.offset);
   let pos = 0;
-  const emit = function* (end: number, data: boolean): Generator<Piece> {
-    while (pos < end) {
-      const length = Math.min(PIECE_BYTES, end - pos);
-      yield { offset: pos, length, data };
-      pos += length;
-    }
+  const hole = function* (end: number): Generator<Piece> {
+    if (end > pos) yield { offset: pos, length: end - pos, data: false };
+    pos = Math.max(pos, end);
   };
   for (const e of sorted) {
     const start = Math.max(e.offset, pos);
     const end = Math.min(e.offset + e.length, size);
     if (end <= start) continue;
-    yield* emit(start, false);
-    yield* emit(end, true);
+    yield* hole(start);
+    while (pos < end) {
+      const length = Math.min(pieceBytes - (pos % pieceBytes), end - pos);
+      yield { offset: pos, length, data: true };
+      pos += length;
+    }
   }
-  yield* emit(size, false);
+  yield* hole(size);
 }
 
 export function allocatedBytes(extents: readonly Extent[]): number {
@@ -44,8 +66,8 @@ export function allocatedBytes(extents: readonly Extent[]): number {
 }
 
 export interface ExtentStreamOptions {
-  /** Reads in flight at once (default 4). */
-  parallel?: number;
+  /** Reads in flight and their size (default readPlan(4 MiB, 10): Ceph's default object size and ops). */
+  plan?: ReadPlan;
   /** Called after each piece is handed on; return false to stop (the stream then throws `stop()`). */
   progress?: (done: number, total: number) => boolean;
   stop?: () => unknown;
@@ -58,24 +80,32 @@ export interface ExtentStreamOptions {
   reuseBuffers?: boolean;
 }
 
+interface InFlight {
+  piece: Piece;
+  read: Promise<Buffer> | null;
+  into: Buffer | undefined;
+}
+
 /**
- * Yields the image's bytes in order. Reads run ahead of the consumer by at most `parallel` pieces, so
- * memory stays bounded by parallel × PIECE_BYTES whatever the image size.
+ * Yields the image's data in order: buffers where extents exist, `{ hole: n }` for each gap. Reads run ahead
+ * of the consumer by at most `parallel` pieces, so memory stays bounded by parallel × pieceBytes whatever
+ * the image size; a hole costs one item and no I/O whatever its length.
  */
-export async function* extentStream(
+export async function* sparseExtentStream(
   image: Pick<Image, 'read'>,
   extents: readonly Extent[],
   size: number,
   options: ExtentStreamOptions = {},
-): AsyncGenerator<Buffer, void, undefined> {
-  const parallel = Math.max(1, options.parallel ?? 4);
-  const source = pieces(extents, size);
-  const window: Array<{ piece: Piece; read: Promise<Buffer> | null; into: Buffer | undefined }> = [];
+): AsyncGenerator<Buffer | Hole, void, undefined> {
+  const { pieceBytes, parallel } = options.plan ?? readPlan(4 * MiB, 10);
+  const source = pieces(extents, size, pieceBytes);
+  const window: InFlight[] = [];
   const ring: Buffer[] = [];
-  if (options.reuseBuffers) for (let i = 0; i <= parallel; i++) ring.push(Buffer.allocUnsafe(PIECE_BYTES));
+  if (options.reuseBuffers) for (let i = 0; i <= parallel; i++) ring.push(Buffer.allocUnsafe(pieceBytes));
   let done = 0;
   const fill = () => {
-    while (window.length < parallel) {
+    // Holes take no read: only data pieces count against `parallel`.
+    while (window.filter((w) => w.read).length < parallel) {
       const next = source.next();
       if (next.done) return;
       const piece = next.value;
@@ -90,20 +120,19 @@ export async function* extentStream(
     fill();
     for (let next = window.shift(); next !== undefined; next = window.shift()) {
       const { piece, read, into } = next;
-      // Return to the event loop once per piece: a read that already finished, or a hole that needs no I/O,
-      // would otherwise hand the consumer piece after piece within one macrotask, and the consumer hashes
-      // each of them (gigabytes for a sparse disk) without the loop turning in between.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      let buf: Buffer;
+      let item: Buffer | Hole;
       if (read) {
-        buf = await read;
+        // Return to the event loop once per data piece: reads that already finished would otherwise hand
+        // the consumer piece after piece within one macrotask (and it hashes each of them).
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        item = await read;
         // A snapshot cannot shrink, but a short read must never shift the bytes after it.
-        if (buf.length < piece.length) buf = Buffer.concat([buf, ZEROS.subarray(0, piece.length - buf.length)]);
+        if (item.length < piece.length) item = Buffer.concat([item, Buffer.alloc(piece.length - item.length)]);
       } else {
-        buf = ZEROS.subarray(0, piece.length);
+        item = { hole: piece.length };
       }
       fill();
-      yield buf;
+      yield item;
       // The consumer asked for the next piece: it is done with this buffer.
       if (into) ring.push(into);
       done += piece.length;
@@ -112,5 +141,20 @@ export async function* extentStream(
   } finally {
     // Let reads still in flight finish before the caller closes the image.
     await Promise.allSettled(window.map((w) => w.read).filter((r): r is Promise<Buffer> => r !== null));
+  }
+}
+
+/** The same data with every hole as zeros (for a consumer that needs every byte: a Glance upload). */
+export async function* withZeros(source: AsyncIterable<StorePiece>): AsyncGenerator<Uint8Array, void, undefined> {
+  for await (const item of source) {
+    if (!isHole(item)) {
+      yield item;
+      continue;
+    }
+    for (let left = item.hole; left > 0; left -= ZERO_PIECE_BYTES) {
+      // One event-loop turn per piece, so hashing or sending the zeros never starves the loop.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      yield ZEROS.subarray(0, Math.min(left, ZERO_PIECE_BYTES));
+    }
   }
 }

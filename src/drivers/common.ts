@@ -1,7 +1,8 @@
 // What every driver's `add` needs: cut the input into fixed-size chunks (checking the announced size and the
-// abort signal), hash every byte (./hashing.ts), and find the runs of a chunk that are not zeros.
+// abort signal), pass a sparse source's holes on as lengths, hash every byte (./hashing.ts; holes as counts),
+// and find the runs of a chunk that are not zeros.
 import type { Readable } from 'node:stream';
-import { InvalidRange, SizeMismatch, StoreAborted, StoreError, type StoreSource } from '../store.js';
+import { InvalidRange, SizeMismatch, StoreAborted, StoreError, isHole, type StoreSource } from '../store.js';
 import { InternalError } from '../errors.js';
 import { checkImageId } from '../location.js';
 import { isAllZero, type ImageHasher } from './hashing.js';
@@ -45,10 +46,23 @@ function nextOrAbort<T>(iterator: AsyncIterator<T>, signal: AbortSignal | undefi
 export interface Chunk {
   /** Offset of the chunk in the image. */
   offset: number;
-  /** The chunk's bytes; a view into a buffer handed out by `take` (exactly `chunkSize` long except the last). */
+  /**
+   * The chunk's bytes; a view into a buffer handed out by `take`. Chunks never cross a multiple of
+   * `chunkSize` in the image: they are `chunkSize` long except beside a hole and at the end.
+   */
   data: Buffer;
   /** The whole buffer to hand back to the pool when the chunk is written. */
   buffer: Buffer;
+}
+
+/** `length` zero bytes at `offset` that a sparse source gave as a hole: nothing to write on a thin store. */
+export interface HoleRun {
+  offset: number;
+  hole: number;
+}
+
+export function isHoleRun(piece: Chunk | HoleRun): piece is HoleRun {
+  return 'hole' in piece;
 }
 
 /** A fixed set of equal buffers, so a bounded number of chunks in flight means bounded memory. */
@@ -77,67 +91,122 @@ function asBuffer(piece: unknown): Buffer {
   throw new StoreError('BAD_DATA', `the data source yielded ${typeof piece}, not bytes (a string stream needs no encoding set)`);
 }
 
+function holeLength(piece: { hole: number }): number {
+  if (!Number.isSafeInteger(piece.hole) || piece.hole < 0) {
+    throw new StoreError('BAD_DATA', `the data source yielded a hole of ${String(piece.hole)} bytes, not a non-negative integer`);
+  }
+  return piece.hole;
+}
+
+/** The chunk being gathered: where it starts in the image and how much of its buffer is taken. */
+class ChunkBuilder {
+  private offset = 0;
+  private buffer: Buffer | null = null;
+  private filled = 0;
+
+  constructor(private readonly pool: BufferPool) {}
+
+  /** Where the next byte goes in the image. */
+  get position(): number {
+    return this.offset + this.filled;
+  }
+
+  /** Takes `piece`'s bytes; yields each chunk completed at a multiple of the chunk size in the image. */
+  *add(piece: Buffer): Generator<Chunk> {
+    const chunkSize = this.pool.size;
+    while (piece.length > 0) {
+      this.buffer ??= this.pool.take();
+      // Up to the next multiple of chunkSize in the image (a chunk after a hole starts unaligned).
+      const n = Math.min(piece.length, chunkSize - (this.position % chunkSize));
+      piece.copy(this.buffer, this.filled, 0, n);
+      this.filled += n;
+      piece = piece.subarray(n);
+      if (this.position % chunkSize === 0) {
+        const chunk = this.cut();
+        if (chunk) yield chunk;
+      }
+    }
+  }
+
+  /** The bytes gathered so far as a chunk (its buffer then belongs to the consumer), or null when none. */
+  cut(): Chunk | null {
+    const taken = this.buffer;
+    this.buffer = null;
+    if (!taken || this.filled === 0) {
+      if (taken) this.pool.give(taken);
+      return null;
+    }
+    const chunk: Chunk = { offset: this.offset, data: taken.subarray(0, this.filled), buffer: taken };
+    this.offset += this.filled;
+    this.filled = 0;
+    return chunk;
+  }
+
+  /** Skips a hole of `length` after what was cut. */
+  skip(length: number): HoleRun {
+    const hole: HoleRun = { offset: this.position, hole: length };
+    this.offset = this.position + length;
+    this.filled = 0;
+    return hole;
+  }
+
+  /** Hands a buffer still held back to the pool. */
+  release(): void {
+    if (this.buffer) this.pool.give(this.buffer);
+    this.buffer = null;
+  }
+}
+
 /**
- * Cuts `source` into chunks of `pool.size` bytes (the last may be shorter; an empty source yields none),
- * feeding every byte to `hasher`. Each chunk's buffer comes from `pool`: the consumer gives it back.
- * With `expectedSize`, throws SizeMismatch as soon as the source runs past it, or at its end when short.
- * An abort rejects promptly even while the source is stalled. The source's own errors pass through as is.
+ * Cuts `source` into chunks of at most `pool.size` bytes, aligned to multiples of it in the image (an empty
+ * source yields none), feeding every byte to `hasher`; a hole of a sparse source is yielded as one HoleRun
+ * (hashed as a count of zeros), whatever its length. Each chunk's buffer comes from `pool`: the consumer
+ * gives it back. With `expectedSize`, throws SizeMismatch as soon as the source runs past it, or at its end
+ * when short. An abort rejects promptly even while the source is stalled. The source's own errors pass
+ * through as is.
  */
 export async function* chunked(
   source: StoreSource,
   pool: BufferPool,
   hasher: ImageHasher,
   options: { expectedSize?: number; signal?: AbortSignal; what: string },
-): AsyncGenerator<Chunk, void, void> {
+): AsyncGenerator<Chunk | HoleRun, void, void> {
   const { expectedSize, signal, what } = options;
-  const chunkSize = pool.size;
   const iterator = iterate(source);
-  let offset = 0;
-  let buffer: Buffer | null = null;
-  let filled = 0;
+  const builder = new ChunkBuilder(pool);
   let finished = false;
   try {
     for (;;) {
       const next = await nextOrAbort(iterator, signal, what);
       if (next.done) break;
-      let piece = asBuffer(next.value);
-      if (expectedSize !== undefined && offset + filled + piece.length > expectedSize) {
+      const hole = isHole(next.value) ? holeLength(next.value) : null;
+      const piece = hole === null ? asBuffer(next.value) : null;
+      const end = builder.position + (hole ?? piece?.length ?? 0);
+      if (expectedSize !== undefined && end > expectedSize) {
         throw new SizeMismatch(`${what}: the data is longer than the announced ${expectedSize} bytes`, {
-          context: { expected: expectedSize, atLeast: offset + filled + piece.length },
+          context: { expected: expectedSize, atLeast: end },
         });
       }
-      const behind = hasher.update(piece);
+      const behind = piece ? hasher.update(piece) : hasher.zeros(hole ?? 0);
       if (behind) await behind;
-      while (piece.length > 0) {
-        buffer ??= pool.take();
-        const n = Math.min(piece.length, chunkSize - filled);
-        piece.copy(buffer, filled, 0, n);
-        filled += n;
-        piece = piece.subarray(n);
-        if (filled === chunkSize) {
-          const chunk: Chunk = { offset, data: buffer, buffer };
-          buffer = null;
-          offset += filled;
-          filled = 0;
-          yield chunk;
-        }
+      if (piece) {
+        yield* builder.add(piece);
+      } else if (hole) {
+        const before = builder.cut();
+        if (before) yield before;
+        yield builder.skip(hole);
       }
     }
-    if (buffer && filled > 0) {
-      const chunk: Chunk = { offset, data: buffer.subarray(0, filled), buffer };
-      buffer = null;
-      offset += filled;
-      filled = 0;
-      yield chunk;
-    }
-    if (expectedSize !== undefined && offset !== expectedSize) {
-      throw new SizeMismatch(`${what}: the data is ${offset} bytes, ${expectedSize} were announced`, {
-        context: { expected: expectedSize, actual: offset },
+    const last = builder.cut();
+    if (last) yield last;
+    if (expectedSize !== undefined && builder.position !== expectedSize) {
+      throw new SizeMismatch(`${what}: the data is ${builder.position} bytes, ${expectedSize} were announced`, {
+        context: { expected: expectedSize, actual: builder.position },
       });
     }
     finished = true;
   } finally {
-    if (buffer) pool.give(buffer);
+    builder.release();
     if (!finished) {
       // Stop the source (a Readable is destroyed); its own rejection here is not the error to report.
       void Promise.resolve().then(() => iterator.return?.()).catch(() => {});

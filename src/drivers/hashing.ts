@@ -23,6 +23,8 @@ export interface Digests {
 export interface ImageHasher {
   /** Hashes `data` next. A returned promise means: wait before handing more (the workers are behind). */
   update(data: Uint8Array): void | Promise<void>;
+  /** Hashes `length` zero bytes next (a hole), without the caller materializing them; same promise rule. */
+  zeros(length: number): void | Promise<void>;
   /** The digests of everything updated so far, or null when hashing is off. Call once. */
   digest(): Promise<Digests | null>;
   /** Releases threads. Safe to call twice, and after digest(). */
@@ -40,6 +42,7 @@ export function createImageHasher(options: { checksums?: boolean; size?: number 
 
 export class NoHasher implements ImageHasher {
   update(): void {}
+  zeros(): void {}
   async digest(): Promise<null> {
     return null;
   }
@@ -53,6 +56,11 @@ export class InlineHasher implements ImageHasher {
   update(data: Uint8Array): void {
     this.md5.update(data);
     this.sha512.update(data);
+  }
+
+  zeros(length: number): void {
+    // Inline hashing is for small or unknown sizes; a hole still costs its bytes' hashing here.
+    for (let n = length; n > 0; n -= ZERO_PROBE.length) this.update(n >= ZERO_PROBE.length ? ZERO_PROBE : ZERO_PROBE.subarray(0, n));
   }
 
   async digest(): Promise<Digests> {
@@ -183,15 +191,18 @@ export class WorkerHasher implements ImageHasher {
 
   update(data: Uint8Array): void | Promise<void> {
     this.check();
-    if (data.length >= ZERO_RUN_BYTES && isAllZero(data)) {
-      this.flush();
-      for (const t of this.threads) t.post(-1, data.length);
-      if (this.threads.some((t) => t.queuedZeros > MAX_QUEUED_ZEROS)) {
-        return this.waitFor(() => this.threads.every((t) => t.queuedZeros <= MAX_QUEUED_ZEROS));
-      }
-      return;
-    }
+    if (data.length >= ZERO_RUN_BYTES && isAllZero(data)) return this.zeros(data.length);
     return this.copy(data);
+  }
+
+  zeros(length: number): void | Promise<void> {
+    this.check();
+    if (length === 0) return;
+    this.flush();
+    for (const t of this.threads) t.post(-1, length);
+    if (this.threads.some((t) => t.queuedZeros > MAX_QUEUED_ZEROS)) {
+      return this.waitFor(() => this.threads.every((t) => t.queuedZeros <= MAX_QUEUED_ZEROS));
+    }
   }
 
   /** Copies `data` into slots, handing each full slot to the workers; waits for a free slot when none is. */

@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
-import { codeOf, redactSecrets } from '../errors.js';
+import { codeOf, redactSecrets, SnapstoreError } from '../errors.js';
 import {
   GlanceBadRequest,
   GlanceConflict,
@@ -29,6 +29,7 @@ import type {
   DownloadOptions,
   GlanceClientOptions,
   GlanceImage,
+  GlanceTokenProvider,
   ImageApiVersion,
   ImageDownload,
   ImagePatchOperation,
@@ -73,12 +74,15 @@ interface SendOptions {
   /** False for bodies that cannot be sent twice (streams). */
   retry?: boolean;
   signal?: AbortSignal;
+  /** Send the provider's service token as X-Service-Token too (location registration, as nova does). */
+  service?: boolean;
 }
 
 interface Sent {
   res: Dispatcher.ResponseData;
   details: GlanceErrorDetails;
-  token: string | undefined;
+  /** The tokens sent (user's, service's): kept out of every error. */
+  secrets: string[];
 }
 
 /**
@@ -183,12 +187,22 @@ export class GlanceClient {
     operations: ImagePatchOperation[],
     options: { signal?: AbortSignal } = {},
   ): Promise<GlanceImage> {
+    return this.patchImage(id, operations, options.signal, false);
+  }
+
+  private async patchImage(
+    id: string,
+    operations: ImagePatchOperation[],
+    signal: AbortSignal | undefined,
+    service: boolean,
+  ): Promise<GlanceImage> {
     const sent = await this.send({
       method: 'PATCH',
       path: imagePath(id),
       headers: { 'content-type': JSON_PATCH },
       body: JSON.stringify(operations),
-      signal: options.signal,
+      signal,
+      service,
     });
     return this.readJson<GlanceImage>(sent);
   }
@@ -300,14 +314,14 @@ export class GlanceClient {
       slice = { skip: range.start, take: stop === undefined ? undefined : Math.max(0, stop - range.start) };
       length = slice.take;
     }
-    const stream = Readable.from(this.bodyChunks(res.body, details, sent.token, slice), { objectMode: false });
+    const stream = Readable.from(this.bodyChunks(res.body, details, sent.secrets, slice), { objectMode: false });
     return { stream, length, contentMd5: header('content-md5'), rangeServedBy: servedBy };
   }
 
   private async *bodyChunks(
     body: Dispatcher.ResponseData['body'],
     details: GlanceErrorDetails,
-    token: string | undefined,
+    secrets: string[],
     slice: { skip: number; take: number | undefined } | undefined,
   ): AsyncGenerator<Buffer, void, undefined> {
     let skip = slice?.skip ?? 0;
@@ -331,7 +345,7 @@ export class GlanceClient {
         yield chunk;
       }
     } catch (err) {
-      throw errorForNetwork(details, scrubCause(err, token), 'download');
+      throw errorForNetwork(details, scrubCause(err, secrets), 'download');
     } finally {
       if (!body.destroyed) body.destroy();
     }
@@ -360,7 +374,7 @@ export class GlanceClient {
     if (this.storeId) metadata.store = this.storeId;
     const { checksum, osHashAlgo, osHashValue, signal } = options;
     const add = (value: Record<string, unknown>) =>
-      this.updateImage(imageId, [{ op: 'add', path: '/locations/-', value }], { signal });
+      this.patchImage(imageId, [{ op: 'add', path: '/locations/-', value }], signal, true);
 
     // Glance's schema takes validation_data only with both os_hash fields; it then records all three
     // atomically with the location, and only while the image is queued.
@@ -414,6 +428,7 @@ export class GlanceClient {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
       signal: options.signal,
+      service: true,
     });
     await sent.res.body.dump();
     const image = await this.getImage(imageId, { signal: options.signal });
@@ -441,13 +456,39 @@ export class GlanceClient {
 
   // ---- transport ------------------------------------------------------------------------------------------
 
-  private async resolveToken(details: GlanceErrorDetails): Promise<string | undefined> {
-    if (typeof this.tokenSource !== 'function') return this.tokenSource;
+  private provider(): GlanceTokenProvider | undefined {
+    const source = this.tokenSource;
+    return typeof source === 'object' ? source : undefined;
+  }
+
+  private async resolveToken(details: GlanceErrorDetails, service = false): Promise<string | undefined> {
+    const source = this.tokenSource;
+    if (source === undefined || typeof source === 'string') return service ? undefined : source;
     try {
-      return await this.tokenSource();
+      if (typeof source === 'function') return service ? undefined : await source();
+      return service ? await source.serviceToken?.() : await source.token();
     } catch (err) {
+      // A provider's own typed error (Keystone refused the credentials, is down, ...) says more than ours.
+      if (err instanceof SnapstoreError) throw err;
       throw new GlanceTokenUnavailable(details, { cause: err });
     }
+  }
+
+  /** The request's headers: the caller's, the token, and the service token when asked for and given. */
+  private async authHeaders(options: SendOptions, details: GlanceErrorDetails): Promise<{ headers: Record<string, string>; secrets: string[] }> {
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    const secrets: string[] = [];
+    const token = await this.resolveToken(details);
+    if (token !== undefined) {
+      headers['x-auth-token'] = token;
+      secrets.push(token);
+    }
+    const serviceToken = options.service ? await this.resolveToken(details, true) : undefined;
+    if (serviceToken !== undefined) {
+      headers['x-service-token'] = serviceToken;
+      secrets.push(serviceToken);
+    }
+    return { headers, secrets };
   }
 
   private async send(options: SendOptions): Promise<Sent> {
@@ -455,17 +496,18 @@ export class GlanceClient {
     const idempotent = method === 'GET' || method === 'HEAD';
     const maxAttempts = options.retry === false ? 1 : this.retries + 1;
     const path = options.path.split('?', 1)[0] ?? options.path;
+    // A 401 is answered once by a fresh token when the provider can invalidate and the body can be resent.
+    const body = options.body;
+    let reauth = this.provider()?.invalidate !== undefined && (body === undefined || typeof body === 'string' || body instanceof Uint8Array);
     for (let attempt = 1; ; attempt++) {
       const details: GlanceErrorDetails = { method, path, attempts: attempt };
-      const token = await this.resolveToken(details);
-      const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
-      if (token !== undefined) headers['x-auth-token'] = token;
+      const { headers, secrets } = await this.authHeaders(options, details);
       let res: Dispatcher.ResponseData;
       try {
         res = await request(this.endpoint + options.path, {
           method,
           headers,
-          body: options.body as Dispatcher.DispatchOptions['body'],
+          body: body as Dispatcher.DispatchOptions['body'],
           dispatcher: this.dispatcher,
           headersTimeout: this.timeoutMs,
           bodyTimeout: this.timeoutMs,
@@ -478,11 +520,18 @@ export class GlanceClient {
           await this.backoff(attempt, details, options.signal);
           continue;
         }
-        throw errorForNetwork(details, scrubCause(err, token), 'request');
+        throw errorForNetwork(details, scrubCause(err, secrets), 'request');
       }
-      if (res.statusCode < 400) return { res, details, token };
+      if (res.statusCode < 400) return { res, details, secrets };
       const text = await readLimited(res.body, ERROR_BODY_LIMIT);
-      const error = errorForResponse({ ...details, status: res.statusCode, body: scrubText(bodyExcerpt(text), token) });
+      if (res.statusCode === 401 && reauth) {
+        reauth = false;
+        // Only the user's token is invalidated: it is the one keystonemiddleware answers 401 for expiry.
+        if (headers['x-auth-token'] !== undefined) this.provider()?.invalidate?.(headers['x-auth-token']);
+        attempt--;
+        continue;
+      }
+      const error = errorForResponse({ ...details, status: res.statusCode, body: scrubText(bodyExcerpt(text), secrets) });
       if (idempotent && res.statusCode >= 500 && attempt < maxAttempts) {
         await this.backoff(attempt, details, options.signal);
         continue;
@@ -506,7 +555,7 @@ export class GlanceClient {
     try {
       text = await sent.res.body.text();
     } catch (err) {
-      throw errorForNetwork(sent.details, scrubCause(err, sent.token), 'response');
+      throw errorForNetwork(sent.details, scrubCause(err, sent.secrets), 'response');
     }
     try {
       return JSON.parse(text) as T;
@@ -562,18 +611,19 @@ async function readLimited(body: Dispatcher.ResponseData['body'], limit: number)
   return Buffer.concat(chunks).subarray(0, limit).toString('utf8');
 }
 
-function scrubText(text: string, token: string | undefined): string {
-  const withoutToken = token ? text.split(token).join('[redacted]') : text;
+function scrubText(text: string, secrets: string[]): string {
+  let withoutToken = text;
+  for (const secret of secrets) if (secret) withoutToken = withoutToken.split(secret).join('[redacted]');
   return redactSecrets(withoutToken);
 }
 
-/** The cause as is, unless its text holds the token: then a plain Error with the same text, token removed. */
-function scrubCause(err: unknown, token: string | undefined): unknown {
-  if (!token || !(err instanceof Error)) return err;
-  const leaks = [String(err), err.stack ?? '', safeJson(err)].some((t) => t.includes(token));
+/** The cause as is, unless its text holds a token: then a plain Error with the same text, tokens removed. */
+function scrubCause(err: unknown, secrets: string[]): unknown {
+  if (secrets.length === 0 || !(err instanceof Error)) return err;
+  const leaks = [String(err), err.stack ?? '', safeJson(err)].some((t) => secrets.some((s) => s && t.includes(s)));
   if (!leaks) return err;
   // Only ever a `cause` inside a GlanceError: it keeps the name and code the network classification reads.
-  const clean = new Error(scrubText(err.message, token));
+  const clean = new Error(scrubText(err.message, secrets));
   clean.name = err.name;
   const code = codeOf(err);
   if (code !== undefined) Object.assign(clean, { code });

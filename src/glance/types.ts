@@ -3,12 +3,23 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 
-export type TokenSource = string | (() => string | Promise<string>);
+/**
+ * A token provider the client can do more with (src/keystone's OpenStackAuth is one): `invalidate` is called
+ * with a token Glance answered 401 to, before the request is sent once more with a fresh token;
+ * `serviceToken` is sent as `X-Service-Token` with the location calls when it gives one.
+ */
+export interface GlanceTokenProvider {
+  token(): string | Promise<string>;
+  invalidate?(token: string): void;
+  serviceToken?(): string | undefined | Promise<string | undefined>;
+}
+
+export type TokenSource = string | (() => string | Promise<string>) | GlanceTokenProvider;
 
 export interface GlanceClientOptions {
   /** Image API endpoint without `/v2`, e.g. `http://127.0.0.1:9292`. */
   endpoint: string;
-  /** Sent as `X-Auth-Token`; a function is called before every request (return a fresh token). Never logged. */
+  /** Sent as `X-Auth-Token`; a function or provider is asked before every request (return a fresh token). Never logged. */
   token?: TokenSource;
   /** Per-request budget for connecting, for the response headers, and between body chunks. Default 60 s. */
   timeoutMs?: number;

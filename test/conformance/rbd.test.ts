@@ -11,9 +11,9 @@ import { testStore } from './suite.js';
 const env = testbed();
 const pools = ownPools('conf-rbd');
 
-function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number) {
+function rbdFactory(cluster: ClusterInfo, chunkSizeMiB: number, thinProvisioning = true) {
   return async () => ({
-    store: new RbdStore({ confPath: cluster.conf, ...pools.glance(cluster), pool: pools.images, chunkSizeMiB, connectTimeoutMs: 10_000 }),
+    store: new RbdStore({ confPath: cluster.conf, ...pools.glance(cluster), pool: pools.images, chunkSizeMiB, thinProvisioning, connectTimeoutMs: 10_000 }),
     probe: () => list({ clusters: [cluster], pools: [pools.images] }),
   });
 }
@@ -23,3 +23,5 @@ const capabilities = { readAccess: true, writeAccess: true, readRandom: true, ca
 // Default 8 MiB objects (each written as 2 MiB pieces) on a; 1 MiB objects, one write each, on b.
 testStore('rbd cluster a (clone v2)', rbdFactory(env.clusters.a, 8), { ...capabilities, chunkSize: 8 * 1024 * 1024 });
 testStore('rbd cluster b (clone v1)', rbdFactory(env.clusters.b, 1), { ...capabilities, chunkSize: 1024 * 1024 });
+// Thick provisioning (`rbd_thin_provisioning = False`): zeros, a sparse source's holes included, are written.
+testStore('rbd cluster a thick', rbdFactory(env.clusters.a, 1, false), { ...capabilities, thinProvisioning: false, chunkSize: 1024 * 1024 });

@@ -2,7 +2,7 @@
 // the names and marks gc relies on, the byte layout of a sparse copy, and the step engine's unwinding.
 import { describe, expect, it } from 'vitest';
 import { SnapshotCancelledError } from '../../src/coordinator/errors.js';
-import { PIECE_BYTES, extentStream, pieces } from '../../src/coordinator/extents.js';
+import { pieces, readPlan, sparseExtentStream, withZeros } from '../../src/coordinator/extents.js';
 import {
   currentOwner,
   decodePendingMarker,
@@ -168,23 +168,44 @@ describe('sparse copy layout', () => {
     { offset: 30 * MiB, length: MiB, exists: false },
   ];
 
-  it('cuts data and holes into pieces of at most PIECE_BYTES covering the whole image', () => {
-    const out = [...pieces(extents, 20 * MiB)];
+  const PIECE = MiB;
+
+  it('cuts data into pieces of at most pieceBytes and gives each hole as one piece, covering the whole image', () => {
+    const out = [...pieces(extents, 20 * MiB, PIECE)];
     let pos = 0;
     for (const p of out) {
       expect(p.offset).toBe(pos);
       expect(p.length).toBeGreaterThan(0);
-      expect(p.length).toBeLessThanOrEqual(PIECE_BYTES);
       const inData = (p.offset >= 2 * MiB && p.offset < 3 * MiB) || (p.offset >= 10 * MiB && p.offset < 16 * MiB);
       expect(p.data).toBe(inData);
+      if (p.data) expect(p.length).toBeLessThanOrEqual(PIECE);
       pos += p.length;
     }
     expect(pos).toBe(20 * MiB);
-    // Pieces never straddle a data/hole boundary.
+    // Pieces never straddle a data/hole boundary; the holes [0,2) [3,10) [16,20) are one piece each.
     expect(out.filter((p) => p.data).reduce((n, p) => n + p.length, 0)).toBe(7 * MiB);
+    expect(out.filter((p) => !p.data).map((p) => p.length)).toEqual([2 * MiB, 7 * MiB, 4 * MiB]);
   });
 
-  it('with reuseBuffers, reads into a ring of parallel + 1 buffers and still yields the right bytes', async () => {
+  it('gives a TiB of hole as one piece, and cuts data at multiples of pieceBytes', () => {
+    const TiB = 1024 * 1024 * MiB;
+    const out = [...pieces([{ offset: TiB - 3 * MiB, length: 2 * MiB + 5, exists: true }], TiB, 4 * MiB)];
+    expect(out).toEqual([
+      { offset: 0, length: TiB - 3 * MiB, data: false },
+      { offset: TiB - 3 * MiB, length: 2 * MiB + 5, data: true },
+      { offset: TiB - MiB + 5, length: MiB - 5, data: false },
+    ]);
+    expect([...pieces([{ offset: MiB, length: 8 * MiB, exists: true }], 9 * MiB, 4 * MiB)].map((p) => p.length)).toEqual([MiB, 3 * MiB, 4 * MiB, MiB]);
+  });
+
+  it('sizes reads from the object size and rbd_concurrent_management_ops', () => {
+    expect(readPlan(4 * MiB, 10)).toEqual({ pieceBytes: MiB, parallel: 10 });
+    expect(readPlan(32 * MiB, 16)).toEqual({ pieceBytes: MiB, parallel: 16 });
+    expect(readPlan(256 * 1024, 100)).toEqual({ pieceBytes: 256 * 1024, parallel: 32 });
+    expect(readPlan(4096, Number.NaN)).toEqual({ pieceBytes: 64 * 1024, parallel: 10 });
+  });
+
+  it('with reuseBuffers, reads into a ring of parallel + 1 buffers, yields the right bytes and holes as lengths', async () => {
     const size = 20 * MiB;
     const byte = (offset: number) => (offset / MiB) % 251 + 1;
     const used = new Set<ArrayBufferLike>();
@@ -199,18 +220,41 @@ describe('sparse copy layout', () => {
     const check = async (reuseBuffers: boolean) => {
       used.clear();
       let pos = 0;
-      for await (const buf of extentStream(image, extents, size, { parallel: 3, reuseBuffers })) {
+      let holes = 0;
+      for await (const item of sparseExtentStream(image, extents, size, { plan: { pieceBytes: PIECE, parallel: 3 }, reuseBuffers })) {
         const inData = (pos >= 2 * MiB && pos < 3 * MiB) || (pos >= 10 * MiB && pos < 16 * MiB);
-        expect(buf[0]).toBe(inData ? byte(pos - (pos % PIECE_BYTES)) : 0);
-        expect(buf[buf.length - 1]).toBe(buf[0]);
-        pos += buf.length;
+        if (!Buffer.isBuffer(item)) {
+          expect(inData).toBe(false);
+          holes += item.hole;
+          pos += item.hole;
+          continue;
+        }
+        expect(inData).toBe(true);
+        expect(item[0]).toBe(byte(pos - (pos % PIECE)));
+        expect(item[item.length - 1]).toBe(item[0]);
+        pos += item.length;
       }
       expect(pos).toBe(size);
+      expect(holes).toBe(13 * MiB);
       return used.size;
     };
     expect(await check(true)).toBeLessThanOrEqual(4);
     // Without it every data piece gets its own buffer (a consumer may keep them).
-    expect(await check(false)).toBe(7 * MiB / PIECE_BYTES);
+    expect(await check(false)).toBe(7 * MiB / PIECE);
+  });
+
+  it('turns holes back into zeros for a consumer that needs every byte', async () => {
+    const source = (async function* () {
+      yield Buffer.from([1, 2]);
+      yield { hole: 3 * MiB + 1 };
+      yield Buffer.from([3]);
+    })();
+    const parts: Uint8Array[] = [];
+    for await (const p of withZeros(source)) parts.push(p);
+    const all = Buffer.concat(parts);
+    expect(all.length).toBe(3 * MiB + 4);
+    expect([all[0], all[1], all[all.length - 1]]).toEqual([1, 2, 3]);
+    expect(all.subarray(2, all.length - 1).every((b) => b === 0)).toBe(true);
   });
 });
 

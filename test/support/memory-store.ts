@@ -4,7 +4,7 @@
 // outside this process. It uses the drivers' shared helpers (chunking with size and abort checks, hashing,
 // range checks) the way a real new driver would.
 import { Readable } from 'node:stream';
-import { BufferPool, abortedError, checkAddArguments, chunked, resolveRange, withGuardedSource } from '../../src/drivers/common.js';
+import { BufferPool, abortedError, checkAddArguments, chunked, isHoleRun, resolveRange, withGuardedSource } from '../../src/drivers/common.js';
 import { checksumFields, createImageHasher } from '../../src/drivers/hashing.js';
 import { checkImageId } from '../../src/location.js';
 import {
@@ -84,6 +84,11 @@ export class MemoryStore implements Store {
         const pool = new BufferPool(this.chunkSize, 1);
         const parts: Buffer[] = [];
         for await (const chunk of chunked(data, pool, hasher, { expectedSize: size, signal: options.signal, what })) {
+          // Not thin: a sparse source's holes are stored as the zeros they stand for.
+          if (isHoleRun(chunk)) {
+            parts.push(Buffer.alloc(chunk.hole));
+            continue;
+          }
           parts.push(Buffer.from(chunk.data));
           pool.give(chunk.buffer);
         }

@@ -1,6 +1,6 @@
 // FileStore: glance_store's filesystem driver. One file per image, named by the image id, directly in the
-// data directory; its location is `file://<datadir>/<id>`. Writes are sparse (all-zero blocks are skipped,
-// the file is truncated to its final size so they become holes) and atomic (a dot-named temporary file in
+// data directory; its location is `file://<datadir>/<id>`. Writes are sparse (all-zero blocks and a sparse
+// source's holes are skipped, the file is truncated to its final size so they become holes) and atomic (a dot-named temporary file in
 // the same directory, fsync, then a hard link that fails if the id appeared meanwhile). Locations outside
 // the data directory, and symlinks inside it, are refused. An unfinished image is marked by a dot file
 // `.<id>.snapstore-pending` beside it holding the caller's marker; only this file knows that name.
@@ -23,7 +23,7 @@ import {
   type StoreSource,
 } from '../../store.js';
 import { codeOf } from '../../errors.js';
-import { BufferPool, checkAddArguments, chunked, nonZeroRuns, resolveRange, withGuardedSource } from '../common.js';
+import { BufferPool, checkAddArguments, chunked, isHoleRun, nonZeroRuns, resolveRange, withGuardedSource } from '../common.js';
 import { checksumFields, createImageHasher } from '../hashing.js';
 import { exists, fsStep, mapFsError, readIfPresent, syncDirectory, writeSynced } from './fs.js';
 import { imageIdOfPendingName, isImageName, isTempOf, pendingName, tempName } from './layout.js';
@@ -136,6 +136,11 @@ export class FileStore implements Store {
       const pool = new BufferPool(this.chunkSize, 1);
       let total = 0;
       for await (const chunk of chunked(data, pool, hasher, { expectedSize: size, signal: options.signal, what })) {
+        if (isHoleRun(chunk)) {
+          // Writes are positioned: skipping the hole is the seek.
+          total = chunk.offset + chunk.hole;
+          continue;
+        }
         for (const run of nonZeroRuns(chunk.data, chunk.offset, this.sparseBlockSize)) {
           await fsStep('writing', temp, () => fh.write(chunk.data, run.start, run.end - run.start, chunk.offset + run.start));
         }

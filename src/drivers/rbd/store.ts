@@ -35,7 +35,7 @@ import { ceph, mapRbdError, unlessMissing } from './errors.js';
 import { RBD_SNAPSHOT } from './layout.js';
 import { clearMark, discardImage, listMarks, markImage, readMark } from './pending.js';
 import { RbdReadStream } from './read-stream.js';
-import { writeImage } from './write.js';
+import { writeImage, writesInFlightFor } from './write.js';
 
 export interface RbdStoreConfig {
   /** ceph.conf path (`rbd_store_ceph_conf`). */
@@ -62,7 +62,7 @@ export interface RbdStoreConfig {
    * on such a clone (listPending: with such a clone in the pool) fail with PERMISSION rather than skip it.
    */
   parentReader?: CephCluster;
-  /** Aio writes (of at most 2 MiB) in flight at once (default 4). */
+  /** Aio writes (of at most 2 MiB) in flight at once (default: the connection's rbd_concurrent_management_ops). */
   writesInFlight?: number;
   /** Chunks read ahead of the consumer by `get` (default 4). */
   readAhead?: number;
@@ -91,7 +91,7 @@ export class RbdStore implements Store {
   readonly order: number;
   readonly clones: CloneTarget;
   private readonly config: RbdStoreConfig;
-  private readonly writesInFlight: number;
+  private readonly writesInFlight: number | undefined;
   private readonly readAhead: number;
   private connection: Promise<CephCluster> | null = null;
   private closing: Promise<void> | null = null;
@@ -107,7 +107,7 @@ export class RbdStore implements Store {
     this.order = Math.max(12, Math.floor(Math.log2(chunkSizeMiB * MiB)));
     this.chunkSize = Math.round(chunkSizeMiB * MiB);
     this.writeSize = Math.min(this.chunkSize, MAX_WRITE_SIZE, 2 ** this.order);
-    this.writesInFlight = Math.max(1, config.writesInFlight ?? 4);
+    this.writesInFlight = config.writesInFlight === undefined ? undefined : Math.max(1, config.writesInFlight);
     this.readAhead = Math.max(1, config.readAhead ?? 4);
     this.capabilities = {
       readAccess: true,
@@ -180,11 +180,12 @@ export class RbdStore implements Store {
       checkAddArguments(imageId, size);
       if (options.signal?.aborted) throw abortedError(options.signal, `storing image ${this.pool}/${imageId}`);
       const io = await this.ioctx(this.pool);
-      const location = formatRbdLocation((await this.cluster()).fsid, this.pool, imageId, RBD_SNAPSHOT);
+      const cluster = await this.cluster();
+      const location = formatRbdLocation(cluster.fsid, this.pool, imageId, RBD_SNAPSHOT);
       const settings = {
         order: this.order,
         writeSize: this.writeSize,
-        writesInFlight: this.writesInFlight,
+        writesInFlight: this.writesInFlight ?? writesInFlightFor(cluster.confGet('rbd_concurrent_management_ops')),
         thinProvisioning: this.capabilities.thinProvisioning,
       };
       return writeImage(io, imageId, location, { data, size, options }, settings);

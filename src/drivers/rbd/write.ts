@@ -2,15 +2,16 @@
 // order 23) and written in pieces of at most 2 MiB (never straddling an object), up to `writesInFlight` aio
 // writes at once; with thin provisioning the all-zero parts are not written at all. The write size is
 // capped because librbd copies every write (rbd_disable_zero_copy_writes defaults to true), so each byte in
-// flight is held twice: 8 × 8 MiB writes cost ~130 MiB of RSS, 8 × 2 MiB ~35 MiB, at the same throughput;
-// 4 × 2 MiB (the default) copies a 4 GiB disk across clusters as fast as 8 on the test bed, at ~30 MiB less
-// peak RSS (bench/snapshot.ts). An unknown size starts at 0 and grows (doubling steps, as glance_store
+// flight is held twice: 8 × 8 MiB writes cost ~130 MiB of RSS, 8 × 2 MiB ~35 MiB, at the same throughput.
+// By default as many writes are in flight as the connection's rbd_concurrent_management_ops (librbd's 10,
+// what `rbd import` keeps in flight), so the store takes what the cluster can absorb (writesInFlightFor). A sparse source's holes are skipped with thin provisioning (the image is
+// new, so they are unallocated already) and written as zeros without. An unknown size starts at 0 and grows (doubling steps, as glance_store
 // does) and is trimmed to the exact size at the end. Any failure, an abort included, removes the image (and
 // its snapshot, and its pending mark with it) again.
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { ErrorContext } from '../../errors.js';
 import type { AddOptions, AddResult, StoreSource } from '../../store.js';
-import { BufferPool, chunked, nonZeroRuns, type Chunk } from '../common.js';
+import { BufferPool, chunked, isHoleRun, nonZeroRuns, type Chunk, type HoleRun } from '../common.js';
 import { checksumFields, createImageHasher, type ImageHasher } from '../hashing.js';
 import { ceph, mapRbdError } from './errors.js';
 import { PENDING_KEY, RBD_SNAPSHOT } from './layout.js';
@@ -29,6 +30,15 @@ export interface WriteSettings {
   writeSize: number;
   writesInFlight: number;
   thinProvisioning: boolean;
+}
+
+/**
+ * Writes in flight when the store's config does not say: the connection's `rbd_concurrent_management_ops`
+ * (as `rbd import` does), at most 32; librbd's default 10 when the value is unusable.
+ */
+export function writesInFlightFor(concurrentOps: string): number {
+  const ops = Number(concurrentOps);
+  return Number.isSafeInteger(ops) && ops > 0 ? Math.min(ops, 32) : 10;
 }
 
 /** Creates `imageId` in `io`, writes `data` into it and snapshots it; `location` is what add returns. */
@@ -115,6 +125,11 @@ class ChunkWriter {
     let total = 0;
     for await (const chunk of chunked(data, this.pool, hasher, { expectedSize: size, signal, what: this.what })) {
       this.check();
+      if (isHoleRun(chunk)) {
+        total = chunk.offset + chunk.hole;
+        if (!this.settings.thinProvisioning) await this.writeZeros(chunk, size === undefined ? total : undefined);
+        continue;
+      }
       total = chunk.offset + chunk.data.length;
       const runs = this.settings.thinProvisioning
         ? nonZeroRuns(chunk.data, chunk.offset, ZERO_SKIP_GRANULARITY)
@@ -129,6 +144,20 @@ class ChunkWriter {
     await this.drain();
     if (size === undefined && this.imageSize !== total) await ceph(this.what, this.context, () => this.image.resize(total));
     return total;
+  }
+
+  /** A hole on a thick image: zeros written from one shared buffer, `writesInFlight` at a time. */
+  private async writeZeros(hole: HoleRun, growTo: number | undefined): Promise<void> {
+    if (growTo !== undefined && growTo > this.imageSize) await this.grow(growTo);
+    const end = hole.offset + hole.hole;
+    for (let at = hole.offset; at < end; ) {
+      // Pieces end on writeSize boundaries, as chunks do: no write straddles an object.
+      const length = Math.min(end - at, this.settings.writeSize - (at % this.settings.writeSize));
+      const buffer = this.pool.take();
+      buffer.fill(0, 0, length);
+      await this.submit({ offset: at, data: buffer.subarray(0, length), buffer }, [{ start: 0, end: length }]);
+      at += length;
+    }
   }
 
   /** Waits for every write handed to librbd, whatever their outcome. */
