@@ -40,6 +40,7 @@ export const ERROR_CATALOG = {
   CLOSED: { exit: 1, meaning: 'the object (store, connection, coordinator) was closed before the call' },
   SNAPSHOT_FAILED: { exit: 1, meaning: 'a snapshot step failed and copying could not help; everything created was removed' },
   CLEANUP_FAILED: { exit: 1, meaning: 'an operation failed and removing what it created failed too; run gc' },
+  LEASE_LOST: { exit: 1, meaning: "another process took over this run's or flatten's journal entry (its lease had run out); this one stopped" },
   FLATTEN_FAILED: { exit: 1, meaning: 'a background flatten failed; the image stays queued' },
   MGR_UNAVAILABLE: { exit: 1, meaning: 'no ceph-mgr answered a command that needed one (rbd_support task queue)' },
   NOT_SUPPORTED: { exit: 1, meaning: 'the backend does not support the operation (librbd ENOTSUP/EOPNOTSUPP)' },

@@ -4,6 +4,8 @@ import { invalid } from './errors.js';
 
 export function checkName(value: unknown, what: string, call: string, object: string | undefined): asserts value is string {
   if (typeof value !== 'string' || value.length === 0) throw invalid(call, object, `${what} must be a non-empty string`);
+  // C strings end at NUL: "a\0b" would reach librados/librbd as "a", another object's name.
+  if (value.includes('\0')) throw invalid(call, object, `${what} must not contain a NUL character`);
 }
 
 export function checkUint(value: unknown, what: string, call: string, object: string | undefined): asserts value is number | bigint {

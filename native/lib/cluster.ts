@@ -9,6 +9,8 @@ import { sendMgrCommand, type MgrCommandOptions, type MgrCommandResult } from '.
 import type { ConnectOptions } from './types.js';
 
 const OPTION_NAME = /^[A-Za-z0-9_ -]+$/;
+/** ConnectOptions.opTimeoutMs's default: rides out an OSD failover or a mon election, not a dead cluster. */
+export const DEFAULT_OP_TIMEOUT_MS = 300_000;
 
 /** ConnectOptions.config as rados_conf_set pairs, checked. */
 function confOptions(config: unknown, user: string): Array<[string, string]> {
@@ -27,12 +29,23 @@ function confOptions(config: unknown, user: string): Array<[string, string]> {
   return options;
 }
 
+let internals: (c: Cluster) => { native: NativeCluster; life: Lifecycle };
+
+/** For rados.ts: the native handle and lifecycle its client calls run on (not exported from the package). */
+export function clusterInternals(c: Cluster): { native: NativeCluster; life: Lifecycle } {
+  return internals(c);
+}
+
 /** A connection to one Ceph cluster (a `rados_t`). */
 export class Cluster {
   readonly #native: NativeCluster;
   readonly #life = new Lifecycle();
   readonly #fsid: string;
   readonly #user: string;
+
+  static {
+    internals = (c) => ({ native: c.#native, life: c.#life });
+  }
 
   /** Use {@link Cluster.connect}. */
   private constructor(token: typeof INTERNAL, native: NativeCluster, user: string) {
@@ -44,8 +57,9 @@ export class Cluster {
 
   /**
    * Connects. Implements rados_create2 (cluster "ceph", name "client.<user>"), rados_conf_read_file,
-   * rados_conf_set (keyring, client_mount_timeout, rados_mon_op_timeout, rados_osd_op_timeout, then
-   * `config`), rados_connect and rados_cluster_fsid, in a worker thread.
+   * rados_conf_set (keyring, client_mount_timeout from timeoutMs, rados_osd_op_timeout and
+   * rados_mon_op_timeout from opTimeoutMs, then `config`), rados_connect and rados_cluster_fsid, in a
+   * worker thread.
    * @throws {TimeoutError} no monitor answered within timeoutMs
    * @throws {PermissionError} cephx rejected the key
    * @throws {NotFoundError} ceph.conf or the keyring does not exist
@@ -63,7 +77,15 @@ export class Cluster {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw invalid(call, `client.${user}`, 'timeoutMs must be positive');
     // Ceph takes these timeouts in whole seconds.
     const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
-    const options = confOptions(opts.config, user);
+    const opTimeoutMs = opts.opTimeoutMs ?? DEFAULT_OP_TIMEOUT_MS;
+    if (!Number.isFinite(opTimeoutMs) || opTimeoutMs < 0) throw invalid(call, `client.${user}`, 'opTimeoutMs must be zero or positive');
+    const opSeconds = String(Math.ceil(opTimeoutMs / 1000));
+    // Before `config`, so an explicit rados_osd_op_timeout there still wins.
+    const options: Array<[string, string]> = [
+      ['rados_osd_op_timeout', opSeconds],
+      ['rados_mon_op_timeout', opSeconds],
+      ...confOptions(opts.config, user),
+    ];
     const b = load();
     try {
       const native = await b.NativeCluster.connect(confPath, user, keyring, seconds, options);

@@ -10,6 +10,12 @@ import { INTERNAL, Lifecycle } from './lifecycle.js';
 import type { CloneOptions, CreateImageOptions, ImageStat, OpenImageOptions, TrashEntry } from './types.js';
 
 let construct: (cluster: Cluster, native: NativeIoctx, pool: string, namespace: string) => Ioctx;
+let internals: (io: Ioctx) => { native: NativeIoctx; life: Lifecycle };
+
+/** For rados.ts: the native handle and lifecycle its object calls run on (not exported from the package). */
+export function ioctxInternals(io: Ioctx): { native: NativeIoctx; life: Lifecycle } {
+  return internals(io);
+}
 
 /** For Cluster.openIoctx: the only way to make an Ioctx (not exported from the package). */
 export function newIoctx(cluster: Cluster, native: NativeIoctx, pool: string, namespace: string): Ioctx {
@@ -26,6 +32,7 @@ export class Ioctx {
 
   static {
     construct = (cluster, native, pool, namespace) => new Ioctx(INTERNAL, cluster, native, pool, namespace);
+    internals = (io) => ({ native: io.#native, life: io.#life });
   }
 
   /** Use {@link Cluster.openIoctx}. */

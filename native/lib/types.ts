@@ -9,11 +9,18 @@ export interface ConnectOptions {
   /** Keyring path, set as the `keyring` option; otherwise ceph.conf decides. */
   keyring?: string | undefined;
   /**
-   * Default 10000. Rounded up to whole seconds and set as client_mount_timeout,
-   * rados_mon_op_timeout and rados_osd_op_timeout: connecting to monitors that do not answer
-   * fails with {@link TimeoutError} after about this long, and so does any single RADOS op.
+   * Default 10000. Rounded up to whole seconds and set as client_mount_timeout: connecting to monitors
+   * that do not answer fails with {@link TimeoutError} after about this long. It bounds connecting only.
    */
   timeoutMs?: number | undefined;
+  /**
+   * Default 300000 (0: no bound, Ceph's own default). Rounded up to whole seconds and set as
+   * rados_osd_op_timeout and rados_mon_op_timeout: a single RADOS op fails with {@link TimeoutError}
+   * after about this long. Generous on purpose: librados resends an op across an OSD failover
+   * (osd_heartbeat_grace 20 s plus detection) or a mon election, which a short bound would turn into a
+   * failure; the bound only keeps a call from hanging for ever on a cluster that is gone.
+   */
+  opTimeoutMs?: number | undefined;
   /**
    * Further Ceph options, set with rados_conf_set after ceph.conf is read (so they win over it), e.g.
    * `{ rbd_concurrent_management_ops: 4 }`. An unknown option fails the connect with NotFoundError

@@ -12,6 +12,7 @@
 #include "image.h"
 #include "ioctx.h"
 #include "mgr.h"
+#include "rados.h"
 #include "workers.h"
 
 namespace cephrbd {
@@ -65,6 +66,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeImage", image);
   exports.Set("CancelToken", cancel);
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
+  RegisterRados(env, exports);
   exports.Set("mgrCommand", Napi::Function::New(env, MgrCommand, "mgrCommand"));
   exports.Set("monCommand", Napi::Function::New(env, MonCommand, "monCommand"));
   return exports;

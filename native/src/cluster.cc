@@ -35,7 +35,7 @@ NativeCluster::~NativeCluster() {
 }
 
 // connect(confPath, user, keyring | undefined, timeoutSeconds, [[key, value], ...]) -> Promise<NativeCluster>
-// rados_create2, rados_conf_read_file, rados_conf_set, rados_connect, rados_cluster_fsid. The pairs are set
+// rados_create2, rados_conf_read_file, rados_conf_set (client_mount_timeout), rados_connect, rados_cluster_fsid. The pairs are set
 // after ceph.conf is read, so they win over it.
 Napi::Value NativeCluster::Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -70,9 +70,9 @@ Napi::Value NativeCluster::Connect(const Napi::CallbackInfo& info) {
         bool ok = o.Ok(rados_conf_read_file(st->cluster, st->confPath.c_str()), "rados_conf_read_file") &&
                   (st->keyring.empty() ||
                    o.Ok(rados_conf_set(st->cluster, "keyring", st->keyring.c_str()), "rados_conf_set")) &&
-                  o.Ok(rados_conf_set(st->cluster, "client_mount_timeout", st->timeout.c_str()), "rados_conf_set") &&
-                  o.Ok(rados_conf_set(st->cluster, "rados_mon_op_timeout", st->timeout.c_str()), "rados_conf_set") &&
-                  o.Ok(rados_conf_set(st->cluster, "rados_osd_op_timeout", st->timeout.c_str()), "rados_conf_set");
+                  o.Ok(rados_conf_set(st->cluster, "client_mount_timeout", st->timeout.c_str()), "rados_conf_set");
+        // The op timeouts (rados_osd_op_timeout, rados_mon_op_timeout) come with the pairs: the connect
+        // timeout bounds connecting only, so an OSD failover or mon election mid-run is ridden out.
         for (size_t i = 0; ok && i < st->options.size(); ++i) {
           const auto& kv = st->options[i];
           ok = o.Ok(rados_conf_set(st->cluster, kv.first.c_str(), kv.second.c_str()), st->optionCalls[i].c_str());

@@ -13,7 +13,7 @@ class NativeCluster : public Napi::ObjectWrap<NativeCluster> {
   // Constructed only from C++ with an External<RadosHandle> whose reference it adopts.
   explicit NativeCluster(const Napi::CallbackInfo& info);
   ~NativeCluster() override;
-  // The connection, or null once closed (for calls defined outside this class, e.g. mgr.cc).
+  // The connection, or null once closed (for calls defined outside this class: mgr.cc, rados.cc).
   RadosHandle* handle() const { return h_; }
 
  private:

@@ -13,6 +13,8 @@ class NativeIoctx : public Napi::ObjectWrap<NativeIoctx> {
   // Constructed only from C++ with an External<IoctxHandle> whose reference it adopts.
   explicit NativeIoctx(const Napi::CallbackInfo& info);
   ~NativeIoctx() override;
+  // The handle calls in other files (rados.cc) use; null once closed.
+  IoctxHandle* handle() const { return h_; }
 
  private:
   Napi::Value CreateImage(const Napi::CallbackInfo& info);

@@ -66,13 +66,30 @@ export interface CephConnectOptions {
   user?: string;
   /** Keyring path; by default the one ceph.conf names for `client.<user>`. */
   keyring?: string;
-  /** Connect and per-operation timeout (default 10 s). */
+  /** Bounds connecting only (client_mount_timeout; default 10 s). */
   timeoutMs?: number;
+  /**
+   * Bounds each RADOS operation (rados_osd_op_timeout and rados_mon_op_timeout). Default: what ceph.conf
+   * sets for the user (`rados_osd_op_timeout`), else OP_TIMEOUT_MS. Kept apart from the connect timeout
+   * (nova's rbd_connect_timeout is often 5 s): librados resends an op across an OSD failover or a mon
+   * election, which takes longer than that.
+   */
+  opTimeoutMs?: number;
   /**
    * Ceph options snapstore sets for this connection unless ceph.conf sets them for the user ([client.<user>],
    * [client] or [global]); default CEPH_DEFAULTS.
    */
   defaults?: Record<string, string | number>;
+}
+
+/** Default bound of one RADOS op: rides out an OSD restart (osd_heartbeat_grace 20 s + detection) and a mon election, not a dead cluster. */
+export const OP_TIMEOUT_MS = 300_000;
+
+/** The op timeout a connection uses: the caller's, else ceph.conf's rados_osd_op_timeout (seconds), else OP_TIMEOUT_MS. */
+function opTimeout(conf: ReturnType<typeof readCephConf>, user: string, given: number | undefined): number {
+  if (given !== undefined) return given;
+  const fromConf = Number.parseFloat(cephOption(conf, user, 'rados_osd_op_timeout')?.value ?? '');
+  return Number.isFinite(fromConf) && fromConf >= 0 ? fromConf * 1000 : OP_TIMEOUT_MS;
 }
 
 /**
@@ -124,6 +141,7 @@ export class CephCluster {
         user,
         keyring: options.keyring ?? keyring ?? undefined,
         timeoutMs: options.timeoutMs,
+        opTimeoutMs: opTimeout(conf, user, options.opTimeoutMs),
         config,
       });
       return new CephCluster(cluster, options.confPath, user);

@@ -1,6 +1,7 @@
 // Command-line grammar of `snapstore`. Parsing is strict: an unknown flag, a missing value or a stray
 // argument is a UsageError (exit 2), never a guess.
 import { parseArgs } from 'node:util';
+import { minThresholdSeconds } from '../coordinator/journal/limits.js';
 import { UsageError } from './output.js';
 
 export const COMMANDS = ['snapshot', 'check', 'add', 'get', 'size', 'delete', 'gc', 'flattener'] as const;
@@ -24,6 +25,7 @@ export interface Invocation {
   size?: number;
   dryRun: boolean;
   olderThanSeconds?: number;
+  scanImages: boolean;
 }
 
 export const USAGE = `usage: snapstore <command> [options]
@@ -41,13 +43,15 @@ commands:
   get LOCATION      write an image to stdout or -o FILE
   size LOCATION     print an image's size in bytes
   delete LOCATION   delete an image from the store
-  gc                remove leftovers of killed snapshot runs [--dry-run] [--older-than SECONDS]
+  gc                remove leftovers of killed snapshot runs [--dry-run] [--older-than SECONDS: for what the
+                    run journal does not hold; at least two lease periods, default 3600] [--scan-images:
+                    also open every disk for records of versions before the journal]
   flattener [IMAGE_ID...]
                     flatten instant snapshots queued in the image pool (or only those images),
                     polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
                     [--status: show each queued flatten (ceph-mgr: queued, running %, failed) and exit]
                     [--stale-lock-seconds N: break a lock this old when its holder's death cannot be
-                    proven (it ran on another host); default 3600]
+                    proven (it ran on another host); at least two lease periods, default 3600]
 
 SOURCE is rbd://FSID/POOL/IMAGE (an instance disk), rbd://FSID/POOL/IMAGE/SNAP, or file:///PATH.
 
@@ -87,6 +91,16 @@ function nonNegativeInt(flag: string, value: string | undefined): number | undef
   return Number(value);
 }
 
+/** A gc / flattener threshold: a whole number of seconds no smaller than what keeps a live lease safe. */
+function threshold(flag: string, value: string | undefined): number | undefined {
+  const n = nonNegativeInt(flag, value);
+  const min = minThresholdSeconds();
+  if (n !== undefined && n < min) {
+    throw new UsageError(`--${flag} must be at least ${min} seconds (two lease periods): a smaller value could take a live run's work`);
+  }
+  return n;
+}
+
 /** `help` / `version` for those requests, which the caller answers itself. */
 export function parseInvocation(argv: string[]): Invocation | 'help' | 'version' {
   let parsed: ReturnType<typeof parseOptions>;
@@ -121,6 +135,7 @@ function parseOptions(argv: string[]) {
       size: { type: 'string' },
       'dry-run': { type: 'boolean' },
       'older-than': { type: 'string' },
+      'scan-images': { type: 'boolean' },
     },
   });
 }
@@ -158,10 +173,11 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
     checksums: oneOf('checksums', values.checksums, ['auto', 'inline', 'off'] as const, 'auto'),
     once: values.once ?? false,
     status: values.status ?? false,
-    staleLockSeconds: nonNegativeInt('stale-lock-seconds', values['stale-lock-seconds']),
+    staleLockSeconds: threshold('stale-lock-seconds', values['stale-lock-seconds']),
     output: values.output,
     size: nonNegativeInt('size', values.size),
     dryRun: values['dry-run'] ?? false,
-    olderThanSeconds: nonNegativeInt('older-than', values['older-than']),
+    olderThanSeconds: threshold('older-than', values['older-than']),
+    scanImages: values['scan-images'] ?? false,
   };
 }

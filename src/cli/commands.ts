@@ -197,11 +197,13 @@ async function remove(inv: Invocation, out: Output): Promise<void> {
 
 async function gc(inv: Invocation, out: Output): Promise<void> {
   const report = await withCoordinator(inv, out, (c) =>
-    c.gc({ dryRun: inv.dryRun, ...(inv.olderThanSeconds !== undefined ? { olderThanMs: inv.olderThanSeconds * 1000 } : {}) }),
+    c.gc({ dryRun: inv.dryRun, scanImages: inv.scanImages, ...(inv.olderThanSeconds !== undefined ? { olderThanMs: inv.olderThanSeconds * 1000 } : {}) }),
   );
   const verb = report.dryRun ? 'would remove' : 'removed';
   const list = report.dryRun ? report.found : report.removed;
-  const human = [`found ${report.found.length} leftover(s); ${verb} ${list.length}`, ...list.map((l) => `  ${l.kind} ${l.location}`)].join('\n');
+  // Every leftover seen, with what gc did and why: kept ones too (a live lease, a live owner).
+  const lines = report.seen.map((l) => `  ${l.action}${l.why ? `: ${l.why}` : ''} — ${l.kind} ${l.location}`);
+  const human = [`found ${report.found.length} leftover(s); ${verb} ${list.length}`, ...lines].join('\n');
   out.result(report, human);
 }
 

@@ -70,6 +70,8 @@ export interface RunContext {
   imageId: string;
   opts: SnapshotOptions;
   glanceImage: GlanceTarget | null;
+  /** Stops the run (as a cancel would, rolling back): another process took over its journal lease. */
+  leaseLost?: AbortController;
 }
 
 /** What a path returns; the coordinator adds how it got there. */

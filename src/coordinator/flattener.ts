@@ -2,19 +2,25 @@
 // request (`snapstore.flatten`, see instant.ts) in the target pool, flattens each under an advisory RBD
 // lock, lets the trashed source snapshot go, and removes the request. Any number of flatteners may run
 // (in `snapstore flattener` processes or embedded): the lock makes one work on an image at a time, and
-// work a killed flattener left is picked up by the next — its lock is broken once its owner is known to
-// be dead (a pid on this host that is gone) or the lock is older than `staleLockMs`.
+// work a killed flattener left is picked up by the next. Each flatten also holds a lease in the pool's run
+// journal (journal/flatten-lease.ts), renewed while it runs: a peer takes the image over (blocklisting the
+// old owner's client, breaking its lock) only once that lease expired or its owner is provably dead (same
+// host, boot and PID namespace, pid gone) — never while it is renewed. A lock of a flattener from before
+// the journal (no lease) is broken when older than `staleLockMs`.
 // Most instant snapshots are flattened by ceph-mgr's task queue instead (mgr-flatten.ts): the flattener
 // leaves those to it while the mgr has them, takes over a task that failed or vanished, and removes the
 // queue entry of an image the mgr has finished.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
 import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
-import { SnapstoreError, codeOf } from '../errors.js';
+import { SnapstoreError, codeOf, hasCode } from '../errors.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import { flattenStatus, type FlattenStatus } from './flatten-status.js';
 import { FLATTEN_KEY, decodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
 import { cancelMgrTask, listMgrTasks, mgrVerdict, type MgrTask } from './mgr-flatten.js';
+import { takeFlattenLease } from './journal/flatten-lease.js';
+import type { JournalEntry } from './journal/journal.js';
+import type { Lease } from './journal/lease.js';
 import { currentOwner, describeOwner, ownerState, type Owner } from './names.js';
 import { isRbdSource } from './source-kind.js';
 import { parseSource, type Source } from './source.js';
@@ -61,11 +67,13 @@ interface Holder {
   owner: Owner;
   /** When the lock was taken (ms since the epoch). */
   at: number;
+  /** Set by flatteners that hold a journal lease with the lock: their lock is never broken by age. */
+  lease?: true;
 }
 
 /** The lock cookie names its holder, so that the next flattener can tell whether the holder still lives. */
 function lockCookie(): string {
-  return COOKIE_PREFIX + JSON.stringify({ owner: currentOwner(), at: Date.now() } satisfies Holder);
+  return COOKIE_PREFIX + JSON.stringify({ owner: currentOwner(), at: Date.now(), lease: true } satisfies Holder);
 }
 
 function holderOf(cookie: string): Holder | null {
@@ -98,7 +106,11 @@ export async function flattenImage(
     throw err;
   }
   let cookie: string | null = null;
+  let lease: Lease | null = null;
   let flattened = false;
+  // A peer that took over our expired lease stops this flatten (it may be flattening the image itself).
+  const leaseLost = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, leaseLost.signal]) : leaseLost.signal;
   try {
     const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
     // A run writes the request only once its pending mark is off (paths/direct.ts): the snapshot is done.
@@ -110,7 +122,10 @@ export async function flattenImage(
       opts.emit({ type: 'mgr-takeover', image: name, why: verdict.why });
     }
 
-    const taken = await takeLock(image, name, opts);
+    const held = await takeFlattenLease(session, io, name, (why) => leaseLost.abort(new SnapstoreError('LEASE_LOST', why)));
+    if ('skipped' in held) return { state: 'skipped', why: held.skipped };
+    lease = held.lease;
+    const taken = await takeLock(image, name, { ...opts, previous: held.previous });
     if (typeof taken !== 'string') return taken;
     cookie = taken;
     // Another flattener may have finished it between our read and our lock.
@@ -120,7 +135,7 @@ export async function flattenImage(
     if ((await image.parentInfo()) !== null) {
       flattened = true;
       await image.flatten({
-        ...(opts.signal ? { signal: opts.signal } : {}),
+        signal,
         onProgress: (done, total) => opts.emit({ type: 'progress', image: name, done, total }),
       });
     }
@@ -135,6 +150,7 @@ export async function flattenImage(
   } finally {
     if (cookie) await image.unlock(cookie).catch(() => {});
     await image.close();
+    await lease?.release().catch(() => {});
     // A flattener runs for days: give what this flatten's buffers took back to the kernel. Only after a
     // flatten: each poll passes every image of the pool through here.
     if (flattened) await releaseMemory();
@@ -159,11 +175,16 @@ export function mgrView(session: CephCluster, ttlMs = 2000): MgrView {
   };
 }
 
-/** The lock's cookie, or why the image is left alone (a live flattener holds it). */
+/**
+ * The lock's cookie, or why the image is left alone (a live flattener holds it). Called with the image's
+ * flatten lease held: a lock of a leased flattener (whose lease this one took over, `previous`, or which
+ * gave it up) or of a provably dead one is broken; a flattener of a version before the journal holds a
+ * lock without a lease, broken only once older than `staleLockMs`.
+ */
 async function takeLock(
   image: Image,
   name: string,
-  opts: { staleLockMs: number; emit: (e: FlattenerEvent) => void },
+  opts: { staleLockMs: number; emit: (e: FlattenerEvent) => void; previous: { entry: JournalEntry; why: string } | null },
 ): Promise<string | Outcome> {
   for (let attempt = 0; attempt < 2; attempt++) {
     const cookie = lockCookie();
@@ -180,6 +201,8 @@ async function takeLock(
       const age = Date.now() - holder.at;
       let why: string | null = null;
       if (state === 'dead') why = `its flattener ${describeOwner(holder.owner)} is dead`;
+      // This flattener holds the image's lease now: a leased holder's lease is over (taken over or given up).
+      else if (holder.lease) why = opts.previous?.why ?? 'its flattener no longer holds the flatten lease';
       else if (age > opts.staleLockMs) why = `its lock is ${Math.round(age / 1000)} s old (stale after ${opts.staleLockMs / 1000} s)`;
       if (!why) return { state: 'skipped', why: `being flattened by ${describeOwner(holder.owner)}` };
       // librbd blocklists the holder: a flattener wrongly thought dead can no longer write anything.
@@ -301,6 +324,11 @@ export class Flattener {
         }
         report.failed.push({ image, error: errorText(err) });
         this.emit({ type: 'flatten', image, state: 'failed', why: errorText(err) });
+        // Blocklisted (a peer took over its lease) or cut off: this connection is dead; the next poll makes a new one.
+        if (hasCode(err, 'CONNECTION', 'LEASE_LOST')) {
+          await this.close();
+          break;
+        }
       }
     }
     return report;

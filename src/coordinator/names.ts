@@ -13,7 +13,7 @@
 // Both carry the start time and the owner (host, pid and the pid's start time, so that gc on the same host
 // can tell a live run from a dead one and never removes the objects of a run still in progress).
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 
 /** Every source snapshot snapstore takes is named `snapstore-<uuid>`. */
@@ -87,8 +87,15 @@ export function isProbeImage(name: string): boolean {
 
 /** Who runs a snapshot: enough to tell, on the same host, whether that process still lives. */
 export interface Owner {
+  /** The host id: SNAPSTORE_HOST_ID when set (hosts whose hostnames clash), else the hostname. */
   host: string;
   pid: number;
+  /**
+   * The PID namespace (`/proc/self/ns/pid`, e.g. `pid:[4026531836]`): a pid is only meaningful in its own
+   * namespace, so a process in another container on the same host is never judged by it. Absent in marks
+   * of older versions (then the pid is not trusted either).
+   */
+  pidNs?: string | null;
   /** Kernel start time of the pid (clock ticks since boot), so a recycled pid does not look alive. */
   pidStart: string | null;
   /** /proc/sys/kernel/random/boot_id: a pid from before a reboot is dead whatever its number. */
@@ -113,10 +120,19 @@ function procStat(pid: number): { state: string; start: string } | null {
 
 let self: Owner | undefined;
 
+function pidNamespace(): string | null {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return null;
+  }
+}
+
 export function currentOwner(): Owner {
   self ??= {
-    host: hostname(),
+    host: process.env.SNAPSTORE_HOST_ID || hostname(),
     pid: process.pid,
+    pidNs: pidNamespace(),
     pidStart: procStat(process.pid)?.start ?? null,
     bootId: readProc('/proc/sys/kernel/random/boot_id')?.trim() ?? null,
   };
@@ -124,13 +140,15 @@ export function currentOwner(): Owner {
 }
 
 /**
- * `alive` when the owner is a running process on this host, `dead` when it is known not to be, `unknown`
- * when it ran on another host (then only the age of its marks counts).
+ * `alive` when the owner is a running process on this host, `dead` when it is known not to be (same host
+ * and PID namespace, and its boot is over or its pid is gone or reused), `unknown` when this process cannot
+ * tell: another host, another PID namespace (a container), or a mark of an older version that names none.
  */
 export function ownerState(owner: Owner): 'alive' | 'dead' | 'unknown' {
   const me = currentOwner();
   if (owner.host !== me.host) return 'unknown';
   if (owner.bootId && me.bootId && owner.bootId !== me.bootId) return 'dead';
+  if (!owner.pidNs || !me.pidNs || owner.pidNs !== me.pidNs) return 'unknown';
   const stat = procStat(owner.pid);
   if (!stat || stat.state === 'Z' || stat.state === 'X') return 'dead';
   if (owner.pidStart && stat.start !== owner.pidStart) return 'dead';

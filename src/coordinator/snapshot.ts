@@ -142,9 +142,13 @@ async function runAttempt(
   await checkTargetFree(store, method, sink, imageId);
   const runId = newRunId();
   svc.emit({ type: 'run', runId, path: method, source: a.canonical, imageId });
-  const r = new StepRunner({ runId, path: method, emit: svc.emit, faults: svc.faults, signal: opts.signal, onProgress: opts.onProgress });
+  // A run whose journal lease another process took over (it stalled past the lease) stops like a cancelled one.
+  const leaseLost = new AbortController();
+  const signal = opts.signal ? AbortSignal.any([opts.signal, leaseLost.signal]) : leaseLost.signal;
+  const runOpts = { ...opts, signal };
+  const r = new StepRunner({ runId, path: method, emit: svc.emit, faults: svc.faults, signal, onProgress: opts.onProgress });
   const glanceImage: GlanceTarget | null = svc.glance ? { id: imageId, created: opts.imageId === undefined } : null;
-  const ctx = { svc, store, r, imageId, opts, glanceImage };
+  const ctx = { svc, store, r, imageId, opts: runOpts, glanceImage, leaseLost };
   try {
     const result = method === 'direct' ? await direct(ctx, await directAssessment(store, a), background) : await copy(ctx, a, sink);
     await r.finish();

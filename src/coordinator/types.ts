@@ -93,12 +93,26 @@ export interface Leftover {
 
 export interface GcOptions {
   dryRun?: boolean;
-  /** Only leftovers at least this old (default one hour). A run whose process still lives on this host is never touched. */
+  /**
+   * For leftovers the run journal does not account for (pending targets, probes, records of older versions):
+   * only those at least this old (default one hour). A run in the journal is judged by its lease instead, and
+   * a run whose process still lives on this host is never touched.
+   */
   olderThanMs?: number;
+  /**
+   * Also open every disk of the source pool for run records and `snapstore-<uuid>` snapshots of versions
+   * before the journal (and trashed instant-snapshot sources). Costs one open per disk; default off.
+   */
+  scanImages?: boolean;
 }
 
 export interface GcReport {
   found: Leftover[];
   removed: Leftover[];
   dryRun: boolean;
+  /**
+   * Every leftover gc saw, with what it did and why: `removed`, `kept` (why: `lease valid until …`,
+   * `owner alive (…)`, `younger than …`, …), `failed` (why: the error), or in a dry run `would remove`.
+   */
+  seen: Array<Leftover & { action: 'removed' | 'kept' | 'failed' | 'would remove'; why: string | null }>;
 }

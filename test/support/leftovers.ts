@@ -54,7 +54,8 @@ const admins = new Map<string, Promise<Cluster>>();
 export function adminOf(cluster: ClusterInfo): Promise<Cluster> {
   let c = admins.get(cluster.conf);
   if (!c) {
-    c = Cluster.connect({ confPath: cluster.conf, user: 'admin', timeoutMs: 15_000 });
+    // An observer fails fast on a cluster a test stopped (ops default to a 300 s bound, for runs to ride out outages).
+    c = Cluster.connect({ confPath: cluster.conf, user: 'admin', timeoutMs: 15_000, opTimeoutMs: 15_000 });
     admins.set(cluster.conf, c);
   }
   return c;

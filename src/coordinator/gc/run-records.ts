@@ -62,10 +62,11 @@ function scanSnapshots(scan: Scan, io: Ioctx, name: string, where: string, snaps
 }
 
 /**
- * The removals a stale run record stands for, in order; the record goes last, and only when everything it
- * lists could be reached (else a gc with the right configuration can still find the rest through it).
+ * The removals a stale run record stands for, in order; the record goes last (then `after`: its journal
+ * entry), and only when everything it lists could be reached (else a gc with the right configuration can
+ * still find the rest through it).
  */
-async function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunRecord): Promise<Removal[]> {
+export async function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunRecord, after: Removal[] = []): Promise<Removal[]> {
   const out: Removal[] = [];
   const started = Date.parse(record.startedAt);
   const leftover = (kind: Leftover['kind'], location: string) => toLeftover(kind, location, record.runId, record.owner, started);
@@ -89,7 +90,7 @@ async function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: R
     scan.ctx.emit({ type: 'gc', action: 'kept', leftover: recordLeftover, why: `${record.target} is not reachable with this configuration` });
     return out;
   }
-  out.push({ leftover: recordLeftover, remove: () => removeRecord(sourceIo, image, record.runId) });
+  out.push({ leftover: recordLeftover, remove: () => removeRecord(sourceIo, image, record.runId) }, ...after);
   return out;
 }
 

@@ -7,6 +7,7 @@ import type { Store } from '../../store.js';
 import { isNotFound } from '../classify.js';
 import { errorText, type Logger } from '../events.js';
 import { describeOwner, ownerState, type Owner } from '../names.js';
+import type { Verdict } from '../journal/liveness.js';
 import type { Leftover } from '../types.js';
 
 export interface GcContext {
@@ -46,15 +47,30 @@ export class Scan {
     readonly olderThanMs: number,
   ) {}
 
-  /** Whether `leftover` may be removed: old enough, and `owner` (when it has one) is not running here. */
+  /**
+   * What the journal says about each run it holds (read first): a run with a live lease is never touched,
+   * whatever its age; one whose lease expired, or whose owner is provably dead, is taken at once.
+   */
+  readonly verdicts = new Map<string, Verdict>();
+
+  /**
+   * Whether `leftover` may be removed: its run's journal entry decides when there is one; otherwise it is
+   * old enough and `owner` (when it has one) is not running here.
+   */
   qualifies(leftover: Leftover, owner: Owner | null): boolean {
+    const verdict = leftover.runId === null ? undefined : this.verdicts.get(leftover.runId);
+    if (verdict && !verdict.take) {
+      this.ctx.emit({ type: 'gc', action: 'kept', leftover, why: verdict.why });
+      return false;
+    }
+    if (verdict?.take) return true;
     const started = leftover.startedAt === null ? null : Date.parse(leftover.startedAt);
     if (started !== null && this.now - started < this.olderThanMs) {
       this.ctx.emit({ type: 'gc', action: 'kept', leftover, why: `younger than ${this.olderThanMs} ms` });
       return false;
     }
     if (owner && ownerState(owner) === 'alive') {
-      this.ctx.emit({ type: 'gc', action: 'kept', leftover, why: `its process ${describeOwner(owner)} is still running` });
+      this.ctx.emit({ type: 'gc', action: 'kept', leftover, why: `owner alive (${describeOwner(owner)})` });
       return false;
     }
     return true;

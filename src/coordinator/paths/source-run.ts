@@ -5,6 +5,8 @@ import type { Ioctx } from '../../ceph/index.js';
 import type { RunContext, RbdAssessment } from '../context.js';
 import { encodeMark, pendingMarker, runKey, sourceSnapName, type RunRecord } from '../names.js';
 import { ignoreNotFound, removeSnapshot } from '../rbd-util.js';
+import type { Lease } from '../journal/lease.js';
+import { registerRun } from '../journal/register.js';
 import type { UndoHandle } from '../steps.js';
 import { SourceHandle } from './source-handle.js';
 
@@ -18,6 +20,8 @@ export interface SourceRun {
   ownSnap: boolean;
   /** Undoes the snapshot the run took, until it is removed by the normal flow. */
   snapUndo: UndoHandle | null;
+  /** The run's lease on its journal entry (none for a source opened read-only). */
+  lease: Lease | null;
 }
 
 /**
@@ -34,9 +38,15 @@ export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'dire
   r.always('close source image', () => handle.close());
   const record: RunRecord = { ...pendingMarker(r.runId, method, a.canonical, ownSnap ? snapName : null), target, imageId: ctx.imageId, glance: ctx.glanceImage };
   const key = runKey(record.runId);
+  let lease: Lease | null = null;
   await r.step('record', async () => {
     const image = await handle.open();
     if (handle.readOnly) return;
+    // The journal entry first: gc and the flattener judge the run by its lease, renewed while it works.
+    const held = await registerRun(a.session, io, record, ctx.svc.emit, ctx.leaseLost);
+    lease = held;
+    r.always('stop renewing the journal lease', async () => held.stop());
+    r.undo(`remove journal entry of run ${record.runId}`, ({ failed }) => (failed ? held.abandon() : held.release()));
     // When removing something failed, the record stays (marked abandoned) so that gc can finish the job.
     r.undo(`remove run record ${key}`, async ({ failed }) => {
       const img = await handle.get();
@@ -45,7 +55,7 @@ export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'dire
     });
     await image.metadataSet(key, encodeMark(record));
   });
-  return { io, handle, snapName, ownSnap, snapUndo: null };
+  return { io, handle, snapName, ownSnap, snapUndo: null, lease };
 }
 
 /** Takes the run's own source snapshot (none when the source names an existing one). */
@@ -73,5 +83,12 @@ export async function dropSourceSnapshot(ctx: RunContext, s: SourceRun, unprotec
 export async function unrecordRun(ctx: RunContext, s: SourceRun): Promise<void> {
   if (s.handle.readOnly) return;
   const { r } = ctx;
-  await r.step('unrecord', async () => (await s.handle.get()).metadataRemove(runKey(r.runId))).catch(() => {});
+  const removed = await r.step('unrecord', async () => (await s.handle.get()).metadataRemove(runKey(r.runId))).then(
+    () => true,
+    () => false,
+  );
+  // The journal entry goes with the record; a record left behind leaves it abandoned, so gc (which reads
+  // the journal, not every disk) removes the record at once. An entry left behind by a failed write runs
+  // out of lease and gc then finds nothing of the finished run to remove but it and the record.
+  await (removed ? s.lease?.release() : s.lease?.abandon())?.catch(() => {});
 }
