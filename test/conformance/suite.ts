@@ -207,8 +207,9 @@ export function testStore(name: string, factory: () => Promise<StoreUnderTest>, 
       await expectNothingLeft();
     });
 
-    // Holes cost the store nothing per byte (no TiB here: removing an image without an object map visits every object).
-    it.runIf(options.thinProvisioning)('stores a sparse source 1024 chunks long holding 1 MiB of data, holes read back as zeros', async () => {
+    // Holes cost a thin store nothing per byte (no TiB here: removing an image without an object map visits every
+    // object). Only thin stores are given this case: a thick one would write every zero of it.
+    if (options.thinProvisioning) it('stores a sparse source 1024 chunks long holding 1 MiB of data, holes read back as zeros', async () => {
       const MiB = 1024 * 1024;
       const size = 1024 * c + MiB;
       const head = randomBytes(4096);
