@@ -21,6 +21,7 @@ import {
   setImageEndpoints,
   startKeystoneBed,
   stopKeystoneBed,
+  glanceOf,
   type KeystoneBed,
 } from './helpers.js';
 
@@ -94,7 +95,7 @@ async function registersWith(source: string, env: Record<string, string>, nova: 
   const b = ks();
   const name = uniqueName('ks-cli');
   const disk = await makeOwnDisk(pools, a, name, 16);
-  const before = await pools.leftovers.snapshot();
+  const before = await pools.leftovers.snapshot(glanceOf(b));
   const cfg = ['--config', nova, '--config', b.glanceConf];
   const check = await snapstore(['check', disk, ...cfg], env, cwd);
   expect(check.stderr).toBe('');
@@ -162,7 +163,7 @@ describe.sequential('snapstore authenticating with Keystone', () => {
     const wrong = file('nova-wrong-service.conf', libvirt() + glance + service('member', b.env.member_password ?? '', 'demo'));
     const name = uniqueName('ks-nosvc');
     const disk = await makeOwnDisk(pools, a, name, 16);
-    const before = await pools.leftovers.snapshot();
+    const before = await pools.leftovers.snapshot(glanceOf(b));
     const id = uniqueName('ks-nosvc-img');
     const r = await snapstore(['snapshot', disk, '--mode', 'direct', '--image-id', id, '--config', wrong, '--config', b.glanceConf]);
     expect(r.code).toBe(1);
@@ -176,7 +177,7 @@ describe.sequential('snapstore authenticating with Keystone', () => {
     const b = ks();
     const diskName = uniqueName('ks-fail');
     const disk = await makeOwnDisk(pools, a, diskName, 16);
-    const before = await pools.leftovers.snapshot();
+    const before = await pools.leftovers.snapshot(glanceOf(b));
     const nova = file('nova-libvirt.conf', libvirt());
     for (const extra of [[], ['--json'], ['--debug']]) {
       const id = uniqueName('ks-fail-img');

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
 import { createServer } from 'node:net';
+import type { Scope } from '../support/leftovers.js';
 import type { OwnPools } from '../support/own-pools.js';
 import { rbd, rbdJson, type ClusterInfo } from '../support/testbed.js';
 
@@ -156,6 +157,11 @@ async function asAdmin(bed: KeystoneBed, path: string, method = 'GET'): Promise<
   const send = async () => fetch(`${bed.glanceUrl}${path}`, { method, headers: { 'x-auth-token': await userToken(bed, 'admin') } });
   const res = await send();
   return res.status === 401 ? send() : res;
+}
+
+/** The leftovers probe's scope addition for this bed's Glance: its whole image list, as Keystone's admin sees it. */
+export function glanceOf(bed: KeystoneBed): Partial<Scope> {
+  return { glance: [bed.glanceUrl], glanceToken: () => userToken(bed, 'admin') };
 }
 
 /** The image as Keystone's admin sees it in this Glance, or null when there is none with that id. */

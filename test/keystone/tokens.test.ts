@@ -14,6 +14,7 @@ import {
   deleteGlanceImage,
   diskSnapshots,
   glanceImage,
+  glanceOf,
   makeOwnDisk,
   recordingDispatcher,
   revokeToken,
@@ -65,7 +66,7 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
     const client = new GlanceClient({ endpoint: endpoint.url, token: auth!, dispatcher: rec.dispatcher });
     const name = uniqueName('ks-renew');
     const source = await makeOwnDisk(pools, cluster, name, 16);
-    const before = await pools.leftovers.snapshot();
+    const before = await pools.leftovers.snapshot(glanceOf(ks()));
     // The snapshot waits before registering the location until the token it started with has expired.
     const opts = withFaults(
       {
@@ -156,7 +157,7 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
       new GlanceClient({ endpoint: b.glanceUrl, token: { token: () => fresh('member'), serviceToken: () => fresh(service) }, dispatcher: rec.dispatcher });
     const good = withService('nova');
     const bad = withService('member');
-    const before = await pools.leftovers.snapshot();
+    const before = await pools.leftovers.snapshot(glanceOf(b));
     try {
       const [goodUrl, badUrl] = await Promise.all(names.map((n) => makeRbdSnapshot(cluster, n, randomData(1 << 20), pools.images)));
       const image = await good.createImage({ name: names[0]!, diskFormat: 'raw', containerFormat: 'bare' });
