@@ -3,7 +3,12 @@
 # a cluster started by ceph-cluster.sh, as client.glance, thin provisioning on.
 #
 #   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL]
+#                                              [--pool POOL] [--user USER] [--ceph-conf PATH]
 #   scripts/glance-api.sh stop DIR
+#
+# --pool, --user and --ceph-conf (defaults `images`, `glance`, CEPH_DIR/ceph.conf) put the rbd store on a
+# pool of a test's own, as a user restricted to it, with a ceph.conf copy naming that user's keyring
+# (test/support/own-pools.ts makes all three): the test's leftovers probe then lists that pool whole.
 #
 # --keystone URL puts the API behind keystonemiddleware (`flavor = keystone`) validating tokens at that
 # Keystone as user `glance` of project `service` (password from $GLANCE_KEYSTONE_PASSWORD, never an
@@ -20,7 +25,7 @@
 # by the PID recorded in DIR/glance-api.pid.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] [--pool POOL] [--user USER] [--ceph-conf PATH] | stop DIR" >&2; exit 2; }
 
 # The [keystone_authtoken] section for --keystone (empty without it).
 keystone_section() {
@@ -66,13 +71,16 @@ cmd_stop() {
 
 cmd_start() {
   local dir=$1 port=$2 ceph_dir=$3; shift 3
-  local multiple=True size_cap=1099511627776 multi=0 keystone=''
+  local multiple=True size_cap=1099511627776 multi=0 keystone='' pool=images user=glance ceph_conf=''
   while [[ $# -gt 0 ]]; do
     case $1 in
       --no-multiple-locations) multiple=False ;;
       --size-cap) [[ ${2:-} =~ ^[0-9]+$ ]] || usage; size_cap=$2; shift ;;
       --multi-store) multi=1 ;;
       --keystone) [[ -n ${2:-} ]] || usage; keystone=$2; shift ;;
+      --pool) [[ ${2:-} =~ ^[A-Za-z0-9._-]+$ ]] || usage; pool=$2; shift ;;
+      --user) [[ ${2:-} =~ ^[A-Za-z0-9._-]+$ ]] || usage; user=$2; shift ;;
+      --ceph-conf) [[ -n ${2:-} ]] || usage; ceph_conf=$2; shift ;;
       *) usage ;;
     esac
     shift
@@ -83,6 +91,9 @@ cmd_start() {
   mkdir -p "$dir"/{staging,image-cache,locks,tasks,local}
   dir=$(cd "$dir" && pwd)
   ceph_dir=$(cd "$ceph_dir" && pwd)
+  if [[ -z $ceph_conf ]]; then ceph_conf=$ceph_dir/ceph.conf; fi
+  [[ -r $ceph_conf ]] || { echo "cannot read $ceph_conf" >&2; exit 2; }
+  ceph_conf=$(cd "$(dirname "$ceph_conf")" && pwd)/$(basename "$ceph_conf")
   local paste=/etc/glance/glance-api-paste.ini
   if [[ -n $keystone ]]; then
     sed 's/^delay_auth_decision *= *true/delay_auth_decision = false/' "$paste" >"$dir/glance-api-paste.ini"
@@ -90,9 +101,9 @@ cmd_start() {
   fi
   local conf=$dir/glance-api.conf
   # The rbd store's options: in [glance_store] for a single store, in the store's own section for multi-store.
-  local rbd_options="rbd_store_pool = images
-rbd_store_user = glance
-rbd_store_ceph_conf = $ceph_dir/ceph.conf
+  local rbd_options="rbd_store_pool = $pool
+rbd_store_user = $user
+rbd_store_ceph_conf = $ceph_conf
 rbd_store_chunk_size = 8
 rbd_thin_provisioning = True
 rados_connect_timeout = 10"

@@ -21,14 +21,19 @@ export function stopCluster(dir: string): Promise<void>;
  * Starts a glance-api under `dir` on a free port, storing into the cluster under `cephDir`.
  * @param {string} dir
  * @param {string} cephDir
- * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean }} [opts]
- *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store
+ * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean, pool?: string, user?: string, cephConf?: string }} [opts]
+ *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store;
+ *   pool/user/cephConf: the rbd store's pool, cephx user and ceph.conf (a test's own pools, own-pools.ts;
+ *   defaults `images`, `glance`, cephDir/ceph.conf)
  * @returns {Promise<GlanceInfo>}
  */
-export function startGlance(dir: string, cephDir: string, { multipleLocations, sizeCap, multiStore }?: {
+export function startGlance(dir: string, cephDir: string, { multipleLocations, sizeCap, multiStore, pool, user, cephConf }?: {
     multipleLocations?: boolean;
     sizeCap?: number;
     multiStore?: boolean;
+    pool?: string;
+    user?: string;
+    cephConf?: string;
 }): Promise<GlanceInfo>;
 /** @param {string} dir @returns {Promise<void>} */
 export function stopGlance(dir: string): Promise<void>;

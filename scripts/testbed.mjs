@@ -166,17 +166,22 @@ export async function stopCluster(dir) {
  * Starts a glance-api under `dir` on a free port, storing into the cluster under `cephDir`.
  * @param {string} dir
  * @param {string} cephDir
- * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean }} [opts]
- *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store
+ * @param {{ multipleLocations?: boolean, sizeCap?: number, multiStore?: boolean, pool?: string, user?: string, cephConf?: string }} [opts]
+ *   sizeCap: glance's image_size_cap in bytes; multiStore: enabled_backends with an rbd and a file store;
+ *   pool/user/cephConf: the rbd store's pool, cephx user and ceph.conf (a test's own pools, own-pools.ts;
+ *   defaults `images`, `glance`, cephDir/ceph.conf)
  * @returns {Promise<GlanceInfo>}
  */
-export async function startGlance(dir, cephDir, { multipleLocations = true, sizeCap, multiStore = false } = {}) {
+export async function startGlance(dir, cephDir, { multipleLocations = true, sizeCap, multiStore = false, pool, user, cephConf } = {}) {
   register('glance', dir);
   const port = await freePort();
   const args = [join(scripts, 'glance-api.sh'), 'start', dir, String(port), cephDir];
   if (!multipleLocations) args.push('--no-multiple-locations');
   if (sizeCap !== undefined) args.push('--size-cap', String(sizeCap));
   if (multiStore) args.push('--multi-store');
+  if (pool !== undefined) args.push('--pool', pool);
+  if (user !== undefined) args.push('--user', user);
+  if (cephConf !== undefined) args.push('--ceph-conf', cephConf);
   const { stdout } = await run('bash', args, { timeout: 120_000 });
   registerPids(dir, ['glance-api.pid']);
   return { dir, url: parseEnv(stdout, 'glance-api.sh start')('url'), conf: join(dir, 'glance-api.conf') };

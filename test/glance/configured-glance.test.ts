@@ -2,26 +2,26 @@
 // cap (413 for larger uploads), two stores by id (multi-store `enabled_backends`: `ceph`, the rbd store,
 // and `local`, a file store), and byte ranges, which Glance's file store serves (its rbd store does not).
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GlanceTooLarge, type GlanceClient, type GlanceImage } from '../../src/glance/index.js';
-import { startGlance, stopGlance, type GlanceInfo } from '../../scripts/testbed.mjs';
-import { testbed, uniqueName } from '../support/testbed.js';
-import { collect, countingDispatcher, glanceClient, makeRbdSnapshot, randomData, rbdImageExists, removeRbdImage } from './helpers.js';
+import type { Snapshot } from '../support/leftovers.js';
+import { uniqueName } from '../support/testbed.js';
+import { collect, countingDispatcher, glanceClient, makeRbdSnapshot, ownGlance, randomData, removeRbdImage } from './helpers.js';
 
-const env = testbed();
 const MiB = 1024 * 1024;
 const CAP = 4 * MiB;
 
-let dir: string;
-let glance: GlanceInfo;
+// On pools of its own (own-pools.ts), as a user restricted to them: the probe lists them whole, with this
+// Glance's image list and its file store's directory, before the first case and after the last.
+const own = ownGlance('glance-cfg', { sizeCap: CAP, multiStore: true });
+const localDir = () => join(own.info().dir, 'local');
+let before: Snapshot | undefined;
 const clients: GlanceClient[] = [];
 const made: string[] = [];
 
 function client(options: Parameters<typeof glanceClient>[1] = {}): GlanceClient {
-  const c = glanceClient(glance.url, options);
+  const c = glanceClient(own.info().url, options);
   clients.push(c);
   return c;
 }
@@ -43,21 +43,17 @@ async function settled(c: GlanceClient, id: string): Promise<GlanceImage> {
 }
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'snapstore-configured-glance-'));
-  glance = await startGlance(join(dir, 'glance'), env.clusters.a.dir, { sizeCap: CAP, multiStore: true });
-}, 180_000);
+  before = await own.leftovers.snapshot({ dirs: [localDir()] });
+});
 
 afterAll(async () => {
-  if (glance) {
+  if (before) {
     const c = client();
     // Deleting through Glance removes the data from whichever store holds it.
-    for (const id of made) await c.deleteImage(id).catch(() => {});
+    for (const id of made) await c.deleteImage(id, { ignoreMissing: true });
   }
   await Promise.all(clients.map((c) => c.close()));
-  if (dir) {
-    await stopGlance(join(dir, 'glance'));
-    await rm(dir, { recursive: true, force: true });
-  }
+  if (before) await own.leftovers.expectUnchanged(before);
 });
 
 describe('GlanceClient against a real glance-api with image_size_cap and two stores', () => {
@@ -82,21 +78,23 @@ describe('GlanceClient against a real glance-api with image_size_cap and two sto
     const data = randomData(MiB + 17);
     const local = client({ storeId: 'local' });
     const ceph = client({ storeId: 'ceph' });
+    const inPool = await own.poolImages();
     const inLocal = await queued(local, 'glance-store-local');
     const inCeph = await queued(ceph, 'glance-store-ceph');
     await local.upload(inLocal.id, data, { size: data.length });
     await ceph.upload(inCeph.id, data, { size: data.length });
     expect(await local.getImage(inLocal.id)).toMatchObject({ status: 'active', size: data.length, stores: 'local' });
     expect(await ceph.getImage(inCeph.id)).toMatchObject({ status: 'active', size: data.length, stores: 'ceph' });
-    expect(existsSync(join(dir, 'glance', 'local', inLocal.id))).toBe(true);
-    expect(await rbdImageExists(env.clusters.a, 'images', inLocal.id)).toBe(false);
-    expect(await rbdImageExists(env.clusters.a, 'images', inCeph.id)).toBe(true);
+    expect(existsSync(join(localDir(), inLocal.id))).toBe(true);
+    // The own pool, listed whole: the two uploads added exactly the `ceph` one's data.
+    expect(await own.poolImages()).toEqual([...inPool, inCeph.id].sort());
   });
 
   it('names the store in a PATCH-added location; Glance records the image in that store', async () => {
-    const cluster = env.clusters.a;
+    const cluster = own.cluster();
     const name = uniqueName('glance-store-loc');
-    const url = await makeRbdSnapshot(cluster, name, randomData(MiB));
+    const inPool = await own.poolImages();
+    const url = await makeRbdSnapshot(cluster, name, randomData(MiB), own.pools.images);
     const c = client({ storeId: 'ceph' });
     try {
       const image = await queued(c, 'glance-store-loc');
@@ -108,9 +106,9 @@ describe('GlanceClient against a real glance-api with image_size_cap and two sto
       // The image is Glance's now: deleting it removes the RBD image too (nothing for the test to remove).
       await c.deleteImage(image.id);
       made.splice(made.indexOf(image.id), 1);
-      expect(await rbdImageExists(cluster, 'images', name)).toBe(false);
+      expect(await own.poolImages()).toEqual(inPool);
     } finally {
-      await removeRbdImage(cluster, `images/${name}`);
+      await removeRbdImage(cluster, `${own.pools.images}/${name}`);
     }
   });
 

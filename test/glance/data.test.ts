@@ -2,18 +2,19 @@
 // streaming, and Glance's 204 for an image whose stored data is gone.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { GlanceNoData, GlanceRangeNotSupported, GlanceRequestFailed } from '../../src/glance/index.js';
-import { testbed, uniqueName } from '../support/testbed.js';
-import { Cleanup, collect, glanceClient, md5, randomData, rbdImageExists, removeRbdImage, sha512 } from './helpers.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type GlanceClient, GlanceNoData, GlanceRangeNotSupported, GlanceRequestFailed } from '../../src/glance/index.js';
+import { uniqueName } from '../support/testbed.js';
+import { collect, glanceTestFile, md5, randomData, removeRbdImage, sha512 } from './helpers.js';
 
-const env = testbed();
-const client = glanceClient(env.glance.url);
-const cleanup = new Cleanup(client, env.clusters.a);
+// A glance-api of this file's own on pools of its own: the leftovers probe lists its whole image list and
+// pools before and after each case (the shared Glance's change under other files meanwhile).
+const { own, client: clientOf, cleanup } = glanceTestFile('glance-data');
+let client: GlanceClient;
+beforeAll(() => {
+  client = clientOf();
+});
 const MiB = 1024 * 1024;
-
-afterEach(() => cleanup.run());
-afterAll(() => client.close());
 
 async function rawImage(prefix: string) {
   const image = await client.createImage({ name: uniqueName(prefix), diskFormat: 'raw', containerFormat: 'bare' });
@@ -109,10 +110,12 @@ describe('GlanceClient data (real glance-api)', () => {
 
   it('turns a 204 download (RBD data removed behind Glance) into GlanceNoData, not an empty image', async () => {
     const image = await rawImage('glance-204');
+    const inPool = await own.poolImages();
     await client.upload(image.id, randomData(4 * MiB));
-    expect(await rbdImageExists(env.clusters.a, 'images', image.id)).toBe(true);
-    await removeRbdImage(env.clusters.a, `images/${image.id}`);
-    expect(await rbdImageExists(env.clusters.a, 'images', image.id)).toBe(false);
+    // The own pool, listed whole: the upload added exactly the image's data, the removal took exactly it.
+    expect(await own.poolImages()).toEqual([...inPool, image.id].sort());
+    await removeRbdImage(own.cluster(), `${own.pools.images}/${image.id}`);
+    expect(await own.poolImages()).toEqual(inPool);
 
     const err = await client.download(image.id).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GlanceNoData);

@@ -1,6 +1,6 @@
 // Image records on the real glance-api: create, get, update, list with pagination, delete, versions, and the
 // HTTP errors Glance gives for them.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   GlanceBadRequest,
   GlanceConflict,
@@ -8,16 +8,18 @@ import {
   GlanceForbidden,
   GlanceNotFound,
   GlanceUnsupportedMediaType,
+  type GlanceClient,
 } from '../../src/glance/index.js';
-import { testbed, uniqueName } from '../support/testbed.js';
-import { Cleanup, glanceClient } from './helpers.js';
+import { uniqueName } from '../support/testbed.js';
+import { glanceTestFile } from './helpers.js';
 
-const env = testbed();
-const client = glanceClient(env.glance.url);
-const cleanup = new Cleanup(client, env.clusters.a);
-
-afterEach(() => cleanup.run());
-afterAll(() => client.close());
+// A glance-api of this file's own on pools of its own: the leftovers probe lists its whole image list and
+// pools before and after each case (the shared Glance's change under other files meanwhile).
+const { client: clientOf, cleanup } = glanceTestFile('glance-img');
+let client: GlanceClient;
+beforeAll(() => {
+  client = clientOf();
+});
 
 const MISSING = '00000000-0000-4000-8000-000000000000';
 

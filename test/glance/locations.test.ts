@@ -1,7 +1,7 @@
 // Registering RBD locations made with the rbd CLI on the real glance-api (image API 2.16: the PATCH path),
 // with and without validation data, and the client-side fsid guard Glance itself does not have.
 import { createHash } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   type GlanceError,
   GlanceInvalidLocation,
@@ -9,50 +9,39 @@ import {
   LocationFsidMismatch,
   assertRbdLocationFsid,
   parseRbdUrl,
+  type GlanceClient,
 } from '../../src/glance/index.js';
 import type { Snapshot } from '../support/leftovers.js';
-import { ownPools } from '../support/own-pools.js';
-import { ceph, testbed, uniqueName } from '../support/testbed.js';
+import { testbed, uniqueName } from '../support/testbed.js';
 import {
-  Cleanup,
   collect,
   countingDispatcher,
   glanceClient,
   makeRbdSnapshot,
   md5,
+  glanceTestFile,
   randomData,
-  rbdImageExists,
   removeRbdImage,
   sha512,
 } from './helpers.js';
 
 const env = testbed();
 const cluster = env.clusters.a;
-const client = glanceClient(env.glance.url);
-const cleanup = new Cleanup(client, cluster);
 const MiB = 1024 * 1024;
 
-afterEach(() => cleanup.run());
-afterAll(() => client.close());
-
-// The RBD images of this file live in a pool of its own on cluster a, listed whole by the leftovers probe
-// (the shared `images` pool changes under other files). The shared glance-api runs as client.glance, whose
-// caps name `images` only: for this file they also name the own pool (Glance's rbd store reads and removes
-// data at the location's pool), and are put back as they were afterwards. Glance's image list is shared
-// with other files and not probed; the cases assert on their own Glance images.
-const pools = ownPools('glance-loc', { clusters: () => [cluster] });
+// A glance-api of this file's own on pools of its own on cluster a, as a user whose caps name only them:
+// the RBD images of this file live in its own `images` pool, listed whole by the leftovers probe with the
+// own Glance's image list (the shared `images` pool and Glance change under other files meanwhile).
+const { own, client: clientOf, cleanup } = glanceTestFile('glance-loc');
+const pools = own.pools;
 const POOL = () => pools.images;
-let glanceCaps: string[];
-beforeAll(async () => {
-  const [entry] = JSON.parse(await ceph(cluster, ['auth', 'get', 'client.glance', '--format', 'json'])) as Array<{ caps: Record<string, string> }>;
-  glanceCaps = Object.entries(entry?.caps ?? {}).flat();
-  const caps = entry?.caps ?? {};
-  await ceph(cluster, ['auth', 'caps', 'client.glance', 'mon', caps.mon ?? 'profile rbd', 'osd', `${caps.osd}, profile rbd pool=${POOL()}`]);
+let client: GlanceClient;
+beforeAll(() => {
+  client = clientOf();
 });
-afterAll(async () => {
-  await ceph(cluster, ['auth', 'caps', 'client.glance', ...glanceCaps]);
-});
+
 let before: Snapshot;
+// The own pools alone, for checks inside a case (the helper's probe, with Glance, runs after it).
 beforeEach(async () => {
   before = await pools.leftovers.snapshot();
 });
@@ -81,9 +70,10 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
     const download = await client.download(image.id);
     expect((await collect(download.stream)).equals(data)).toBe(true);
 
-    // Deleting the Glance image removes the RBD image behind the location (Glance's rbd store does).
+    // Deleting the Glance image removes the RBD image behind the location (Glance's rbd store does): the
+    // own pools are as before the case.
     await client.deleteImage(image.id);
-    expect(await rbdImageExists(cluster, POOL(), name)).toBe(false);
+    await pools.leftovers.expectUnchanged(before);
   });
 
   it('records checksum and sha512 given as validation data while the image is queued', async () => {
@@ -170,7 +160,7 @@ describe('GlanceClient.addLocation (real glance-api, PATCH API)', () => {
 
   it('refuses an rbd location on another cluster before sending any request', async () => {
     const counting = countingDispatcher();
-    const guarded = glanceClient(env.glance.url, { dispatcher: counting.dispatcher });
+    const guarded = glanceClient(own.info().url, { dispatcher: counting.dispatcher });
     try {
       const image = await queuedImage('glance-fsid');
       const other = `rbd://${env.clusters.b.fsid}/images/whatever/snap`;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeDisk } from '../coordinator/helpers.js';
+import { ownPools } from '../support/own-pools.js';
 import { testbed, uniqueName } from '../support/testbed.js';
 import {
   applicationCredential,
@@ -17,14 +17,18 @@ import {
   diskSnapshots,
   freePort,
   glanceImage,
-  leftIn,
+  makeOwnDisk,
   setImageEndpoints,
   startKeystoneBed,
   stopKeystoneBed,
+  glanceOf,
   type KeystoneBed,
 } from './helpers.js';
 
 const a = testbed().clusters.a;
+// Disks and Glance's store in pools of this file's own, as users restricted to them: the leftovers probe
+// lists both pools whole before and after a run (the shared `images`/`vms` change under other files).
+const pools = ownPools('ks-cli', { clusters: () => [a] });
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'snapstore-keystone-cli-'));
 let bed: KeystoneBed | undefined;
@@ -61,7 +65,7 @@ function file(name: string, text: string, where = dir): string {
   return p;
 }
 
-const libvirt = () => `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n`;
+const libvirt = () => `[libvirt]\nimages_rbd_pool = ${pools.vms}\nimages_rbd_ceph_conf = ${pools.conf(a)}\nrbd_user = ${pools.nova(a).user}\n`;
 
 function memberEnv(overrides: Record<string, string> = {}): Record<string, string> {
   const b = ks();
@@ -77,7 +81,7 @@ function memberEnv(overrides: Record<string, string> = {}): Record<string, strin
 }
 
 beforeAll(async () => {
-  bed = await startKeystoneBed(a);
+  bed = await startKeystoneBed(a, pools);
   for (const key of ['admin_password', 'member_password', 'nova_password', 'glance_password']) secrets.push(bed.env[key] ?? '');
 }, 240_000);
 
@@ -90,7 +94,8 @@ afterAll(async () => {
 async function registersWith(source: string, env: Record<string, string>, nova: string, cwd = dir): Promise<string> {
   const b = ks();
   const name = uniqueName('ks-cli');
-  const disk = await makeDisk(a, name, 16, 0);
+  const disk = await makeOwnDisk(pools, a, name, 16);
+  const before = await pools.leftovers.snapshot(glanceOf(b));
   const cfg = ['--config', nova, '--config', b.glanceConf];
   const check = await snapstore(['check', disk, ...cfg], env, cwd);
   expect(check.stderr).toBe('');
@@ -110,7 +115,7 @@ async function registersWith(source: string, env: Record<string, string>, nova: 
   } finally {
     await deleteGlanceImage(b, result.glance.id);
   }
-  expect(await leftIn(a, 'images', result.imageId)).toEqual([]);
+  await pools.leftovers.expectUnchanged(before);
   return check.stdout;
 }
 
@@ -157,20 +162,22 @@ describe.sequential('snapstore authenticating with Keystone', () => {
     // location is not registered, and the run removes what it made.
     const wrong = file('nova-wrong-service.conf', libvirt() + glance + service('member', b.env.member_password ?? '', 'demo'));
     const name = uniqueName('ks-nosvc');
-    const disk = await makeDisk(a, name, 16, 0);
+    const disk = await makeOwnDisk(pools, a, name, 16);
+    const before = await pools.leftovers.snapshot(glanceOf(b));
     const id = uniqueName('ks-nosvc-img');
     const r = await snapstore(['snapshot', disk, '--mode', 'direct', '--image-id', id, '--config', wrong, '--config', b.glanceConf]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/401/);
     expect(await glanceImage(b, id)).toBeNull();
-    expect(await leftIn(a, 'images', id)).toEqual([]);
+    await pools.leftovers.expectUnchanged(before);
   });
 
   /** A failure of `snapshot` in human, --json and --debug form: one line, `code`, nothing created. */
   async function failsCleanly(env: Record<string, string>, exit: 1 | 2, code: string, says: RegExp): Promise<void> {
     const b = ks();
     const diskName = uniqueName('ks-fail');
-    const disk = await makeDisk(a, diskName, 16, 0);
+    const disk = await makeOwnDisk(pools, a, diskName, 16);
+    const before = await pools.leftovers.snapshot(glanceOf(b));
     const nova = file('nova-libvirt.conf', libvirt());
     for (const extra of [[], ['--json'], ['--debug']]) {
       const id = uniqueName('ks-fail-img');
@@ -189,9 +196,9 @@ describe.sequential('snapstore authenticating with Keystone', () => {
         if (extra.length === 0) expect(r.stderr.trim().split('\n')).toHaveLength(1);
       }
       expect(await glanceImage(b, id)).toBeNull();
-      expect(await leftIn(a, 'images', id)).toEqual([]);
+      await pools.leftovers.expectUnchanged(before);
     }
-    expect(await diskSnapshots(a, diskName)).toEqual([]);
+    expect(await diskSnapshots(a, pools.vms, diskName)).toEqual([]);
   }
 
   it('fails a wrong password with KEYSTONE_AUTH (exit 2) naming the source', async () => {

@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
 import { createServer } from 'node:net';
-import { rbdJson, type ClusterInfo } from '../support/testbed.js';
+import type { Scope } from '../support/leftovers.js';
+import type { OwnPools } from '../support/own-pools.js';
+import { rbd, rbdJson, type ClusterInfo } from '../support/testbed.js';
 
 const run = promisify(execFile);
 const scripts = fileURLToPath(new URL('../../scripts/', import.meta.url));
@@ -65,8 +67,11 @@ async function startKeystone(dir: string, imageUrl: string, tokenExpiration: num
   }
 }
 
-/** Starts Keystone, then Glance behind it (the catalog's `image` endpoints point at it). */
-export async function startKeystoneBed(cluster: ClusterInfo, opts: { tokenExpiration?: number } = {}): Promise<KeystoneBed> {
+/**
+ * Starts Keystone, then Glance behind it (the catalog's `image` endpoints point at it), storing into the
+ * test file's own `pools` (own-pools.ts) as their glance user: the file's leftovers probe lists them whole.
+ */
+export async function startKeystoneBed(cluster: ClusterInfo, pools: OwnPools, opts: { tokenExpiration?: number } = {}): Promise<KeystoneBed> {
   const dir = await mkdtemp(join(tmpdir(), 'snapstore-keystone-'));
   const glancePort = await freePort();
   const glanceUrl = `http://127.0.0.1:${glancePort}`;
@@ -75,7 +80,8 @@ export async function startKeystoneBed(cluster: ClusterInfo, opts: { tokenExpira
     await startKeystone(join(dir, 'keystone'), glanceUrl, opts.tokenExpiration);
     bed.env = parseEnv(await readFile(join(dir, 'keystone', 'keystone.env'), 'utf8'));
     bed.url = bed.env.url ?? '';
-    await run('bash', [join(scripts, 'glance-api.sh'), 'start', join(dir, 'glance'), String(glancePort), cluster.dir, '--keystone', bed.url], {
+    const own = ['--pool', pools.images, '--user', pools.glance(cluster).user, '--ceph-conf', pools.conf(cluster)];
+    await run('bash', [join(scripts, 'glance-api.sh'), 'start', join(dir, 'glance'), String(glancePort), cluster.dir, '--keystone', bed.url, ...own], {
       env: { ...process.env, GLANCE_KEYSTONE_PASSWORD: bed.env.glance_password ?? '' },
       timeout: 180_000,
     });
@@ -153,6 +159,11 @@ async function asAdmin(bed: KeystoneBed, path: string, method = 'GET'): Promise<
   return res.status === 401 ? send() : res;
 }
 
+/** The leftovers probe's scope addition for this bed's Glance: its whole image list, as Keystone's admin sees it. */
+export function glanceOf(bed: KeystoneBed): Partial<Scope> {
+  return { glance: [bed.glanceUrl], glanceToken: () => userToken(bed, 'admin') };
+}
+
 /** The image as Keystone's admin sees it in this Glance, or null when there is none with that id. */
 export async function glanceImage(bed: KeystoneBed, id: string): Promise<Record<string, unknown> | null> {
   const res = await asAdmin(bed, `/v2/images/${id}`);
@@ -194,17 +205,13 @@ export function recordingDispatcher(): { dispatcher: Dispatcher; sent: SentReque
   return { dispatcher, sent, close: () => agent.close() };
 }
 
-/**
- * What is left in `pool` of a run whose every name contains `marker` (a unique image id or disk name):
- * images and trash entries, as `rbd ls` and `rbd trash ls --all` list them. Empty when nothing is.
- */
-export async function leftIn(cluster: ClusterInfo, pool: string, marker: string): Promise<string[]> {
-  const images = await rbdJson<string[]>(cluster, ['ls', pool]);
-  const trash = await rbdJson<Array<{ name: string }>>(cluster, ['trash', 'ls', '--all', pool]);
-  return [...images, ...trash.map((t) => `trash:${t.name}`)].filter((n) => n.includes(marker));
+/** A disk `<own vms>/<name>` (made as admin, as an operator would); returns its rbd:// source string. */
+export async function makeOwnDisk(pools: OwnPools, cluster: ClusterInfo, name: string, sizeMiB: number): Promise<string> {
+  await rbd(cluster, ['create', `${pools.vms}/${name}`, '--size', `${sizeMiB}M`]);
+  return `rbd://${cluster.fsid}/${pools.vms}/${name}`;
 }
 
-/** The snapshots of `vms/<disk>`, trash namespace included (a run leaves none behind). */
-export async function diskSnapshots(cluster: ClusterInfo, disk: string): Promise<string[]> {
-  return (await rbdJson<Array<{ name: string }>>(cluster, ['snap', 'ls', '--all', `vms/${disk}`])).map((s) => s.name);
+/** The snapshots of `<pool>/<disk>`, trash namespace included (a run leaves none behind). */
+export async function diskSnapshots(cluster: ClusterInfo, pool: string, disk: string): Promise<string[]> {
+  return (await rbdJson<Array<{ name: string }>>(cluster, ['snap', 'ls', '--all', `${pool}/${disk}`])).map((s) => s.name);
 }

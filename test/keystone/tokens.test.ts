@@ -6,14 +6,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withFaults } from '../../src/coordinator/faults.js';
 import { GlanceClient, GlanceUnauthorized } from '../../src/glance/index.js';
 import { OpenStackAuth, type KeystoneAuthOptions } from '../../src/keystone/index.js';
-import { coordinator, makeDisk, rbdTarget, sourceConfig } from '../coordinator/helpers.js';
+import { coordinator, rbdTarget, sourceConfig } from '../coordinator/helpers.js';
 import { makeRbdSnapshot, randomData, removeRbdImage } from '../glance/helpers.js';
+import { ownPools } from '../support/own-pools.js';
 import { testbed, uniqueName } from '../support/testbed.js';
 import {
   deleteGlanceImage,
   diskSnapshots,
   glanceImage,
-  leftIn,
+  glanceOf,
+  makeOwnDisk,
   recordingDispatcher,
   revokeToken,
   startKeystoneBed,
@@ -23,11 +25,14 @@ import {
 } from './helpers.js';
 
 const cluster = testbed().clusters.a;
+// Disks and Glance's store in pools of this file's own, as users restricted to them: the leftovers probe
+// lists both pools whole before and after a case (the shared `images`/`vms` change under other files).
+const pools = ownPools('ks-tok', { clusters: () => [cluster] });
 const LIFETIME_S = 15;
 let bed: KeystoneBed | undefined;
 
 beforeAll(async () => {
-  bed = await startKeystoneBed(cluster, { tokenExpiration: LIFETIME_S });
+  bed = await startKeystoneBed(cluster, pools, { tokenExpiration: LIFETIME_S });
 }, 240_000);
 
 afterAll(async () => {
@@ -60,10 +65,15 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
     expect(endpoint).toEqual({ url: ks().glanceUrl, from: 'catalog' });
     const client = new GlanceClient({ endpoint: endpoint.url, token: auth!, dispatcher: rec.dispatcher });
     const name = uniqueName('ks-renew');
-    const source = await makeDisk(cluster, name, 16, 0);
+    const source = await makeOwnDisk(pools, cluster, name, 16);
+    const before = await pools.leftovers.snapshot(glanceOf(ks()));
     // The snapshot waits before registering the location until the token it started with has expired.
     const opts = withFaults(
-      { source: sourceConfig(cluster), target: rbdTarget(cluster), glance: client },
+      {
+        source: { ...sourceConfig(cluster, pools.nova(cluster).user), confPath: pools.conf(cluster), pool: pools.vms },
+        target: { ...rbdTarget(cluster, pools.glance(cluster).user), confPath: pools.conf(cluster), pool: pools.images },
+        glance: client,
+      },
       async (p) => {
         if (p.step === 'glance-add-location' && p.when === 'before') await sleep((LIFETIME_S + 2) * 1000);
       },
@@ -91,8 +101,10 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
       await auth?.close();
       await rec.close();
     }
-    if (imageId) expect(await leftIn(cluster, 'images', imageId)).toEqual([]);
-    expect(await diskSnapshots(cluster, name)).toEqual([]);
+    // The run was seen (its id came from its result) and left nothing in the own pools.
+    expect(imageId).toBeDefined();
+    await pools.leftovers.expectUnchanged(before);
+    expect(await diskSnapshots(cluster, pools.vms, name)).toEqual([]);
   }, 90_000);
 
   it('answers a 401 from Glance with one fresh token, and only one', async () => {
@@ -145,8 +157,9 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
       new GlanceClient({ endpoint: b.glanceUrl, token: { token: () => fresh('member'), serviceToken: () => fresh(service) }, dispatcher: rec.dispatcher });
     const good = withService('nova');
     const bad = withService('member');
+    const before = await pools.leftovers.snapshot(glanceOf(b));
     try {
-      const [goodUrl, badUrl] = await Promise.all(names.map((n) => makeRbdSnapshot(cluster, n, randomData(1 << 20))));
+      const [goodUrl, badUrl] = await Promise.all(names.map((n) => makeRbdSnapshot(cluster, n, randomData(1 << 20), pools.images)));
       const image = await good.createImage({ name: names[0]!, diskFormat: 'raw', containerFormat: 'bare' });
       ids.push(image.id);
       const added = await good.addLocation(image.id, goodUrl!, { expectedFsid: cluster.fsid });
@@ -166,8 +179,8 @@ describe.sequential('Keystone tokens used by the Glance client', () => {
     } finally {
       for (const id of ids) await deleteGlanceImage(b, id);
       await Promise.all([good.close(), bad.close(), rec.close()]);
-      for (const n of names) await removeRbdImage(cluster, `images/${n}`);
+      for (const n of names) await removeRbdImage(cluster, `${pools.images}/${n}`);
     }
-    for (const n of names) expect(await leftIn(cluster, 'images', n)).toEqual([]);
+    await pools.leftovers.expectUnchanged(before);
   });
 });

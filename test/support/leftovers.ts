@@ -35,6 +35,8 @@ export interface Scope {
   pools?: string[];
   dirs?: string[];
   glance?: string[];
+  /** An X-Auth-Token for listing a Glance behind Keystone (admin's, so it lists every project's images). */
+  glanceToken?: () => Promise<string>;
 }
 
 export interface Snapshot {
@@ -104,11 +106,11 @@ function listDir(dir: string): string[] {
   }
 }
 
-async function listGlance(url: string): Promise<string[]> {
+async function listGlance(url: string, token?: () => Promise<string>): Promise<string[]> {
   const out: string[] = [];
   let next: string | undefined = '/v2/images?limit=200';
   while (next) {
-    const res = await fetch(`${url}${next}`);
+    const res = await fetch(`${url}${next}`, token ? { headers: { 'x-auth-token': await token() } } : {});
     if (!res.ok) throw new Error(`GET ${next} from Glance answered ${res.status}`);
     const body = (await res.json()) as { images: Array<{ id: string; status: string }>; next?: string };
     out.push(...body.images.map((i) => `${i.id} ${i.status}`));
@@ -128,7 +130,7 @@ export async function list(scope: Scope): Promise<Listing> {
     listing.rbd[cluster.fsid] = pools;
   }
   for (const dir of scope.dirs ?? []) listing.dirs[dir] = listDir(dir);
-  for (const url of scope.glance ?? []) listing.glance[url] = await listGlance(url);
+  for (const url of scope.glance ?? []) listing.glance[url] = await listGlance(url, scope.glanceToken);
   return listing;
 }
 
@@ -208,6 +210,7 @@ export function leftoversIn(base: () => Scope): Leftovers {
         pools: extra.pools ?? b.pools,
         dirs: [...(b.dirs ?? []), ...(extra.dirs ?? [])],
         glance: [...(b.glance ?? []), ...(extra.glance ?? [])],
+        glanceToken: extra.glanceToken ?? b.glanceToken,
       };
       return { scope, listing: await list(scope) };
     },
