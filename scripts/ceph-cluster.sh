@@ -28,13 +28,8 @@ set -euo pipefail
 
 usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr] | start-mgr DIR | stop DIR | status DIR" >&2; exit 2; }
 
-# A zombie still answers kill -0; only a process that is not in state Z counts as running.
-alive() {
-  local pid=$1 state
-  [[ -r /proc/$pid/stat ]] || return 1
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
+# shellcheck source=lib/alive.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/alive.sh"
 
 stop_pidfile() {
   local pidfile=$1 pid i

@@ -48,12 +48,8 @@ token_cache_time = -1
 EOF
 }
 
-alive() {
-  local pid=$1 state
-  [[ -r /proc/$pid/stat ]] || return 1
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z && $state != X ]]
-}
+# shellcheck source=lib/alive.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/alive.sh"
 
 cmd_stop() {
   local dir=$1 pid i
