@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev glance-api python3-glance-store uuid-runtime curl
-  keystone python3-keystonemiddleware uwsgi-core uwsgi-plugin-python3)
+  keystone python3-keystonemiddleware uwsgi-core uwsgi-plugin-python3 debootstrap)
 if [[ "${1:-}" == "--no-glance" ]]; then
   PACKAGES=(ceph-mon ceph-osd ceph-mgr ceph-common librbd-dev librados-dev uuid-runtime curl)
 fi
