@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway one-node Ceph cluster (1 mon + 1 osd, a mgr with --mgr) on 127.0.0.1, all state under one directory.
 #
-#   scripts/ceph-cluster.sh start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr]
+#   scripts/ceph-cluster.sh start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr] [--reef]
 #   scripts/ceph-cluster.sh start-mgr DIR   (starts the cluster's mgr.x again, e.g. after it was killed)
 #   scripts/ceph-cluster.sh stop DIR
 #   scripts/ceph-cluster.sh status DIR
@@ -24,9 +24,28 @@
 # the same caps without it.
 # SNAPSTORE_MEMSTORE_BYTES sets the memstore OSD's capacity (default 4 GiB, held in RAM).
 # Daemons run daemonized with pid files under DIR/run and are stopped by PID, OSD first.
+# --reef runs the cluster's daemons, its mkfs steps and its setup CLI calls from the Debian 13 root
+# (scripts/trixie-root.sh: Ceph 18.2 Reef) with DIR bind-mounted at the same path, instead of the host's
+# Ceph 16 (Pacific); the root shares the host's network and PID namespace, so the pid files hold host PIDs
+# and stop works the same. DIR/ceph-release says `reef` for start-mgr. The host's Pacific `ceph`/`rbd` CLI
+# and librbd talk to a Reef cluster as they do to any (test/versions checks that).
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr] | start-mgr DIR | stop DIR | status DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT [--bluestore] [--clone-v2] [--stock-features] [--mgr] [--reef] | start-mgr DIR | stop DIR | status DIR" >&2; exit 2; }
+
+TRIXIE_ROOT="$(dirname "${BASH_SOURCE[0]}")/trixie-root.sh"
+# The command prefix every Ceph tool of a cluster runs under: nothing for the host's Pacific, the Reef root
+# (DIR bind-mounted) for a cluster started with --reef. Set by use_release.
+CEPH_IN=()
+
+use_release() {
+  local dir=$1
+  if [[ -f $dir/ceph-release && $(<"$dir/ceph-release") == reef ]]; then
+    CEPH_IN=(bash "$TRIXIE_ROOT" exec --bind "$dir" --)
+  else
+    CEPH_IN=()
+  fi
+}
 
 # shellcheck source=lib/alive.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/alive.sh"
@@ -62,20 +81,33 @@ cmd_status() {
 
 cmd_start() {
   local dir=$1 port=$2; shift 2
-  local objectstore=memstore clone_v2=0 mgr=0 features="rbd default features = layering,deep-flatten" arg
+  local objectstore=memstore clone_v2=0 mgr=0 reef=0 features="rbd default features = layering,deep-flatten" arg
   for arg in "$@"; do
     case $arg in
       --bluestore) objectstore=bluestore ;;
       --clone-v2) clone_v2=1 ;;
       --stock-features) features="# rbd default features: Ceph's default" ;;
       --mgr) mgr=1 ;;
+      --reef) reef=1 ;;
       *) usage ;;
     esac
   done
   [[ $port =~ ^[0-9]+$ ]] || usage
   if [[ -e $dir/ceph.conf ]]; then echo "$dir already holds a cluster; stop it and remove the directory first" >&2; exit 2; fi
+  # A Reef cluster needs the root made (`trixie-root.sh ensure`); its check names what is missing.
+  if [[ $reef -eq 1 ]] && ! bash "$TRIXIE_ROOT" check; then
+    echo "cannot start a Ceph 18 (Reef) cluster: the trixie root is not there (see above)" >&2
+    exit 1
+  fi
   mkdir -p "$dir"/{run,log,mon,osd/0}
   dir=$(cd "$dir" && pwd)
+  local mgr_conf=""
+  if [[ $reef -eq 1 ]]; then
+    echo reef >"$dir/ceph-release"
+    mgr_conf="mgr module path = $dir/mgr/modules"
+  fi
+  use_release "$dir"
+  local C=("${CEPH_IN[@]}")
   local conf=$dir/ceph.conf fsid osd_uuid osd_key
   fsid=$(uuidgen)
   osd_uuid=$(uuidgen)
@@ -143,42 +175,43 @@ keyring = $dir/glance-nomgr.keyring
 admin socket = $dir/run/\$name.asok
 mgr data = $dir/mgr/\$id
 keyring = $dir/mgr/\$id/keyring
+$mgr_conf
 EOF
 
   # Every key is made offline and imported at mon mkfs: no CLI round trips for users.
   local kr=$dir/keyring
-  ceph-authtool --create-keyring "$kr" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-  ceph-authtool "$kr" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' >/dev/null
+  "${C[@]}" ceph-authtool --create-keyring "$kr" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+  "${C[@]}" ceph-authtool "$kr" --gen-key -n client.admin --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' >/dev/null
   make_user() {
     local name=$1; shift
-    ceph-authtool --create-keyring "$dir/$name.keyring" --gen-key -n "client.$name" "$@" >/dev/null
-    ceph-authtool "$kr" --import-keyring "$dir/$name.keyring" >/dev/null
+    "${C[@]}" ceph-authtool --create-keyring "$dir/$name.keyring" --gen-key -n "client.$name" "$@" >/dev/null
+    "${C[@]}" ceph-authtool "$kr" --import-keyring "$dir/$name.keyring" >/dev/null
   }
   if [[ $mgr -eq 1 ]]; then
     make_user glance --cap mon 'profile rbd' --cap osd 'profile rbd pool=images' --cap mgr 'profile rbd pool=images'
     make_user glance-nomgr --cap mon 'profile rbd' --cap osd 'profile rbd pool=images'
     mkdir -p "$dir/mgr/x"
-    ceph-authtool --create-keyring "$dir/mgr/x/keyring" --gen-key -n mgr.x \
+    "${C[@]}" ceph-authtool --create-keyring "$dir/mgr/x/keyring" --gen-key -n mgr.x \
       --cap mon 'allow profile mgr' --cap osd 'allow *' --cap mds 'allow *' >/dev/null
-    ceph-authtool "$kr" --import-keyring "$dir/mgr/x/keyring" >/dev/null
+    "${C[@]}" ceph-authtool "$kr" --import-keyring "$dir/mgr/x/keyring" >/dev/null
     chmod 600 "$dir/mgr/x/keyring"
   else
     make_user glance --cap mon 'profile rbd' --cap osd 'profile rbd pool=images'
   fi
   make_user nova --cap mon 'profile rbd' --cap osd 'profile rbd pool=vms, profile rbd pool=images'
   make_user nova-ro --cap mon 'profile rbd' --cap osd 'profile rbd pool=vms, profile rbd-read-only pool=images'
-  osd_key=$(ceph-authtool --gen-print-key)
-  ceph-authtool --create-keyring "$dir/osd/0/keyring" --name osd.0 --add-key "$osd_key" >/dev/null
+  osd_key=$("${C[@]}" ceph-authtool --gen-print-key)
+  "${C[@]}" ceph-authtool --create-keyring "$dir/osd/0/keyring" --name osd.0 --add-key "$osd_key" >/dev/null
   chmod 600 "$dir"/*.keyring "$dir/keyring" "$dir/osd/0/keyring"
 
-  monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$dir/monmap" >/dev/null
-  ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$kr" 2>>"$dir/log/setup.log"
-  ceph-mon -c "$conf" -i a 2>>"$dir/log/setup.log"
+  "${C[@]}" monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$port]" "$dir/monmap" >/dev/null
+  "${C[@]}" ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" --keyring "$kr" 2>>"$dir/log/setup.log"
+  "${C[@]}" ceph-mon -c "$conf" -i a 2>>"$dir/log/setup.log"
 
-  local ceph=(ceph -c "$conf" --connect-timeout 15)
+  local ceph=("${C[@]}" ceph -c "$conf" --connect-timeout 15)
   echo "{\"cephx_secret\": \"$osd_key\"}" | "${ceph[@]}" osd new "$osd_uuid" -i - >/dev/null
-  ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$dir/log/setup.log" >/dev/null
-  ceph-osd -c "$conf" -i 0 2>>"$dir/log/setup.log"
+  "${C[@]}" ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$dir/log/setup.log" >/dev/null
+  "${C[@]}" ceph-osd -c "$conf" -i 0 2>>"$dir/log/setup.log"
 
   # Pool creation does not need the OSD up; it runs while the OSD boots.
   local pool pids=() pid
@@ -204,7 +237,7 @@ EOF
   fi
   pids=()
   for pool in vms images; do
-    rbd -c "$conf" pool init "$pool" &
+    "${C[@]}" rbd -c "$conf" pool init "$pool" &
     pids+=($!)
   done
   for pid in "${pids[@]}"; do wait "$pid"; done
@@ -213,8 +246,28 @@ EOF
     exit 1
   fi
 
-  printf 'fsid=%s\nconf=%s\nport=%s\nobjectstore=%s\nclone_format=%s\nmgr=%s\n' \
-    "$fsid" "$conf" "$port" "$objectstore" "$((clone_v2 + 1))" "$mgr" | tee "$dir/cluster.env"
+  printf 'fsid=%s\nconf=%s\nport=%s\nobjectstore=%s\nclone_format=%s\nmgr=%s\nrelease=%s\n' \
+    "$fsid" "$conf" "$port" "$objectstore" "$((clone_v2 + 1))" "$mgr" "$([[ $reef -eq 1 ]] && echo reef || echo pacific)" | tee "$dir/cluster.env"
+}
+
+# Debian 13's ceph-mgr 18.2.7 loads no Python module at all: mgr_util imports bcrypt, a PyO3 (Rust)
+# extension that refuses the mgr's subinterpreters ("PyO3 modules do not yet support subinterpreters"), so
+# rbd_support never answers. bcrypt only hashes dashboard passwords, which these clusters never use: the
+# Reef mgr reads its modules from DIR/mgr/modules — links to every module Debian ships, plus a `bcrypt`
+# stand-in found before the real one (mgr_module_path comes first in the modules' sys.path) that fails if
+# anything calls it.
+reef_mgr_modules() {
+  local dir=$1 m=$1/mgr/modules root entry
+  root=$(bash "$TRIXIE_ROOT" path)
+  mkdir -p "$m/bcrypt"
+  for entry in "$root"/usr/share/ceph/mgr/*; do ln -sfn "/usr/share/ceph/mgr/${entry##*/}" "$m/${entry##*/}"; done
+  cat >"$m/bcrypt/__init__.py" <<'PY'
+# Stand-in for python3-bcrypt in snapstore's test clusters (scripts/ceph-cluster.sh --reef): the real one
+# cannot load in ceph-mgr's subinterpreters on Debian 13. Only the dashboard hashes passwords with it.
+def _unavailable(*_args, **_kwargs):
+    raise RuntimeError('bcrypt stand-in of snapstore test clusters: password hashing is unavailable')
+gensalt = hashpw = checkpw = kdf = _unavailable
+PY
 }
 
 # Starts mgr.x and waits until rbd_support answers (it loads after the mgr went active and scanned the
@@ -222,10 +275,12 @@ EOF
 start_mgr() {
   local dir=$1 conf=$1/ceph.conf i
   [[ -s $dir/mgr/x/keyring ]] || { echo "$dir was not started with --mgr" >&2; return 1; }
-  ceph-mgr -c "$conf" -i x 2>>"$dir/log/setup.log"
+  use_release "$dir"
+  if [[ -n ${CEPH_IN[*]} ]]; then reef_mgr_modules "$dir"; fi
+  "${CEPH_IN[@]}" ceph-mgr -c "$conf" -i x 2>>"$dir/log/setup.log"
   for ((i = 0; i < 600; i++)); do
     # A mgr command waits for a mgr: each try is bounded, the loop decides.
-    if timeout 10 ceph -c "$conf" --connect-timeout 5 rbd task list >/dev/null 2>&1; then return 0; fi
+    if timeout 10 "${CEPH_IN[@]}" ceph -c "$conf" --connect-timeout 5 rbd task list >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
   echo "ceph-mgr's rbd_support did not answer within 60 s; logs in $dir/log" >&2

@@ -7,13 +7,15 @@ export function freePort(): Promise<number>;
 /**
  * Starts a one-node cluster under `dir` (scripts/ceph-cluster.sh) on a free port.
  * @param {string} dir
- * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean }} [opts]
+ * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean, reef?: boolean }} [opts]
+ *   reef: daemons from the trixie root (Ceph 18.2), scripts/trixie-root.sh
  * @returns {Promise<ClusterInfo>}
  */
-export function startCluster(dir: string, { bluestore, cloneV2, stockFeatures }?: {
+export function startCluster(dir: string, { bluestore, cloneV2, stockFeatures, reef }?: {
     bluestore?: boolean;
     cloneV2?: boolean;
     stockFeatures?: boolean;
+    reef?: boolean;
 }): Promise<ClusterInfo>;
 /** @param {string} dir @returns {Promise<void>} */
 export function stopCluster(dir: string): Promise<void>;
@@ -73,6 +75,10 @@ export type ClusterInfo = {
      * 2 when the cluster requires mimic clients (clone format 2 possible), else 1.
      */
     cloneFormat: 1 | 2;
+    /**
+     * The Ceph the daemons run: the host's 16.2, or 18.2 from the trixie root (absent: pacific).
+     */
+    release?: "pacific" | "reef" | undefined;
 };
 export type GlanceInfo = {
     dir: string;

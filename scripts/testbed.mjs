@@ -25,6 +25,7 @@ import { promisify } from 'node:util';
  * @property {string} fsid
  * @property {number} port The mon's v2 port on 127.0.0.1.
  * @property {1 | 2} cloneFormat 2 when the cluster requires mimic clients (clone format 2 possible), else 1.
+ * @property {'pacific' | 'reef'} [release] The Ceph the daemons run: the host's 16.2, or 18.2 from the trixie root (absent: pacific).
  */
 /**
  * @typedef {object} GlanceInfo
@@ -140,21 +141,24 @@ function registered(root) {
 /**
  * Starts a one-node cluster under `dir` (scripts/ceph-cluster.sh) on a free port.
  * @param {string} dir
- * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean }} [opts]
+ * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean, reef?: boolean }} [opts]
+ *   reef: daemons from the trixie root (Ceph 18.2), scripts/trixie-root.sh
  * @returns {Promise<ClusterInfo>}
  */
-export async function startCluster(dir, { bluestore = false, cloneV2 = false, stockFeatures = false } = {}) {
+export async function startCluster(dir, { bluestore = false, cloneV2 = false, stockFeatures = false, reef = false } = {}) {
   register('cluster', dir);
   const port = await freePort();
   const args = [join(scripts, 'ceph-cluster.sh'), 'start', dir, String(port)];
   if (bluestore) args.push('--bluestore');
   if (cloneV2) args.push('--clone-v2');
   if (stockFeatures) args.push('--stock-features');
+  if (reef) args.push('--reef');
   const { stdout } = await run('bash', args, { timeout: 120_000 });
   registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid']);
   const env = parseEnv(stdout, 'ceph-cluster.sh start');
   const cloneFormat = env('clone_format') === '2' ? 2 : 1;
-  return { dir, conf: env('conf'), fsid: env('fsid'), port, cloneFormat };
+  const release = env('release') === 'reef' ? 'reef' : 'pacific';
+  return { dir, conf: env('conf'), fsid: env('fsid'), port, cloneFormat, release };
 }
 
 /** @param {string} dir @returns {Promise<void>} */
