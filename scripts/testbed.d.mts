@@ -7,15 +7,16 @@ export function freePort(): Promise<number>;
 /**
  * Starts a one-node cluster under `dir` (scripts/ceph-cluster.sh) on a free port.
  * @param {string} dir
- * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean, reef?: boolean }} [opts]
- *   reef: daemons from the trixie root (Ceph 18.2), scripts/trixie-root.sh
+ * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean, reef?: boolean, mgr?: boolean }} [opts]
+ *   reef: daemons from the trixie root (Ceph 18.2), scripts/trixie-root.sh; mgr: with a ceph-mgr
  * @returns {Promise<ClusterInfo>}
  */
-export function startCluster(dir: string, { bluestore, cloneV2, stockFeatures, reef }?: {
+export function startCluster(dir: string, { bluestore, cloneV2, stockFeatures, reef, mgr }?: {
     bluestore?: boolean;
     cloneV2?: boolean;
     stockFeatures?: boolean;
     reef?: boolean;
+    mgr?: boolean;
 }): Promise<ClusterInfo>;
 /** @param {string} dir @returns {Promise<void>} */
 export function stopCluster(dir: string): Promise<void>;

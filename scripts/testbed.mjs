@@ -141,11 +141,11 @@ function registered(root) {
 /**
  * Starts a one-node cluster under `dir` (scripts/ceph-cluster.sh) on a free port.
  * @param {string} dir
- * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean, reef?: boolean }} [opts]
- *   reef: daemons from the trixie root (Ceph 18.2), scripts/trixie-root.sh
+ * @param {{ bluestore?: boolean, cloneV2?: boolean, stockFeatures?: boolean, reef?: boolean, mgr?: boolean }} [opts]
+ *   reef: daemons from the trixie root (Ceph 18.2), scripts/trixie-root.sh; mgr: with a ceph-mgr
  * @returns {Promise<ClusterInfo>}
  */
-export async function startCluster(dir, { bluestore = false, cloneV2 = false, stockFeatures = false, reef = false } = {}) {
+export async function startCluster(dir, { bluestore = false, cloneV2 = false, stockFeatures = false, reef = false, mgr = false } = {}) {
   register('cluster', dir);
   const port = await freePort();
   const args = [join(scripts, 'ceph-cluster.sh'), 'start', dir, String(port)];
@@ -153,8 +153,10 @@ export async function startCluster(dir, { bluestore = false, cloneV2 = false, st
   if (cloneV2) args.push('--clone-v2');
   if (stockFeatures) args.push('--stock-features');
   if (reef) args.push('--reef');
-  const { stdout } = await run('bash', args, { timeout: 120_000 });
-  registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid']);
+  if (mgr) args.push('--mgr');
+  // A mgr waits for its modules (up to a minute on a loaded host).
+  const { stdout } = await run('bash', args, { timeout: mgr ? 240_000 : 120_000 });
+  registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid', 'run/mgr.x.pid']);
   const env = parseEnv(stdout, 'ceph-cluster.sh start');
   const cloneFormat = env('clone_format') === '2' ? 2 : 1;
   const release = env('release') === 'reef' ? 'reef' : 'pacific';

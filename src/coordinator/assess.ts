@@ -2,6 +2,7 @@
 // pool — turned into a plan (plan.ts). Changes nothing (the probe's scratch image comes and goes).
 import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import { isNotFound } from './classify.js';
+import { clusterVersions, versionReasons } from './cluster-versions.js';
 import type { Assessment, RbdSource, Services } from './context.js';
 import { SourceNotFoundError } from './errors.js';
 import { storeReadsSource } from './instant.js';
@@ -13,9 +14,10 @@ import type { TargetFacts } from './target-facts.js';
 import type { InstantCheck } from './types.js';
 import { sniffFile } from './paths/file-source.js';
 
-type SourceFacts = { features: { layering: boolean; deepFlatten: boolean }; snapProtected: boolean | null };
+type SourceFacts = { features: { layering: boolean; deepFlatten: boolean }; featureNames: string[]; snapProtected: boolean | null };
 
-export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct' | 'copy'): Promise<Assessment> {
+/** `versions`: also say which Ceph each cluster runs and what differs (`check` only; two mon commands a side). */
+export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct' | 'copy', versions = false): Promise<Assessment> {
   const glance = !svc.glance ? 'none' : svc.learned.glanceRefusesLocations ? 'refused' : 'assumed';
   const store = await svc.store();
   const where = (await store.clones?.where()) ?? null;
@@ -36,7 +38,7 @@ export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct'
       source: canonical,
     });
   }
-  const { features, snapProtected } = await inspectSource(session, src, canonical);
+  const { features, featureNames, snapProtected } = await inspectSource(session, src, canonical);
   let capsProbe: CapsProbe | null = null;
   let cloneFormat: 1 | 2 | null = null;
   if (where && where.fsid === session.fsid && mode !== 'copy' && features.layering) {
@@ -45,7 +47,15 @@ export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct'
   const sourceCluster = { fsid: session.fsid, user: session.user };
   const plan = decidePlan({ source: src, sourceCluster, target, capsProbe, cloneFormat, features, snapProtected, fileFormat: null, glance });
   if (plan.instant.possible && where) plan.instant = await storeUserReads(svc, src, where.pool);
+  if (versions) plan.reasons.push(...(await versionFindings(svc, session, featureNames)));
   return { disk: true, src, canonical, plan, session, targetFsid };
+}
+
+/** CEPH_VERSIONS and what differs between the source cluster and the store's (versionReasons). */
+async function versionFindings(svc: Services, session: CephCluster, featureNames: string[]) {
+  const storeUser = await svc.storeUserSession();
+  const [source, target] = await Promise.all([clusterVersions(session), storeUser ? clusterVersions(storeUser) : null]);
+  return versionReasons(source, target, featureNames);
 }
 
 /** Whether the store's user can read the disk an instant snapshot would read through to (see instant.ts). */
@@ -87,6 +97,7 @@ async function inspectSource(session: CephCluster, src: RbdSource, canonical: st
     }
     return {
       features: { layering: st.featureNames.includes('layering'), deepFlatten: st.featureNames.includes('deep-flatten') },
+      featureNames: st.featureNames,
       snapProtected,
     };
   } finally {

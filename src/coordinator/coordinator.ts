@@ -95,7 +95,7 @@ export class SnapshotCoordinator {
         target: () => this.storeUser.get(),
       });
       if (broken) return broken;
-      const a = await assess(this.svc, src, 'auto');
+      const a = await assess(this.svc, src, 'auto', true);
       this.svc.emit({ type: 'plan', source: a.canonical, plan: publicPlan(a.plan) });
       return publicPlan(a.plan);
     });

@@ -18,6 +18,11 @@ export function isStopped(conf: string): boolean {
   return stopped.has(conf);
 }
 
+/** Says a cluster is stopped (by a bed that stops clusters of its own, e.g. versions-bed.ts). */
+export function markStopped(conf: string): void {
+  stopped.add(conf);
+}
+
 /**
  * Registers the hooks that start and stop this file's own test bed; returns its description, filled in
  * once beforeAll has run (read it inside tests and hooks, not at collection time).
@@ -35,7 +40,7 @@ export function ownTestbed(opts: { glance?: boolean } = {}): TestbedEnv {
   }, 240_000);
   afterAll(async () => {
     const confs = [join(dirs.a, 'ceph.conf'), join(dirs.b, 'ceph.conf')];
-    for (const c of confs) stopped.add(c);
+    for (const c of confs) markStopped(c);
     await closeAdmins(confs);
     if (opts.glance) await stopGlance(dirs.glance);
     await Promise.all([stopCluster(dirs.a), stopCluster(dirs.b)]);
