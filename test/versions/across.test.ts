@@ -6,9 +6,9 @@
 // is the host's too (a Pacific CLI against a Reef cluster). Incremental copy (issue 13) does not exist yet.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { versionReasons, type ClusterVersions } from '../../src/coordinator/cluster-versions.js';
-import type { CoordinatorEvent } from '../../src/coordinator/index.js';
+import { Flattener, type CoordinatorEvent } from '../../src/coordinator/index.js';
 import { leftoversOf, producedBy } from '../support/leftovers.js';
-import { ceph, rbd, uniqueName, type ClusterInfo } from '../support/testbed.js';
+import { rbd, uniqueName, type ClusterInfo } from '../support/testbed.js';
 import { requireTrixieRoot, versionsTestbed } from '../support/versions-bed.js';
 import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, sourceConfig, usedBytes } from '../coordinator/helpers.js';
 
@@ -19,24 +19,13 @@ const REEF_FEATURES = ['deep-flatten', 'exclusive-lock', 'fast-diff', 'layering'
 let reef: ClusterInfo;
 let pacific: ClusterInfo;
 
-beforeAll(async () => {
+beforeAll(() => {
   reef = env.clusters.a;
   pacific = env.clusters.b;
-  // An instant snapshot reads through to the disk until flattened: the store's user reads `vms`, and has
-  // the mgr cap that lets Reef's rbd_support flatten for it (as in Ceph's OpenStack guide).
-  await ceph(reef, ['auth', 'caps', 'client.glance', 'mon', 'profile rbd', 'osd', 'profile rbd pool=images, profile rbd-read-only pool=vms', 'mgr', 'profile rbd pool=images']);
 });
 
 async function parentOf(cluster: ClusterInfo, id: string): Promise<unknown> {
   return (await imageInfo(cluster, `images/${id}`)).parent ?? null;
-}
-
-async function waitFlattened(cluster: ClusterInfo, id: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while ((await parentOf(cluster, id)) !== null) {
-    if (Date.now() > deadline) throw new Error(`images/${id} not flattened by ceph-mgr within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 describe('on a Reef cluster (its default features)', () => {
@@ -65,24 +54,35 @@ describe('on a Reef cluster (its default features)', () => {
     }
   });
 
-  it('an instant snapshot is usable at once and Reef\'s ceph-mgr flattens it; the disk keeps no snapshot', async () => {
+  // Debian 13's ceph-mgr 18.2.7 (Python 3.13) crashes (SIGSEGV in the rbd binding's progress callback)
+  // as soon as rbd_support runs a flatten task, so this test's store user has no mgr cap and snapstore's
+  // own Flattener flattens; the mgr's command path itself is tested in addon-reef.test.ts.
+  it('an instant snapshot is usable at once and the Flattener flattens it; the disk keeps no snapshot', async () => {
     const disk = uniqueName('reef-instant');
     const source = await makeDisk(reef, disk, 256, 16);
     const md5 = await exportMd5(reef, `vms/${disk}`);
     const nothing = await leftovers.snapshot();
     const events: CoordinatorEvent[] = [];
-    const c = coordinator({ source: sourceConfig(reef), target: rbdTarget(reef) }, events);
+    const c = coordinator({ source: sourceConfig(reef), target: rbdTarget(reef, 'nova') }, events);
     try {
-      expect((await c.check(source)).instant).toMatchObject({ possible: true, flattenBy: { via: 'mgr' } });
+      expect((await c.check(source)).instant).toMatchObject({ possible: true, flattenBy: { via: 'flattener' } });
       const result = await c.snapshot(source, { flatten: 'background' });
-      expect(result).toMatchObject({ method: 'direct', flatten: 'queued', flattenTask: expect.any(String) });
+      expect(result).toMatchObject({ method: 'direct', flatten: 'pending' });
       // Readable before the flatten, through to the disk.
+      expect(await parentOf(reef, result.imageId)).not.toBeNull();
       expect(await exportMd5(reef, `images/${result.imageId}@snap`)).toBe(md5);
-      await waitFlattened(reef, result.imageId, 60_000);
+      const f = new Flattener({ source: sourceConfig(reef), target: { pool: 'images' }, images: [result.imageId] });
+      try {
+        expect(await f.runOnce()).toMatchObject({ flattened: [result.imageId], failed: [] });
+      } finally {
+        await f.close();
+      }
+      expect(await parentOf(reef, result.imageId)).toBeNull();
       expect(await exportMd5(reef, `images/${result.imageId}@snap`)).toBe(md5);
       // The source snapshot went to the trash at once and left with the last child's flatten.
       expect(await rbd(reef, ['snap', 'ls', '--all', `vms/${disk}`])).toBe('');
-      await leftovers.expectUnchanged(nothing, producedBy(events));
+      // Flattened: no flatten request is left on the image either.
+      await leftovers.expectUnchanged(nothing, producedBy(events).map((e) => ('rbd' in e ? { ...e, meta: [] } : e)));
       await removeImage(reef, `images/${result.imageId}`);
     } finally {
       await c.close();
