@@ -273,17 +273,19 @@ PY
 # Starts mgr.x and waits until rbd_support answers (it loads after the mgr went active and scanned the
 # pools; `rbd task list` answers ENOTSUP/EAGAIN until then).
 start_mgr() {
-  local dir=$1 conf=$1/ceph.conf i
+  local dir=$1 conf=$1/ceph.conf
   [[ -s $dir/mgr/x/keyring ]] || { echo "$dir was not started with --mgr" >&2; return 1; }
   use_release "$dir"
   if [[ -n ${CEPH_IN[*]} ]]; then reef_mgr_modules "$dir"; fi
   "${CEPH_IN[@]}" ceph-mgr -c "$conf" -i x 2>>"$dir/log/setup.log"
-  for ((i = 0; i < 600; i++)); do
+  # By the clock, not by tries: tries that each wait out their 10 s made 600 of them last up to 100 min.
+  local deadline=$((SECONDS + 120))
+  while ((SECONDS < deadline)); do
     # A mgr command waits for a mgr: each try is bounded, the loop decides.
     if timeout 10 "${CEPH_IN[@]}" ceph -c "$conf" --connect-timeout 5 rbd task list >/dev/null 2>&1; then return 0; fi
     sleep 0.1
   done
-  echo "ceph-mgr's rbd_support did not answer within 60 s; logs in $dir/log" >&2
+  echo "ceph-mgr's rbd_support did not answer within 120 s; logs in $dir/log" >&2
   return 1
 }
 

@@ -154,7 +154,7 @@ export async function startCluster(dir, { bluestore = false, cloneV2 = false, st
   if (stockFeatures) args.push('--stock-features');
   if (reef) args.push('--reef');
   if (mgr) args.push('--mgr');
-  // A mgr waits for its modules (up to a minute on a loaded host).
+  // With a mgr the script waits up to 120 s for its rbd_support module.
   const { stdout } = await run('bash', args, { timeout: mgr ? 240_000 : 120_000 });
   registerPids(dir, ['run/osd.0.pid', 'run/mon.a.pid', 'run/mgr.x.pid']);
   const env = parseEnv(stdout, 'ceph-cluster.sh start');

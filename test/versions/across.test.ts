@@ -4,6 +4,12 @@
 // Pacific (content exact, sparse, nothing left behind); `check` naming both versions and what differs.
 // snapstore's client side is the host's Pacific librbd throughout, and the rbd/ceph CLI that checks results
 // is the host's too (a Pacific CLI against a Reef cluster). Incremental copy (issue 13) does not exist yet.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { versionReasons, type ClusterVersions } from '../../src/coordinator/cluster-versions.js';
 import { Flattener, type CoordinatorEvent } from '../../src/coordinator/index.js';
@@ -15,6 +21,8 @@ import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, so
 const env = versionsTestbed();
 const leftovers = leftoversOf(env);
 const MiB = 1024 * 1024;
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const REEF_FEATURES = ['deep-flatten', 'exclusive-lock', 'fast-diff', 'layering', 'object-map'];
 let reef: ClusterInfo;
 let pacific: ClusterInfo;
@@ -59,7 +67,7 @@ describe('on a Reef cluster (its default features)', () => {
   // own Flattener flattens; the mgr's command path itself is tested in addon-reef.test.ts.
   it('an instant snapshot is usable at once and the Flattener flattens it; the disk keeps no snapshot', async () => {
     const disk = uniqueName('reef-instant');
-    const source = await makeDisk(reef, disk, 256, 16);
+    const source = await makeDisk(reef, disk, 64, 8);
     const md5 = await exportMd5(reef, `vms/${disk}`);
     const nothing = await leftovers.snapshot();
     const events: CoordinatorEvent[] = [];
@@ -165,6 +173,27 @@ describe('check across versions', () => {
       expect(versions).toEqual([{ code: 'CEPH_VERSIONS', ok: true, message: `source and target: cluster ${reef.fsid} runs Ceph 18.2.7 reef, clone format 2 (require-min-compat-client mimic)` }]);
     } finally {
       await c.close();
+    }
+  });
+});
+
+describe('snapstore check (the CLI) across versions', () => {
+  it('prints both versions and what differs, from nova.conf and glance-api.conf', async () => {
+    const disk = uniqueName('cli-x');
+    const source = await makeDisk(reef, disk, 16, 0);
+    const dir = mkdtempSync(join(tmpdir(), 'versions-cli-'));
+    try {
+      const nova = join(dir, 'nova.conf');
+      const glance = join(dir, 'glance-api.conf');
+      writeFileSync(nova, `[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${reef.conf}\nrbd_user = nova\n`);
+      writeFileSync(glance, `[glance_store]\ndefault_store = rbd\nrbd_store_pool = images\nrbd_store_user = glance\nrbd_store_ceph_conf = ${pacific.conf}\n`);
+      const { stdout } = await run(process.execPath, [cli, 'check', source, '--config', nova, '--config', glance]);
+      expect(stdout).toContain(`ok   CEPH_VERSIONS: the source cluster ${reef.fsid} runs Ceph 18.2.7 reef`);
+      expect(stdout).toContain(`the target cluster ${pacific.fsid} runs Ceph 16.2.15 pacific`);
+      expect(stdout).toMatch(/ok {3}CLONE_FORMATS: .*\n {8}fix: ceph osd set-require-min-compat-client mimic/);
+      expect(stdout).toContain('ok   TARGET_FEATURES: the source image has features the copy in the target will not have: exclusive-lock, object-map, fast-diff');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
