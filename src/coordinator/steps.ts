@@ -30,6 +30,8 @@ interface Entry {
   fn: UndoAction;
   always: boolean;
   live: boolean;
+  /** Records what is left (the run record, the journal entry) rather than removing anything. */
+  bookkeeping: boolean;
 }
 
 export interface UndoFailure {
@@ -52,6 +54,9 @@ export class StepRunner {
   private readonly stack: Entry[] = [];
   /** A fault raised inside a progress callback, kept until the operation returns. */
   private progressFault: unknown = undefined;
+  private committed = false;
+  /** Set by leaveForGc: why nothing may be removed by this run's rollback. */
+  private leftForGc: unknown = undefined;
 
   constructor(private readonly ctx: StepContext) {}
 
@@ -59,8 +64,16 @@ export class StepRunner {
     return this.ctx.runId;
   }
 
+  /**
+   * The run reached its point of no return (Glance holds its location): a cancel from here on is too late,
+   * and the steps left (removing its records) run to the end.
+   */
+  commit(): void {
+    this.committed = true;
+  }
+
   throwIfAborted(): void {
-    if (this.ctx.signal?.aborted) throw new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal.reason);
+    if (this.ctx.signal?.aborted && !this.committed) throw new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal.reason);
   }
 
   async step<T>(step: StepName, action: () => Promise<T>): Promise<T> {
@@ -80,7 +93,7 @@ export class StepRunner {
       this.progressFault = undefined;
       emit({ type: 'step', runId, path, step, state: 'failed', ms: performance.now() - started, error: errorText(cause) });
       if (cause instanceof SnapshotCancelledError) throw cause;
-      if (this.ctx.signal?.aborted) throw new SnapshotCancelledError({ runId, step }, cause);
+      if (this.ctx.signal?.aborted && !this.committed) throw new SnapshotCancelledError({ runId, step }, cause);
       throw new StepFailure(step, cause);
     }
     emit({ type: 'step', runId, path, step, state: 'done', ms: performance.now() - started });
@@ -116,18 +129,30 @@ export class StepRunner {
     return new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal?.reason);
   }
 
-  /** Pushes an action run only if the snapshot fails. */
-  undo(what: string, fn: UndoAction): UndoHandle {
-    return this.push(what, fn, false);
+  /**
+   * Pushes an action run only if the snapshot fails. `bookkeeping`: it only records what is left (called
+   * with `failed: true` it keeps the record for gc), so it still runs when the run is left for gc.
+   */
+  undo(what: string, fn: UndoAction, opts: { bookkeeping?: boolean } = {}): UndoHandle {
+    return this.push(what, fn, false, opts.bookkeeping ?? false);
   }
 
   /** Pushes an action run when the snapshot ends either way (closing handles). */
   always(what: string, fn: () => Promise<void>): UndoHandle {
-    return this.push(what, fn, true);
+    return this.push(what, fn, true, false);
   }
 
-  private push(what: string, fn: UndoAction, always: boolean): UndoHandle {
-    const entry: Entry = { what, fn, always, live: true };
+  /**
+   * The rollback must remove nothing: what the run made may be in use (Glance may have registered it,
+   * and nobody can tell). Handles are still closed and the run's records kept, marked for gc, which
+   * decides later from what it can then see; every removal is reported as left, with `why`.
+   */
+  leaveForGc(why: unknown): void {
+    this.leftForGc ??= why;
+  }
+
+  private push(what: string, fn: UndoAction, always: boolean, bookkeeping: boolean): UndoHandle {
+    const entry: Entry = { what, fn, always, live: true, bookkeeping };
     this.stack.push(entry);
     return {
       release: () => {
@@ -156,12 +181,18 @@ export class StepRunner {
   async rollback(): Promise<UndoFailure[]> {
     const failures: UndoFailure[] = [];
     const entries = this.stack.splice(0).reverse();
+    const leaving = this.leftForGc !== undefined;
     for (const e of entries) {
       if (!e.live) continue;
+      if (leaving && !e.always && !e.bookkeeping) {
+        failures.push({ what: e.what, error: this.leftForGc });
+        this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'failed', error: `left for gc: ${errorText(this.leftForGc)}` });
+        continue;
+      }
       let lastError: unknown;
       for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
         try {
-          await e.fn({ failed: failures.length > 0 });
+          await e.fn({ failed: failures.length > 0 || leaving });
           lastError = undefined;
           break;
         } catch (err) {

@@ -47,7 +47,7 @@ export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<
   const copied = await copyData(ctx, from, sink, marker);
   if (s) await dropSourceSnapshot(ctx, s, false);
   if (sink === 'store') await ctx.r.step('unmark-target', () => ctx.store.clearPending(imageId));
-  const { glance, location } = await register(ctx, a, sink, copied);
+  const { glance, location } = await register(ctx, a, sink, copied, marker);
   if (s) await unrecordRun(ctx, s);
   return { imageId: glance?.id ?? imageId, location, sizeBytes: copied.sizeBytes, glance, checksums: copied.checksums };
 }
@@ -120,12 +120,12 @@ async function addToStore(ctx: RunContext, source: Data, options: AddOptions): P
 }
 
 /** Registers the copy with Glance: its location, or (uploaded through Glance) what Glance made of it. */
-async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied): Promise<{ glance: SnapshotResult['glance']; location: string }> {
+async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied, marker: string): Promise<{ glance: SnapshotResult['glance']; location: string }> {
   const client = ctx.svc.glance;
   const target = ctx.glanceImage;
   if (!client || !target) return { glance: null, location: copied.location };
   if (sink === 'store') {
-    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid: a.targetFsid }), location: copied.location };
+    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid: a.targetFsid, marker }), location: copied.location };
   }
   const image = await client.getImage(target.id);
   const direct = typeof image.direct_url === 'string' ? image.direct_url : image.locations?.[0]?.url;

@@ -34,7 +34,8 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
   const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
   const request = await unmarkClone(ctx, a, s, clone, background);
   const sizeBytes = await clone.image.size();
-  const glance = await registerLocation(ctx, location, { expectedFsid: fsid });
+  const marker = encodeMark(pendingMarker(ctx.r.runId, 'direct', a.canonical, s.snapName));
+  const glance = await registerLocation(ctx, location, { expectedFsid: fsid, marker });
   await unrecordRun(ctx, s);
   // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
   const queued = request ? await queueFlatten(ctx, a, clone.image, request) : undefined;
