@@ -5,6 +5,7 @@
 import { SnapshotCancelledError } from './errors.js';
 import { errorText, type Logger } from './events.js';
 import type { FaultInjector, StepName } from './faults.js';
+import { bounded } from './stall.js';
 
 /** A step failed; `cause` is what the operation behind it threw. */
 export class StepFailure extends Error {
@@ -46,6 +47,9 @@ export interface StepContext {
   faults?: FaultInjector | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: { phase: string; done: number; total: number }) => void) | undefined;
+  /** Each undo action (its retries included) fails after this long: a cluster gone for good must not
+   *  hold the rollback for ever (see stall.ts). None when absent. */
+  undoBoundMs?: number | undefined;
 }
 
 const UNDO_ATTEMPTS = 4;
@@ -174,6 +178,21 @@ export class StepRunner {
     }
   }
 
+  /** Runs one undo action up to UNDO_ATTEMPTS times; resolves to the last error, or undefined once it ran. */
+  private async attempts(e: Entry, failed: boolean): Promise<unknown> {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
+      try {
+        await e.fn({ failed });
+        return undefined;
+      } catch (err) {
+        lastError = err;
+        if (attempt < UNDO_ATTEMPTS) await new Promise((r) => setTimeout(r, 150 * attempt));
+      }
+    }
+    return lastError;
+  }
+
   /**
    * Unwinds everything, newest first. Each action is retried a few times (a removal can meet a watcher
    * that is going away); the ones that still fail are returned, and unwinding goes on past them.
@@ -189,17 +208,12 @@ export class StepRunner {
         this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'failed', error: `left for gc: ${errorText(this.leftForGc)}` });
         continue;
       }
-      let lastError: unknown;
-      for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
-        try {
-          await e.fn({ failed: failures.length > 0 || leaving });
-          lastError = undefined;
-          break;
-        } catch (err) {
-          lastError = err;
-          if (attempt < UNDO_ATTEMPTS) await new Promise((r) => setTimeout(r, 150 * attempt));
-        }
-      }
+      const bound = this.ctx.undoBoundMs;
+      const attempts = this.attempts(e, failures.length > 0 || leaving);
+      const lastError = await (bound ? bounded(attempts, bound, `undo: ${e.what}`) : attempts).then(
+        (err) => err,
+        (err: unknown) => err,
+      );
       if (lastError === undefined) {
         if (!e.always) this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'done' });
       } else {

@@ -18,6 +18,11 @@ export function isStopped(conf: string): boolean {
   return stopped.has(conf);
 }
 
+/** A test stopped this cluster for good: observers and the disks' cleanup leave it alone. */
+export function markStopped(conf: string): void {
+  stopped.add(conf);
+}
+
 /**
  * Registers the hooks that start and stop this file's own test bed; returns its description, filled in
  * once beforeAll has run (read it inside tests and hooks, not at collection time).

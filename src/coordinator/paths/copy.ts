@@ -10,6 +10,7 @@ import { NotConfiguredError } from '../errors.js';
 import { allocatedBytes, readPlan, sparseExtentStream, withZeros } from '../extents.js';
 import { encodeMark, pendingMarker } from '../names.js';
 import type { SnapshotResult } from '../types.js';
+import { StallWatch, stallBoundMs } from '../stall.js';
 import { fileStream } from './file-source.js';
 import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
@@ -63,34 +64,39 @@ async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string)
   const onAbort = () => stopCopy.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const checksums = sink === 'store' && (await wantChecksums(svc.glance, opts.checksums ?? 'auto', ctx.glanceImage !== null));
+  const target = sink === 'store' ? await svc.storeUserSession().catch(() => null) : null;
+  const watch = new StallWatch(stallBoundMs(from.disk ? from.a.session : null, target), 'copy', () => stopCopy.abort());
   const progress = (done: number, total: number) => {
+    watch.touch();
     const go = r.progress('copy', 'copy', done, total);
     if (!go) stopCopy.abort();
     return go;
   };
   let copied: Copied;
   try {
-    copied = await r.step('copy', async () => {
-      let source: Data;
-      if (from.disk) {
-        reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
-        source = await rbdData(ctx, from.a, reader, sink, progress);
-      } else {
-        const path = from.a.src.path;
-        const sizeBytes = (await stat(path)).size;
-        source = { sizeBytes, data: fileStream(path, sizeBytes, progress, () => r.stopReason()) };
-      }
-      if (sink === 'glance' && svc.glance) {
-        await svc.glance.upload(imageId, withZeros(source.data), { size: source.sizeBytes, signal: stopCopy.signal });
-        return { location: `glance:${imageId}`, sizeBytes: source.sizeBytes, checksums: null };
-      }
-      return await addToStore(ctx, source, { signal: stopCopy.signal, checksums, pending: marker });
-    });
+    copied = await r.step('copy', () => watch.race(copyOnce()));
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
   await (reader as Image | null)?.close();
   return copied;
+
+  async function copyOnce(): Promise<Copied> {
+    let source: Data;
+    if (from.disk) {
+      reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
+      source = await rbdData(ctx, from.a, reader, sink, progress);
+    } else {
+      const path = from.a.src.path;
+      const sizeBytes = (await stat(path)).size;
+      source = { sizeBytes, data: fileStream(path, sizeBytes, progress, () => r.stopReason()) };
+    }
+    if (sink === 'glance' && svc.glance) {
+      await svc.glance.upload(imageId, withZeros(source.data), { size: source.sizeBytes, signal: stopCopy.signal });
+      return { location: `glance:${imageId}`, sizeBytes: source.sizeBytes, checksums: null };
+    }
+    return await addToStore(ctx, source, { signal: stopCopy.signal, checksums, pending: marker });
+  }
 }
 
 /**
