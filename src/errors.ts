@@ -67,6 +67,10 @@ export const ERROR_CATALOG = {
   GLANCE_REQUEST_FAILED: { exit: 1, meaning: 'the request to Glance failed before an answer' },
   GLANCE_INVALID_RESPONSE: { exit: 1, meaning: 'Glance answered something the client cannot read' },
   GLANCE_TOKEN_UNAVAILABLE: { exit: 1, meaning: 'no token could be obtained for Glance' },
+  GLANCE_OUTCOME_UNKNOWN: {
+    exit: 1,
+    meaning: 'a location call got no clear answer and reading the image back did not tell whether Glance applied it; the data is kept for gc',
+  },
   GLANCE_LOCATION_FSID_MISMATCH: { exit: 1, meaning: 'Glance would record a location in another cluster than the one the data is in' },
 } as const satisfies Record<string, { exit: 1 | 2; meaning: string }>;
 

@@ -12,6 +12,8 @@ export type CoordinatorEvent =
   | { type: 'fallback'; runId: string; code: string; reason: string }
   | { type: 'undo'; runId: string; what: string; state: 'done' | 'failed'; error?: string }
   | { type: 'result'; runId: string; result: SnapshotResult }
+  /** A location call got no clear answer; the image read back said this (see glance/outcome.ts). */
+  | { type: 'glance-outcome'; runId: string; imageId: string; state: 'present' | 'absent' | 'unknown' }
   | { type: 'flatten-queued'; runId: string; imageId: string; via: 'mgr'; taskId: string }
   | { type: 'flatten-queued'; runId: string; imageId: string; via: 'flattener'; code: string; reason: string; fix?: string }
   | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string }

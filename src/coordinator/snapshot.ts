@@ -22,6 +22,7 @@ import { direct } from './paths/direct.js';
 import { checkTargetFree } from './paths/target.js';
 import { blockersText, type DetailedPlan } from './plan.js';
 import { parseSource } from './source.js';
+import { stallBoundMs } from './stall.js';
 import { StepFailure, StepRunner } from './steps.js';
 import type { Plan, SnapshotOptions, SnapshotResult } from './types.js';
 import type { Store } from '../store.js';
@@ -146,7 +147,8 @@ async function runAttempt(
   const leaseLost = new AbortController();
   const signal = opts.signal ? AbortSignal.any([opts.signal, leaseLost.signal]) : leaseLost.signal;
   const runOpts = { ...opts, signal };
-  const r = new StepRunner({ runId, path: method, emit: svc.emit, faults: svc.faults, signal, onProgress: opts.onProgress });
+  const undoBoundMs = stallBoundMs(a.disk ? a.session : null, await svc.storeUserSession().catch(() => null));
+  const r = new StepRunner({ runId, path: method, emit: svc.emit, faults: svc.faults, signal, onProgress: opts.onProgress, undoBoundMs });
   const glanceImage: GlanceTarget | null = svc.glance ? { id: imageId, created: opts.imageId === undefined } : null;
   const ctx = { svc, store, r, imageId, opts: runOpts, glanceImage, leaseLost };
   try {

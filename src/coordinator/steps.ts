@@ -5,6 +5,7 @@
 import { SnapshotCancelledError } from './errors.js';
 import { errorText, type Logger } from './events.js';
 import type { FaultInjector, StepName } from './faults.js';
+import { bounded } from './stall.js';
 
 /** A step failed; `cause` is what the operation behind it threw. */
 export class StepFailure extends Error {
@@ -30,6 +31,8 @@ interface Entry {
   fn: UndoAction;
   always: boolean;
   live: boolean;
+  /** Records what is left (the run record, the journal entry) rather than removing anything. */
+  bookkeeping: boolean;
 }
 
 export interface UndoFailure {
@@ -44,6 +47,9 @@ export interface StepContext {
   faults?: FaultInjector | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: { phase: string; done: number; total: number }) => void) | undefined;
+  /** Each undo action (its retries included) fails after this long: a cluster gone for good must not
+   *  hold the rollback for ever (see stall.ts). None when absent. */
+  undoBoundMs?: number | undefined;
 }
 
 const UNDO_ATTEMPTS = 4;
@@ -52,6 +58,9 @@ export class StepRunner {
   private readonly stack: Entry[] = [];
   /** A fault raised inside a progress callback, kept until the operation returns. */
   private progressFault: unknown = undefined;
+  private committed = false;
+  /** Set by leaveForGc: why nothing may be removed by this run's rollback. */
+  private leftForGc: unknown = undefined;
 
   constructor(private readonly ctx: StepContext) {}
 
@@ -59,8 +68,16 @@ export class StepRunner {
     return this.ctx.runId;
   }
 
+  /**
+   * The run reached its point of no return (Glance holds its location): a cancel from here on is too late,
+   * and the steps left (removing its records) run to the end.
+   */
+  commit(): void {
+    this.committed = true;
+  }
+
   throwIfAborted(): void {
-    if (this.ctx.signal?.aborted) throw new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal.reason);
+    if (this.ctx.signal?.aborted && !this.committed) throw new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal.reason);
   }
 
   async step<T>(step: StepName, action: () => Promise<T>): Promise<T> {
@@ -80,7 +97,7 @@ export class StepRunner {
       this.progressFault = undefined;
       emit({ type: 'step', runId, path, step, state: 'failed', ms: performance.now() - started, error: errorText(cause) });
       if (cause instanceof SnapshotCancelledError) throw cause;
-      if (this.ctx.signal?.aborted) throw new SnapshotCancelledError({ runId, step }, cause);
+      if (this.ctx.signal?.aborted && !this.committed) throw new SnapshotCancelledError({ runId, step }, cause);
       throw new StepFailure(step, cause);
     }
     emit({ type: 'step', runId, path, step, state: 'done', ms: performance.now() - started });
@@ -116,18 +133,30 @@ export class StepRunner {
     return new SnapshotCancelledError({ runId: this.ctx.runId }, this.ctx.signal?.reason);
   }
 
-  /** Pushes an action run only if the snapshot fails. */
-  undo(what: string, fn: UndoAction): UndoHandle {
-    return this.push(what, fn, false);
+  /**
+   * Pushes an action run only if the snapshot fails. `bookkeeping`: it only records what is left (called
+   * with `failed: true` it keeps the record for gc), so it still runs when the run is left for gc.
+   */
+  undo(what: string, fn: UndoAction, opts: { bookkeeping?: boolean } = {}): UndoHandle {
+    return this.push(what, fn, false, opts.bookkeeping ?? false);
   }
 
   /** Pushes an action run when the snapshot ends either way (closing handles). */
   always(what: string, fn: () => Promise<void>): UndoHandle {
-    return this.push(what, fn, true);
+    return this.push(what, fn, true, false);
   }
 
-  private push(what: string, fn: UndoAction, always: boolean): UndoHandle {
-    const entry: Entry = { what, fn, always, live: true };
+  /**
+   * The rollback must remove nothing: what the run made may be in use (Glance may have registered it,
+   * and nobody can tell). Handles are still closed and the run's records kept, marked for gc, which
+   * decides later from what it can then see; every removal is reported as left, with `why`.
+   */
+  leaveForGc(why: unknown): void {
+    this.leftForGc ??= why;
+  }
+
+  private push(what: string, fn: UndoAction, always: boolean, bookkeeping: boolean): UndoHandle {
+    const entry: Entry = { what, fn, always, live: true, bookkeeping };
     this.stack.push(entry);
     return {
       release: () => {
@@ -149,6 +178,21 @@ export class StepRunner {
     }
   }
 
+  /** Runs one undo action up to UNDO_ATTEMPTS times; resolves to the last error, or undefined once it ran. */
+  private async attempts(e: Entry, failed: boolean): Promise<unknown> {
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
+      try {
+        await e.fn({ failed });
+        return undefined;
+      } catch (err) {
+        lastError = err;
+        if (attempt < UNDO_ATTEMPTS) await new Promise((r) => setTimeout(r, 150 * attempt));
+      }
+    }
+    return lastError;
+  }
+
   /**
    * Unwinds everything, newest first. Each action is retried a few times (a removal can meet a watcher
    * that is going away); the ones that still fail are returned, and unwinding goes on past them.
@@ -156,19 +200,20 @@ export class StepRunner {
   async rollback(): Promise<UndoFailure[]> {
     const failures: UndoFailure[] = [];
     const entries = this.stack.splice(0).reverse();
+    const leaving = this.leftForGc !== undefined;
     for (const e of entries) {
       if (!e.live) continue;
-      let lastError: unknown;
-      for (let attempt = 1; attempt <= UNDO_ATTEMPTS; attempt++) {
-        try {
-          await e.fn({ failed: failures.length > 0 });
-          lastError = undefined;
-          break;
-        } catch (err) {
-          lastError = err;
-          if (attempt < UNDO_ATTEMPTS) await new Promise((r) => setTimeout(r, 150 * attempt));
-        }
+      if (leaving && !e.always && !e.bookkeeping) {
+        failures.push({ what: e.what, error: this.leftForGc });
+        this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'failed', error: `left for gc: ${errorText(this.leftForGc)}` });
+        continue;
       }
+      const bound = this.ctx.undoBoundMs;
+      const attempts = this.attempts(e, failures.length > 0 || leaving);
+      const lastError = await (bound ? bounded(attempts, bound, `undo: ${e.what}`) : attempts).then(
+        (err) => err,
+        (err: unknown) => err,
+      );
       if (lastError === undefined) {
         if (!e.always) this.ctx.emit({ type: 'undo', runId: this.ctx.runId, what: e.what, state: 'done' });
       } else {

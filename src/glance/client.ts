@@ -6,6 +6,7 @@ import { GlanceError, GlanceInvalidResponse } from './errors.js';
 import { downloadImage, uploadImage } from './data.js';
 import { addLocationByPatch, addLocationByPost, type ImageCalls } from './location-calls.js';
 import { assertRbdLocationFsid } from './locations.js';
+import { readBackLocation, type LocationState, type ReadBackOptions } from './outcome.js';
 import { imagePath } from './paths.js';
 import { GlanceTransport } from './transport.js';
 import type {
@@ -221,6 +222,15 @@ export class GlanceClient {
     };
     if (await this.supportsLocationsApi()) return addLocationByPost(calls, imageId, url, options);
     return addLocationByPatch(calls, imageId, url, options);
+  }
+
+  /**
+   * After a location call without a clear answer (see `mayHaveApplied`): reads the image back, a few times
+   * at most, and says whether Glance holds `url` (the image active with it), does not, or cannot tell.
+   * Not cancellable by design: it decides what a cancelled run may delete.
+   */
+  readLocation(imageId: string, url: string, options: ReadBackOptions = {}): Promise<LocationState> {
+    return readBackLocation((id) => this.getImage(id), imageId, url, options);
   }
 
   // ---- raw ------------------------------------------------------------------------------------------------

@@ -138,6 +138,17 @@ export class GlanceTimeout extends GlanceError {
   }
 }
 
+/**
+ * A location call may have been applied, and reading the image back did not tell (see outcome.ts). Also
+ * thrown by the location calls when a request after the location was accepted fails (the follow-up GET of
+ * the 2.17 API, the attribute patch): then the location was applied and the caller reads it back.
+ */
+export class GlanceOutcomeUnknown extends GlanceError {
+  constructor(details: GlanceErrorDetails, what: string, options: { cause?: unknown; context?: ErrorContext } = {}) {
+    super('GLANCE_OUTCOME_UNKNOWN', `${describe(details, 'outcome unknown')}: ${what}`, details, options);
+  }
+}
+
 /** Glance could not be reached, or the connection broke (refused, reset, closed mid-request). */
 export class GlanceUnavailable extends GlanceError {
   constructor(details: GlanceErrorDetails, options: { cause?: unknown; context?: ErrorContext } = {}) {

@@ -10,6 +10,7 @@ export {
   GlanceInvalidResponse,
   GlanceNoData,
   GlanceNotFound,
+  GlanceOutcomeUnknown,
   GlanceRangeNotSupported,
   GlanceRequestFailed,
   GlanceServerError,
@@ -25,4 +26,5 @@ export {
   type GlanceErrorDetails,
 } from './errors.js';
 export * from './locations.js';
+export { judgeLocation, mayHaveApplied, type LocationState, type ReadBackOptions } from './outcome.js';
 export type * from './types.js';

@@ -5,6 +5,7 @@ import {
   GlanceBadRequest,
   GlanceConflict,
   GlanceForbidden,
+  GlanceOutcomeUnknown,
   type GlanceError,
 } from './errors.js';
 import { imagePath } from './paths.js';
@@ -78,7 +79,10 @@ export async function addLocationByPatch(
     );
     return { image: updated, api: 'patch', validationData: { status: 'set' } };
   } catch (err) {
-    if (!(err instanceof GlanceForbidden || err instanceof GlanceBadRequest || err instanceof GlanceConflict)) throw err;
+    if (!(err instanceof GlanceForbidden || err instanceof GlanceBadRequest || err instanceof GlanceConflict)) {
+      // The location is in already: whoever reads this must not take it for a location never added.
+      throw new GlanceOutcomeUnknown({ method: 'PATCH', path: imagePath(imageId) }, 'the location was added, patching its checksums failed', { cause: err });
+    }
     return { image, api: 'patch', validationData: refused(err) };
   }
 }
@@ -103,7 +107,13 @@ export async function addLocationByPost(
     service: true,
   });
   await sent.res.body.dump();
-  const image = await images.get(imageId, options.signal);
+  let image: GlanceImage;
+  try {
+    image = await images.get(imageId, options.signal);
+  } catch (err) {
+    // Glance accepted the location (2xx): a failed read after it must not read as a refusal.
+    throw new GlanceOutcomeUnknown(sent.details, 'the location was accepted, reading the image after it failed', { cause: err });
+  }
   const requested = hashes || options.checksum !== undefined;
   return { image, api: 'post', validationData: { status: requested ? 'deferred' : 'not-requested' } };
 }

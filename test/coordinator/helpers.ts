@@ -3,6 +3,8 @@
 // Glance helpers. What is left behind is checked by test/support/leftovers.ts.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, expect } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
 import { SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
@@ -117,4 +119,20 @@ export async function removeImage(cluster: ClusterInfo, spec: string): Promise<v
   } finally {
     await io.close();
   }
+}
+
+/**
+ * Stops one daemon of a test cluster (`osd.0`, `mon.a`: SIGTERM by its pid file, as a restart does) and
+ * starts it again after `ms` as ceph-cluster.sh started it (same data, address, pid file); resolves once
+ * it was started.
+ */
+export async function restartDaemon(cluster: { dir: string; conf: string }, name: 'osd.0' | 'mon.a', ms: number): Promise<void> {
+  const pid = Number(readFileSync(join(cluster.dir, 'run', `${name}.pid`), 'utf8'));
+  process.kill(pid, 'SIGTERM');
+  await new Promise((r) => setTimeout(r, ms));
+  const [kind, id] = name.split('.') as [string, string];
+  await new Promise<void>((resolve, reject) => {
+    const daemon = spawn(`ceph-${kind}`, ['-c', cluster.conf, '-i', id], { stdio: 'ignore' });
+    daemon.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ceph-${kind} exited ${code}`))));
+  });
 }

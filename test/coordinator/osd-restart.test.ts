@@ -2,8 +2,7 @@
 // connect timeout of 5 s, as nova's rbd_connect_timeout often is), librados resends its ops once the OSD is
 // back, and the snapshot finishes with the disk's content. Needs a bluestore OSD (memstore loses its data on
 // restart): a cluster of this file's own.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,7 @@ import { startCluster, stopCluster } from '../../scripts/testbed.mjs';
 import { withFaults } from '../../src/coordinator/faults.js';
 import { closeAdmins } from '../support/leftovers.js';
 import { uniqueName } from '../support/testbed.js';
-import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, sourceConfig } from './helpers.js';
+import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, restartDaemon, sourceConfig } from './helpers.js';
 
 const OUTAGE_MS = 25_000;
 const root = mkdtempSync(join(tmpdir(), 'osd-restart-'));
@@ -28,17 +27,6 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 }, 120_000);
 
-/** Stops osd.0 (SIGTERM, as a restart does) and starts it again after `ms`; resolves once it was started. */
-async function restartOsd(ms: number): Promise<void> {
-  const pid = Number(readFileSync(join(cluster.dir, 'run', 'osd.0.pid'), 'utf8'));
-  process.kill(pid, 'SIGTERM');
-  await new Promise((r) => setTimeout(r, ms));
-  await new Promise<void>((resolve, reject) => {
-    const osd = spawn('ceph-osd', ['-c', cluster.conf, '-i', '0'], { stdio: 'ignore' });
-    osd.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ceph-osd exited ${code}`))));
-  });
-}
-
 describe('an OSD restart mid-run', () => {
   it('a direct snapshot with a 5 s connect timeout rides out a 25 s OSD outage mid-flatten and finishes with the content', async () => {
     const disk = uniqueName('osd-restart');
@@ -49,7 +37,7 @@ describe('an OSD restart mid-run', () => {
       { source: { ...sourceConfig(cluster), connectTimeoutMs: 5000 }, target: { ...rbdTarget(cluster, 'nova'), connectTimeoutMs: 5000 } },
       (p) => {
         // The flatten's ops go out while the OSD is down.
-        if (p.step === 'flatten' && p.when === 'before' && !outage.restarted) outage.restarted = restartOsd(OUTAGE_MS);
+        if (p.step === 'flatten' && p.when === 'before' && !outage.restarted) outage.restarted = restartDaemon(cluster, 'osd.0', OUTAGE_MS);
       },
     );
     const c = coordinator(opts);

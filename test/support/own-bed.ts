@@ -18,7 +18,8 @@ export function isStopped(conf: string): boolean {
   return stopped.has(conf);
 }
 
-/** Says a cluster is stopped (by a bed that stops clusters of its own, e.g. versions-bed.ts). */
+/** A cluster stopped for good (a test stopped it, or a bed that stops clusters of its own, e.g.
+ *  versions-bed.ts, did): observers and the disks' cleanup leave it alone. */
 export function markStopped(conf: string): void {
   stopped.add(conf);
 }

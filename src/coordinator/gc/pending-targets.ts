@@ -2,6 +2,7 @@
 // snapstore's run markers (see names.ts); removed, with what the store keeps for them, by Store.discard.
 import { decodePendingMarker } from '../names.js';
 import { markedSource, removeSourceSnapshot } from './removals.js';
+import { discardUnlessHeld } from './run-targets.js';
 import { toLeftover, type Removal, type Scan } from './scan.js';
 
 export async function scanPendingTargets(scan: Scan): Promise<void> {
@@ -12,7 +13,7 @@ export async function scanPendingTargets(scan: Scan): Promise<void> {
     const started = Date.parse(m.startedAt);
     const leftover = toLeftover(m.method === 'direct' ? 'clone' : 'target', entry.location, m.runId, m.owner, started);
     if (!scan.qualifies(leftover, m.owner)) continue;
-    const group: Removal[] = [{ leftover, remove: async () => void (await store.discard(entry.imageId)) }];
+    const group: Removal[] = [{ leftover, remove: () => discardUnlessHeld(scan, entry.imageId, entry.location) }];
     const src = markedSource(m.source, scan.source);
     const snap = m.sourceSnap;
     if (src && snap) {

@@ -2,7 +2,9 @@
 // and only when it proves it is that run's (its pending mark names the run, or it is a clone hanging from
 // the run's snapshot that the run had not marked yet): a record is data anyone allowed to write the source
 // pool could forge.
+import { SnapstoreError } from '../../errors.js';
 import { FLATTEN_KEY } from '../instant.js';
+import { glanceHold } from './glance-images.js';
 import { decodePendingMarker, type RunRecord } from '../names.js';
 import { withImage } from '../rbd-util.js';
 import { clonePool } from './removals.js';
@@ -17,8 +19,26 @@ export async function targetRemoval(scan: Scan, record: RunRecord): Promise<(() 
       scan.ctx.emit({ type: 'gc-skipped', location: record.target, why: `not removed: nothing shows it belongs to run ${record.runId}` });
       return;
     }
-    await scan.store.discard(imageId);
+    await discardUnlessHeld(scan, imageId, record.target);
   };
+}
+
+/**
+ * Removes a run's target unless Glance may point at it: registered (the run completed: its mark comes off)
+ * or not known (kept for a later gc; the group stops, its record stays).
+ */
+export async function discardUnlessHeld(scan: Scan, imageId: string, location: string): Promise<void> {
+  const hold = await glanceHold(scan.ctx.glance, imageId, location);
+  if (!hold.holds) {
+    await scan.store.discard(imageId);
+    return;
+  }
+  if (hold.registered) {
+    await scan.store.clearPending(imageId);
+    scan.ctx.emit({ type: 'gc-skipped', location, why: `kept: ${hold.why}` });
+    return;
+  }
+  throw new SnapstoreError('IN_USE', `${location} kept: ${hold.why}`);
 }
 
 /**

@@ -10,6 +10,7 @@ import { NotConfiguredError } from '../errors.js';
 import { allocatedBytes, readPlan, sparseExtentStream, withZeros } from '../extents.js';
 import { encodeMark, pendingMarker } from '../names.js';
 import type { SnapshotResult } from '../types.js';
+import { StallWatch, stallBoundMs } from '../stall.js';
 import { fileStream } from './file-source.js';
 import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
@@ -47,7 +48,7 @@ export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<
   const copied = await copyData(ctx, from, sink, marker);
   if (s) await dropSourceSnapshot(ctx, s, false);
   if (sink === 'store') await ctx.r.step('unmark-target', () => ctx.store.clearPending(imageId));
-  const { glance, location } = await register(ctx, a, sink, copied);
+  const { glance, location } = await register(ctx, a, sink, copied, marker);
   if (s) await unrecordRun(ctx, s);
   return { imageId: glance?.id ?? imageId, location, sizeBytes: copied.sizeBytes, glance, checksums: copied.checksums };
 }
@@ -63,34 +64,39 @@ async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string)
   const onAbort = () => stopCopy.abort(opts.signal?.reason);
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   const checksums = sink === 'store' && (await wantChecksums(svc.glance, opts.checksums ?? 'auto', ctx.glanceImage !== null));
+  const target = sink === 'store' ? await svc.storeUserSession().catch(() => null) : null;
+  const watch = new StallWatch(stallBoundMs(from.disk ? from.a.session : null, target), 'copy', () => stopCopy.abort());
   const progress = (done: number, total: number) => {
+    watch.touch();
     const go = r.progress('copy', 'copy', done, total);
     if (!go) stopCopy.abort();
     return go;
   };
   let copied: Copied;
   try {
-    copied = await r.step('copy', async () => {
-      let source: Data;
-      if (from.disk) {
-        reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
-        source = await rbdData(ctx, from.a, reader, sink, progress);
-      } else {
-        const path = from.a.src.path;
-        const sizeBytes = (await stat(path)).size;
-        source = { sizeBytes, data: fileStream(path, sizeBytes, progress, () => r.stopReason()) };
-      }
-      if (sink === 'glance' && svc.glance) {
-        await svc.glance.upload(imageId, withZeros(source.data), { size: source.sizeBytes, signal: stopCopy.signal });
-        return { location: `glance:${imageId}`, sizeBytes: source.sizeBytes, checksums: null };
-      }
-      return await addToStore(ctx, source, { signal: stopCopy.signal, checksums, pending: marker });
-    });
+    copied = await r.step('copy', () => watch.race(copyOnce()));
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);
   }
   await (reader as Image | null)?.close();
   return copied;
+
+  async function copyOnce(): Promise<Copied> {
+    let source: Data;
+    if (from.disk) {
+      reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
+      source = await rbdData(ctx, from.a, reader, sink, progress);
+    } else {
+      const path = from.a.src.path;
+      const sizeBytes = (await stat(path)).size;
+      source = { sizeBytes, data: fileStream(path, sizeBytes, progress, () => r.stopReason()) };
+    }
+    if (sink === 'glance' && svc.glance) {
+      await svc.glance.upload(imageId, withZeros(source.data), { size: source.sizeBytes, signal: stopCopy.signal });
+      return { location: `glance:${imageId}`, sizeBytes: source.sizeBytes, checksums: null };
+    }
+    return await addToStore(ctx, source, { signal: stopCopy.signal, checksums, pending: marker });
+  }
 }
 
 /**
@@ -120,12 +126,12 @@ async function addToStore(ctx: RunContext, source: Data, options: AddOptions): P
 }
 
 /** Registers the copy with Glance: its location, or (uploaded through Glance) what Glance made of it. */
-async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied): Promise<{ glance: SnapshotResult['glance']; location: string }> {
+async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied, marker: string): Promise<{ glance: SnapshotResult['glance']; location: string }> {
   const client = ctx.svc.glance;
   const target = ctx.glanceImage;
   if (!client || !target) return { glance: null, location: copied.location };
   if (sink === 'store') {
-    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid: a.targetFsid }), location: copied.location };
+    return { glance: await registerLocation(ctx, copied.location, { checksums: copied.checksums, expectedFsid: a.targetFsid, marker }), location: copied.location };
   }
   const image = await client.getImage(target.id);
   const direct = typeof image.direct_url === 'string' ? image.direct_url : image.locations?.[0]?.url;

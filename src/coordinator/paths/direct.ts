@@ -8,6 +8,7 @@ import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type Flatten
 import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 import { RUN_KEY_PREFIX, encodeMark, lockCookie, pendingMarker } from '../names.js';
 import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
+import { StallWatch, stallBoundMs } from '../stall.js';
 import { createGlanceImage, registerLocation } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
 
@@ -29,12 +30,13 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
 
   const clone = await makeClone(ctx, a, s, await a.session.pool(a.where.pool), background);
   // Background: no flatten here; the source snapshot, removed below, waits in the snapshot trash.
-  if (!background) await flattenClone(ctx, clone.image);
+  if (!background) await flattenClone(ctx, clone.image, stallBoundMs(a.session));
   await dropSourceSnapshot(ctx, s, protectedHere);
   const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
   const request = await unmarkClone(ctx, a, s, clone, background);
   const sizeBytes = await clone.image.size();
-  const glance = await registerLocation(ctx, location, { expectedFsid: fsid });
+  const marker = encodeMark(pendingMarker(ctx.r.runId, 'direct', a.canonical, s.snapName));
+  const glance = await registerLocation(ctx, location, { expectedFsid: fsid, marker });
   await unrecordRun(ctx, s);
   // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
   const queued = request ? await queueFlatten(ctx, a, clone.image, request) : undefined;
@@ -100,19 +102,24 @@ async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dst
   });
 }
 
-async function flattenClone(ctx: RunContext, clone: Image): Promise<void> {
+/** Flattens the clone; fails with CEPH_UNREACHABLE after `boundMs` without progress (see stall.ts). */
+async function flattenClone(ctx: RunContext, clone: Image, boundMs: number): Promise<void> {
   const { r, opts } = ctx;
   const stop = new AbortController();
+  const watch = new StallWatch(boundMs, 'flatten', () => stop.abort());
   const onAbort = () => stop.abort();
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await r.step('flatten', () =>
-      clone.flatten({
-        signal: stop.signal,
-        onProgress: (done, total) => {
-          if (!r.progress('flatten', 'flatten', done, total)) stop.abort();
-        },
-      }),
+      watch.race(
+        clone.flatten({
+          signal: stop.signal,
+          onProgress: (done, total) => {
+            watch.touch();
+            if (!r.progress('flatten', 'flatten', done, total)) stop.abort();
+          },
+        }),
+      ),
     );
   } finally {
     opts.signal?.removeEventListener('abort', onAbort);

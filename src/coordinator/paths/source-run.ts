@@ -46,13 +46,13 @@ export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'dire
     const held = await registerRun(a.session, io, record, ctx.svc.emit, ctx.leaseLost);
     lease = held;
     r.always('stop renewing the journal lease', async () => held.stop());
-    r.undo(`remove journal entry of run ${record.runId}`, ({ failed }) => (failed ? held.abandon() : held.release()));
+    r.undo(`remove journal entry of run ${record.runId}`, ({ failed }) => (failed ? held.abandon() : held.release()), { bookkeeping: true });
     // When removing something failed, the record stays (marked abandoned) so that gc can finish the job.
     r.undo(`remove run record ${key}`, async ({ failed }) => {
       const img = await handle.get();
       if (failed) await img.metadataSet(key, encodeMark({ ...record, abandoned: true }));
       else await ignoreNotFound(img.metadataRemove(key));
-    });
+    }, { bookkeeping: true });
     await image.metadataSet(key, encodeMark(record));
   });
   return { io, handle, snapName, ownSnap, snapUndo: null, lease };
