@@ -222,11 +222,14 @@ async function sparsePhase({ a, b, sparse }: Bed) {
   await copyOnce(sparse.small, 'sparse-warm-up', true);
   for (let i = 0; i < RUNS; i++) seconds.small.push(await copyOnce(sparse.small, `small-${i}`));
   const rssSmall = peakRssMiB();
+  // The two copies side by side (alternating which goes first), and the diff pipes after them: removing
+  // the pipe's 1 TiB target leaves its OSD busy for a while, which must not land on one copy size only.
   for (let i = 0; i < RUNS; i++) {
-    seconds.large.push(await copyOnce(sparse.large, `large-${i}`));
-    seconds.diffPipe.push(await diffOnce(`diff-${i}`));
+    const order = i % 2 === 0 ? (['large', 'small'] as const) : (['small', 'large'] as const);
+    for (const which of order) seconds[which].push(await copyOnce(sparse[which], `${which}-${i}b`));
   }
   const rssLarge = peakRssMiB();
+  for (let i = 0; i < RUNS; i++) seconds.diffPipe.push(await diffOnce(`diff-${i}`));
   const diffPipeRssMiB = (await commandPeakRss('bash', ['-c', rbdDiffPipeLine(a, `${sparse.large}@diff`, b, 'images/diff-rss', TiB)])).rssMiB;
   await rbd(b, ['snap', 'purge', 'images/diff-rss']);
   await dropImage(b, 'diff-rss', false);
