@@ -38,18 +38,23 @@ const FAST_DIFF_INVALID = 2n;
  * rbd_concurrent_management_ops single-object ops in flight (a 1 TiB image: 262,144 of them, ~10 s).
  */
 const LIST_PER_IMAGE_OBJECT = 32;
+/**
+ * Nor below this many objects (16 GiB of 4 MiB objects): a listing costs at least one op per placement
+ * group of the pool (hundreds to thousands on a real cluster), the walk of a small image a few hundred.
+ */
+const LIST_MIN_IMAGE_OBJECTS = 4096;
 
 /**
  * The allocated extents of the image (open at a snapshot), a whole object each, found the cheapest way Ceph
  * offers: from the object map where fast-diff is valid (rbd_diff_iterate2 in whole-object mode); without
- * one, for an image without a parent in a pool not much larger than it, by listing its data objects
+ * one, for a large image without a parent in a pool not much larger than it, by listing its data objects
  * (objects written after the snapshot may be among them: they read as zeros); else librbd object by object.
  */
 export async function allocatedExtents(image: Pick<Image, 'stat' | 'flags' | 'diffIterate' | 'dataObjects'>): Promise<Extent[]> {
   const st = await image.stat();
   const fastDiff = (st.features & FEATURES['fast-diff']) !== 0n && ((await image.flags()) & FAST_DIFF_INVALID) === 0n;
   // A clone's data is partly its parent's, which the listing does not see.
-  if (!fastDiff && st.parent === null && st.numObjects > 0) {
+  if (!fastDiff && st.parent === null && st.numObjects >= LIST_MIN_IMAGE_OBJECTS) {
     const objects = await image.dataObjects({ maxPoolObjects: st.numObjects * LIST_PER_IMAGE_OBJECT });
     if (objects !== null) return objectExtents(objects, st.size, st.objectSize);
   }

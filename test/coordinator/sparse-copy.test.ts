@@ -143,7 +143,8 @@ describe('sparse copy across clusters', () => {
   it('allocatedExtents without an object map: the listed objects, clipped to the snapshot; a clone from librbd, its parent data included', async () => {
     const a = env.clusters.a;
     const features = FEATURE_SETS['layering + deep-flatten'];
-    const disk = await sparseDisk(a, 64 * MiB, features, [[3 * 4 * MiB + 100, randomBytes(100)]]);
+    // 16 GiB: 4096 objects, the smallest image allocatedExtents lists rather than walks.
+    const disk = await sparseDisk(a, 16 * GiB, features, [[3 * 4 * MiB + 100, randomBytes(100)]]);
     const child = uniqueName('sparse-child');
     const admin = await Cluster.connect({ confPath: a.conf, user: 'admin' });
     const io = await admin.openIoctx('vms');
@@ -154,8 +155,8 @@ describe('sparse copy across clusters', () => {
         // After the snapshot: an object the snapshot does not have (listed; it reads as zeros), and one
         // past the snapshot's size (left out).
         await image.write(5 * 4 * MiB, randomBytes(10));
-        await image.resize(128 * MiB);
-        await image.write(100 * MiB, randomBytes(10));
+        await image.resize(32 * GiB);
+        await image.write(20 * GiB, randomBytes(10));
         await image.flush();
       } finally {
         await image.close();
