@@ -11,6 +11,7 @@
         "src/cluster.cc",
         "src/ioctx.cc",
         "src/image.cc",
+        "src/objects.cc",
         "src/rados.cc",
         "src/mgr.cc"
       ],

@@ -82,6 +82,8 @@ export interface NativeImage {
   flags(): Promise<bigint>;
   parentInfo(): Promise<ParentInfo | null>;
   diffIterate(fromSnapshot: string | null, offset: UInt, length: UInt | undefined, wholeObject: boolean): Promise<Extent[]>;
+  /** Object numbers, ascending, or null when not listed (pool too large, or a striped image). */
+  dataObjects(maxPoolObjects: UInt): Promise<number[] | null>;
   /** Resolves with the number of bytes read into `buf`. */
   read(buf: Buffer, offset: UInt, length: UInt): Promise<number>;
   write(buf: Buffer, offset: UInt): Promise<void>;

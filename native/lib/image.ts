@@ -130,6 +130,25 @@ export class Image {
   }
 
   /**
+   * The numbers of the image's data objects that exist in RADOS (object n holds bytes [n × objectSize,
+   * (n + 1) × objectSize)), ascending, found by listing the image's data pool and keeping the names
+   * `<block name prefix>.<n>`: one op per ~1000 objects of the pool, where rbd_diff_iterate2 without an
+   * object map sends one op per object of the image. The list includes every object any snapshot of the
+   * image holds data in (a head deleted after a snapshot stays listed while the snapshot's clone exists),
+   * and may include objects the open snapshot does not have (reading them gives zeros). A parent's
+   * objects are not included. Null, without listing, when the data pool holds more than `maxPoolObjects`
+   * objects (or the listing passes that many), or when the image uses fancy striping.
+   * Implements rados_ioctx_pool_stat and rados_nobjects_list on the image's data pool, in a worker thread.
+   */
+  dataObjects(opts: { maxPoolObjects: number }): Promise<number[] | null> {
+    const call = 'rados_nobjects_list';
+    return this.#run(call, () => {
+      checkUint(opts.maxPoolObjects, 'maxPoolObjects', call, this.#spec());
+      return this.#native.dataObjects(opts.maxPoolObjects);
+    });
+  }
+
+  /**
    * Reads `length` bytes at `offset`, into `into` when given (which must hold `length` bytes). A read
    * reaching past the end returns a shorter buffer. Implements rbd_aio_read; the buffer stays referenced
    * until the completion fires.

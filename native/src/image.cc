@@ -95,6 +95,7 @@ Napi::Function NativeImage::Define(Napi::Env env) {
        InstanceMethod<&NativeImage::Flags>("flags"),
        InstanceMethod<&NativeImage::ParentInfo>("parentInfo"),
        InstanceMethod<&NativeImage::DiffIterate>("diffIterate"),
+       InstanceMethod<&NativeImage::DataObjects>("dataObjects"),
        InstanceMethod<&NativeImage::Read>("read"),
        InstanceMethod<&NativeImage::Write>("write"),
        InstanceMethod<&NativeImage::Discard>("discard"),

@@ -42,6 +42,7 @@ class NativeImage : public Napi::ObjectWrap<NativeImage> {
   Napi::Value Flags(const Napi::CallbackInfo& info);
   Napi::Value ParentInfo(const Napi::CallbackInfo& info);
   Napi::Value DiffIterate(const Napi::CallbackInfo& info);
+  Napi::Value DataObjects(const Napi::CallbackInfo& info);  // objects.cc
   Napi::Value Read(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Discard(const Napi::CallbackInfo& info);

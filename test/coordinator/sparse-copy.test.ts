@@ -1,10 +1,11 @@
 // The copy path on sparse disks (issue 20): across clusters, on Ceph's default features (object map, fast
-// diff: extents answered from the object map) and on layering + deep-flatten (no object map: librbd lists
-// the objects), byte-exact; the target's holes stay holes; a 1 TiB disk holding a few MiB copies. On a test
+// diff: extents answered from the object map) and on layering + deep-flatten (no object map: the image's
+// data objects listed from the pool), byte-exact; the target's holes stay holes; a 1 TiB disk holding a few MiB copies. On a test
 // bed of this file's own, so the leftovers probe sees exactly what the runs made.
 import { randomBytes } from 'node:crypto';
 import { Cluster } from 'ceph-rbd-napi';
 import { afterAll, describe, expect, it } from 'vitest';
+import { allocatedExtents } from '../../src/coordinator/extents.js';
 import type { CoordinatorEvent } from '../../src/coordinator/index.js';
 import { leftoversOf, producedBy } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
@@ -105,35 +106,88 @@ describe('sparse copy across clusters', () => {
     }, 180_000);
   }
 
-  it('copies a 1 TiB disk holding a few MiB (Ceph defaults): the data where it was, zeros between, little used', async () => {
-    const a = env.clusters.a;
-    const b = env.clusters.b;
-    const writes: Array<[number, Buffer]> = [
-      [0, randomBytes(MiB)],
-      [TiB / 2 + 777, randomBytes(3 * MiB)],
-      [TiB - 2 * MiB, randomBytes(2 * MiB)],
-    ];
-    const disk = await sparseDisk(a, TiB, FEATURE_SETS['Ceph defaults'], writes);
-    const nothing = await leftovers.snapshot();
-    const events: CoordinatorEvent[] = [];
-    const c = coordinator({ source: sourceConfig(a), target: rbdTarget(b) }, events);
-    try {
-      // No Glance here, so `auto` hashes nothing: the copy's cost is the data's.
-      const result = await c.snapshot(`rbd://${a.fsid}/vms/${disk}`);
-      expect(result).toMatchObject({ method: 'copy', sizeBytes: TiB, checksums: null });
-      const holes: Array<[number, number]> = [
-        [MiB, MiB],
-        [TiB / 4, 4 * MiB],
-        [TiB / 2 - MiB, MiB + 777],
+  for (const [set, features] of Object.entries(FEATURE_SETS)) {
+    it(`copies a 1 TiB disk holding a few MiB (${set}): the data where it was, zeros between, little used`, async () => {
+      const a = env.clusters.a;
+      const b = env.clusters.b;
+      const writes: Array<[number, Buffer]> = [
+        [0, randomBytes(MiB)],
+        [TiB / 2 + 777, randomBytes(3 * MiB)],
+        [TiB - 2 * MiB, randomBytes(2 * MiB)],
       ];
-      const back = await readAt(b, 'images', result.imageId, 'snap', [...writes.map(([o, d]): [number, number] => [o, d.length]), ...holes]);
-      for (const [i, [, data]] of writes.entries()) expect(back[i]?.equals(data)).toBe(true);
-      for (const zeros of back.slice(writes.length)) expect(zeros.every((x) => x === 0)).toBe(true);
-      expect(await usedBytes(b, `images/${result.imageId}@snap`)).toBeLessThanOrEqual(4 * 8 * MiB);
-      await leftovers.expectUnchanged(nothing, producedBy(events));
-      await removeImage(b, `images/${result.imageId}`);
+      const disk = await sparseDisk(a, TiB, features, writes);
+      const nothing = await leftovers.snapshot();
+      const events: CoordinatorEvent[] = [];
+      const c = coordinator({ source: sourceConfig(a), target: rbdTarget(b) }, events);
+      try {
+        // No Glance here, so `auto` hashes nothing: the copy's cost is the data's.
+        const result = await c.snapshot(`rbd://${a.fsid}/vms/${disk}`);
+        expect(result).toMatchObject({ method: 'copy', sizeBytes: TiB, checksums: null });
+        const holes: Array<[number, number]> = [
+          [MiB, MiB],
+          [TiB / 4, 4 * MiB],
+          [TiB / 2 - MiB, MiB + 777],
+        ];
+        const back = await readAt(b, 'images', result.imageId, 'snap', [...writes.map(([o, d]): [number, number] => [o, d.length]), ...holes]);
+        for (const [i, [, data]] of writes.entries()) expect(back[i]?.equals(data)).toBe(true);
+        for (const zeros of back.slice(writes.length)) expect(zeros.every((x) => x === 0)).toBe(true);
+        expect(await usedBytes(b, `images/${result.imageId}@snap`)).toBeLessThanOrEqual(4 * 8 * MiB);
+        await leftovers.expectUnchanged(nothing, producedBy(events));
+        await removeImage(b, `images/${result.imageId}`);
+      } finally {
+        await c.close();
+      }
+    }, 600_000);
+  }
+
+  it('allocatedExtents without an object map: the listed objects, clipped to the snapshot; a clone from librbd, its parent data included', async () => {
+    const a = env.clusters.a;
+    const features = FEATURE_SETS['layering + deep-flatten'];
+    // 16 GiB: 4096 objects, the smallest image allocatedExtents lists rather than walks.
+    const disk = await sparseDisk(a, 16 * GiB, features, [[3 * 4 * MiB + 100, randomBytes(100)]]);
+    const child = uniqueName('sparse-child');
+    const admin = await Cluster.connect({ confPath: a.conf, user: 'admin' });
+    const io = await admin.openIoctx('vms');
+    try {
+      const image = await io.openImage(disk);
+      try {
+        await image.snapCreate('s');
+        // After the snapshot: an object the snapshot does not have (listed; it reads as zeros), and one
+        // past the snapshot's size (left out).
+        await image.write(5 * 4 * MiB, randomBytes(10));
+        await image.resize(32 * GiB);
+        await image.write(20 * GiB, randomBytes(10));
+        await image.flush();
+      } finally {
+        await image.close();
+      }
+      const atSnap = await io.openImage(disk, { readOnly: true, snapshot: 's' });
+      try {
+        expect(await allocatedExtents(atSnap)).toEqual([
+          { offset: 12 * MiB, length: 4 * MiB, exists: true },
+          { offset: 20 * MiB, length: 4 * MiB, exists: true },
+        ]);
+      } finally {
+        await atSnap.close();
+      }
+      await io.clone(disk, 's', io, child, { format: 2, features: ['layering', 'deep-flatten'] });
+      made.push({ cluster: a, spec: `vms/${child}` });
+      const clone = await io.openImage(child);
+      try {
+        await clone.write(7 * 4 * MiB, randomBytes(10));
+        await clone.flush();
+        // The listing would see the clone's object 7 only; librbd's walk includes the parent's object 3.
+        expect(await allocatedExtents(clone)).toEqual([
+          { offset: 12 * MiB, length: 4 * MiB, exists: true },
+          { offset: 28 * MiB, length: 4 * MiB, exists: true },
+        ]);
+      } finally {
+        await clone.close();
+      }
     } finally {
-      await c.close();
+      await removeImage(a, `vms/${child}`);
+      await io.close();
+      await admin.close();
     }
-  }, 600_000);
+  }, 180_000);
 });

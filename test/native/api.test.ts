@@ -508,6 +508,52 @@ describe('Image', () => {
   });
 });
 
+describe('dataObjects', () => {
+  it('lists the data objects a snapshot holds, also after the head dropped them; null when the pool is too large or the image striped', async () => {
+    const img = name('objects');
+    await vms.createImage(img, 64 * MiB, { features: ['layering', 'deep-flatten'] });
+    const striped = name('striped');
+    await vms.createImage(striped, 64 * MiB, { features: ['layering', 'deep-flatten', 'striping'], stripeUnit: BigInt(MiB), stripeCount: 4n });
+    try {
+      const image = await vms.openImage(img);
+      try {
+        expect(await image.dataObjects({ maxPoolObjects: 1000 })).toEqual([]);
+        // Objects 1, 2 (a write across their boundary) and 15 (the last).
+        await image.write(8 * MiB - 10, Buffer.alloc(20, 1));
+        await image.write(63 * MiB, Buffer.alloc(10, 2));
+        await image.flush();
+        expect(await image.dataObjects({ maxPoolObjects: 1000 })).toEqual([1, 2, 15]);
+        await image.snapCreate('s');
+        // Shrinking to 0 removes every head object; the snapshot's clones keep their names listed.
+        await image.resize(0);
+        expect(await image.diffIterate()).toEqual([]);
+        const atSnap = await vms.openImage(img, { readOnly: true, snapshot: 's' });
+        try {
+          expect(await atSnap.dataObjects({ maxPoolObjects: 1000 })).toEqual([1, 2, 15]);
+          expect((await atSnap.read(63 * MiB, 10)).equals(Buffer.alloc(10, 2))).toBe(true);
+        } finally {
+          await atSnap.close();
+        }
+        // This pool holds more than one object (rbd_directory, the images' headers): not listed.
+        expect(await image.dataObjects({ maxPoolObjects: 1 })).toBeNull();
+        await image.snapRemove('s');
+      } finally {
+        await image.close();
+      }
+      const s = await vms.openImage(striped);
+      try {
+        await s.write(0, Buffer.alloc(10, 3));
+        expect(await s.dataObjects({ maxPoolObjects: 1000 })).toBeNull();
+      } finally {
+        await s.close();
+      }
+    } finally {
+      await destroyImage(vms, img);
+      await destroyImage(vms, striped);
+    }
+  });
+});
+
 describe('permissions', () => {
   it('nova-ro can use vms but cannot write to images (PermissionError), and leaves nothing behind', async () => {
     const ro = await connect(A, pools.novaRo(A));

@@ -1,13 +1,13 @@
 // The copy path: a point-in-time snapshot of the disk (or the file itself) streamed into the target store
-// (only the allocated extents of an RBD source are read, found object by object from the object map where
-// fast-diff is valid, and its holes handed to the store as lengths), or uploaded through Glance when Glance
+// (only the allocated objects of an RBD source are read, found from the object map where fast-diff is
+// valid or by listing the data pool, and its holes handed to the store as lengths), or uploaded through Glance when Glance
 // refuses locations; then marked, the source snapshot removed, and the location registered with Glance.
 import { stat } from 'node:fs/promises';
 import type { Image } from '../../ceph/index.js';
 import type { AddOptions, StorePiece } from '../../store.js';
 import type { Assessment, FileAssessment, PathResult, RbdAssessment, RunContext, Sink } from '../context.js';
 import { NotConfiguredError } from '../errors.js';
-import { allocatedBytes, readPlan, sparseExtentStream, withZeros } from '../extents.js';
+import { allocatedBytes, allocatedExtents, readPlan, sparseExtentStream, withZeros } from '../extents.js';
 import { encodeMark, pendingMarker } from '../names.js';
 import type { SnapshotResult } from '../types.js';
 import { StallWatch, stallBoundMs } from '../stall.js';
@@ -100,14 +100,14 @@ async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string)
 }
 
 /**
- * The allocated extents of the snapshot `reader` has open, a whole object each: answered from the object
- * map where fast-diff is valid (seconds less per TiB than extent by extent), by librbd object by object
- * otherwise. Reads go as many at once as the source connection lets librbd run management ops.
+ * The allocated extents of the snapshot `reader` has open, a whole object each (allocatedExtents: from the
+ * object map, or a listing of the data pool, never per MiB of hole). Reads go as many at once as the source
+ * connection lets librbd run management ops.
  */
 async function rbdData(ctx: RunContext, a: RbdAssessment, reader: Image, sink: Sink, progress: (done: number, total: number) => boolean): Promise<Data> {
   const { r } = ctx;
   const { size: sizeBytes, objectSize } = await reader.stat();
-  const extents = await reader.diffIterate({ wholeObject: true });
+  const extents = await allocatedExtents(reader);
   ctx.svc.emit({ type: 'progress', runId: r.runId, phase: 'allocated', done: allocatedBytes(extents), total: sizeBytes });
   const plan = readPlan(objectSize, Number(a.session.confGet('rbd_concurrent_management_ops')));
   // A store copies each piece before asking for the next; Glance's HTTP body may still hold it.
