@@ -4,8 +4,14 @@
 // each image stands alone; a broken, stale or forged pairing gives a full copy saying why; a failure at
 // any step of the incremental path leaves nothing (the earlier pairing intact); prepareSourceRemoval
 // removes the common points. Both clone formats on the target side: a→b (b: format 1), b→a (a: format 2).
+import { execFile, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import type * as rbd from 'ceph-rbd-napi';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorEvent, SnapshotCoordinator, SnapshotResult } from '../../src/coordinator/index.js';
 import { INCREMENTAL_STEPS, withFaults, type StepName } from '../../src/coordinator/faults.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
@@ -217,5 +223,62 @@ describe('a failure at any step of the incremental path leaves nothing, and the 
     expect(next.incremental).toMatchObject({ from: first.imageId });
     expect(next.incremental?.bytesSent).toBeGreaterThanOrEqual(MiB);
     expect(next.incremental?.bytesSent).toBeLessThanOrEqual(MiB + 64 * 1024);
+  });
+});
+
+describe('kill -9 in the middle of an incremental snapshot, then gc', () => {
+  const here = dirname(fileURLToPath(import.meta.url));
+  const root = resolve(here, '..', '..');
+  // Inside the repository so that the compiled files resolve ceph-rbd-napi from node_modules.
+  const buildDir = join(root, 'node_modules', '.cache', `incremental-kill-${process.pid}`);
+  beforeAll(async () => {
+    await promisify(execFile)(
+      'npx',
+      ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
+        '--target', 'ES2022', '--skipLibCheck', '--strict', '--types', 'node', 'src/coordinator/index.ts'],
+      { cwd: root },
+    );
+  }, 180_000);
+  afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
+
+  it('gc removes the unfinished image, the snapshot and the record; the earlier pairing still holds', async () => {
+    const [a, b] = [env.clusters.a, env.clusters.b];
+    const disk = uniqueName('inc-kill');
+    const source = await makeDisk(a, disk, 32, 0);
+    await onDisk(a, disk, (image) => image.write(0, Buffer.alloc(8 * MiB, 0x01)));
+    const first = await incCoordinator(a, b).snapshot(source, { incremental: true });
+    await onDisk(a, disk, (image) => image.write(0, Buffer.alloc(8 * MiB, 0x02)));
+    const before = await leftovers.snapshot();
+
+    const options = { source: sourceConfig(a), target: rbdTarget(b) };
+    const args = { options, source, snapshot: { incremental: true }, freezeOnPhase: 'copy' };
+    const child = spawn(process.execPath, [join(here, 'fixtures', 'snapshot-child.mjs'), join(buildDir, 'coordinator', 'index.js'), JSON.stringify(args)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const seen: CoordinatorEvent[] = [];
+    await new Promise<void>((resolveReached, reject) => {
+      child.on('exit', (code, signal) => reject(new Error(`child exited (${code ?? signal}) before the kill point`)));
+      createInterface({ input: child.stdout as NonNullable<typeof child.stdout> }).on('line', (line) => {
+        const e = JSON.parse(line) as CoordinatorEvent;
+        seen.push(e);
+        if (e.type === 'progress' && e.phase === 'copy' && e.done > 0 && e.done < e.total) resolveReached();
+      });
+    });
+    const exited = new Promise((r) => child.on('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    const run = seen.find((e): e is Extract<CoordinatorEvent, { type: 'run' }> => e.type === 'run');
+    // The dead run left its common point-to-be and its unfinished image (made from the first one).
+    expect(commonPoints(await snaps(a, `vms/${disk}`))).toContain(`snapstore-cp-${run?.runId}`);
+    expect(seen).toContainEqual(expect.objectContaining({ type: 'step', step: 'derive', state: 'done' }));
+
+    const report = await incCoordinator(a, b).gc({ olderThanMs: 0 });
+    // The record and its journal entry are both `run-record`s.
+    expect([...new Set(report.removed.map((l) => l.kind))].sort()).toEqual(['run-record', 'source-snapshot', 'target']);
+    expect(report.removed.filter((l) => l.kind === 'target').map((l) => l.location)).toEqual([expect.stringContaining(run?.imageId ?? '?')]);
+    await leftovers.expectUnchanged(before);
+    const next = await incCoordinator(a, b).snapshot(source, { incremental: true });
+    expect(next.incremental).toEqual({ from: first.imageId, bytesSent: 8 * MiB });
+    expect(await exportMd5(b, `images/${next.imageId}@snap`)).toBe(await exportMd5(a, `vms/${disk}`));
   });
 });

@@ -8,9 +8,9 @@
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { IncrementalTarget } from '../../store.js';
 import { errorText } from '../events.js';
+import { COMMON_POINT_PREFIX } from '../names.js';
 import { ignoreNotFound, removeSnapshot, withImage } from '../rbd-util.js';
 
-export const COMMON_POINT_PREFIX = 'snapstore-cp-';
 /** Disk metadata key prefix of a pairing; the rest of the key is the common point's snapshot name. */
 export const PAIR_KEY_PREFIX = 'snapstore.common.';
 
@@ -35,10 +35,6 @@ export interface BaseRecord {
 }
 
 export type Verdict = { ok: true; pairing: Pairing; baseSize: number } | { ok: false; reason: string };
-
-export function commonPointName(runId: string): string {
-  return `${COMMON_POINT_PREFIX}${runId}`;
-}
 
 export function pairKey(snap: string): string {
   return `${PAIR_KEY_PREFIX}${snap}`;

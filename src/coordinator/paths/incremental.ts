@@ -12,8 +12,8 @@ import type { Assessment, PathResult, RbdAssessment, RunContext, Sink } from '..
 import { errorText } from '../events.js';
 import { readPlan } from '../extents.js';
 import { applyChanges, changedExtents, type ChangeSummary } from '../incremental/changes.js';
-import { commonPointName, encodeBaseRecord, pairKey, pruneCommonPoints, verifyPairing, type Pairing } from '../incremental/pairing.js';
-import { encodeMark, pendingMarker } from '../names.js';
+import { encodeBaseRecord, pairKey, pruneCommonPoints, verifyPairing, type Pairing } from '../incremental/pairing.js';
+import { commonPointName, encodeMark, pendingMarker } from '../names.js';
 import { ignoreNotFound } from '../rbd-util.js';
 import type { SnapshotOptions } from '../types.js';
 import { copyData, register } from './copy.js';
