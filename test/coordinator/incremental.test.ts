@@ -4,17 +4,17 @@
 // each image stands alone; a broken, stale or forged pairing gives a full copy saying why; a failure at
 // any step of the incremental path leaves nothing (the earlier pairing intact); prepareSourceRemoval
 // removes the common points. Both clone formats on the target side: a→b (b: format 1), b→a (a: format 2).
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import type * as rbd from 'ceph-rbd-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorEvent, SnapshotCoordinator, SnapshotResult } from '../../src/coordinator/index.js';
 import { INCREMENTAL_STEPS, withFaults, type StepName } from '../../src/coordinator/faults.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
+import { compileCoordinator } from '../support/compile-coordinator.js';
 import { adminOf, leftoversOf, type Expected, type Snapshot } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
 import { type ClusterInfo, uniqueName } from '../support/testbed.js';
@@ -228,18 +228,13 @@ describe('a failure at any step of the incremental path leaves nothing, and the 
 
 describe('kill -9 in the middle of an incremental snapshot, then gc', () => {
   const here = dirname(fileURLToPath(import.meta.url));
-  const root = resolve(here, '..', '..');
-  // Inside the repository so that the compiled files resolve ceph-rbd-napi from node_modules.
-  const buildDir = join(root, 'node_modules', '.cache', `incremental-kill-${process.pid}`);
+  let buildDir = '';
   beforeAll(async () => {
-    await promisify(execFile)(
-      'npx',
-      ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
-        '--target', 'ES2022', '--skipLibCheck', '--strict', '--types', 'node', 'src/coordinator/index.ts'],
-      { cwd: root },
-    );
+    buildDir = await compileCoordinator(`incremental-kill-${process.pid}`);
   }, 180_000);
-  afterAll(() => rmSync(buildDir, { recursive: true, force: true }));
+  afterAll(() => {
+    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
+  });
 
   it('gc removes the unfinished image, the snapshot and the record; the earlier pairing still holds', async () => {
     const [a, b] = [env.clusters.a, env.clusters.b];
