@@ -10,10 +10,11 @@ import { verifyPairing } from './pairing.js';
 /** Null when incremental snapshots cannot apply to this source at all (a file, an existing snapshot). */
 export async function incrementalCheck(store: Store, a: Assessment): Promise<IncrementalCheck | null> {
   if (!a.disk || a.src.snap !== null) return null;
-  const no = (reason: string): IncrementalCheck => ({ possible: false, from: null, bytesExpected: null, reason });
+  // In auto mode the direct path sends nothing; what a copy (--mode copy) would do is still worth saying.
+  const prefix = a.plan.method === 'direct' ? 'auto mode takes the direct path (nothing sent); with --mode copy: ' : '';
+  const no = (reason: string): IncrementalCheck => ({ possible: false, from: null, bytesExpected: null, reason: `${prefix}${reason}` });
   const inc = store.incremental;
   if (!inc) return no('the target store cannot make an image from a previous one: every snapshot is a full copy');
-  if (a.plan.method === 'direct') return no('the direct path applies: the data never leaves Ceph, nothing to send');
   try {
     const io = await a.session.pool(a.src.pool);
     const disk = await io.openImage(a.src.image, { readOnly: true });
@@ -23,7 +24,7 @@ export async function incrementalCheck(store: Store, a: Assessment): Promise<Inc
       if (!verdict.ok) return no(`a full copy: ${verdict.reason}`);
       const { bytesSent } = summarize(await changedExtents(disk, verdict.pairing.snap));
       const from = verdict.pairing.imageId;
-      return { possible: true, from, bytesExpected: bytesSent, reason: `made from ${from}, sending what changed since ${verdict.pairing.snap}` };
+      return { possible: true, from, bytesExpected: bytesSent, reason: `${prefix}made from ${from}, sending what changed since ${verdict.pairing.snap}` };
     } finally {
       await disk.close().catch(() => {});
     }
