@@ -277,3 +277,17 @@ describe('kill -9 in the middle of an incremental snapshot, then gc', () => {
     expect(await exportMd5(b, `images/${next.imageId}@snap`)).toBe(await exportMd5(a, `vms/${disk}`));
   });
 });
+
+describe('a failure in the full-copy branch (the first snapshot) leaves nothing', () => {
+  it.each(['copy', 'record-base', 'pair', 'unmark-target'] as const)('at %s', async (step) => {
+    const disk = uniqueName('inc-fault-full');
+    const source = await makeDisk(env.clusters.a, disk, 32, 8);
+    const before = await leftovers.snapshot();
+    const c = incCoordinator(env.clusters.a, env.clusters.b, [], (s, when) => {
+      if (s === step && when === 'before') throw Object.assign(new Error(`injected EIO at ${step}`), { code: 'RBD_ERROR', errno: 5 });
+    });
+    await expect(c.snapshot(source, { incremental: true })).rejects.toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step }) });
+    await leftovers.expectUnchanged(before);
+    expect((await c.check(source)).incremental).toMatchObject({ possible: false });
+  });
+});
