@@ -51,6 +51,31 @@ export interface PendingEntry {
  * makes the clone itself, as the disks' user, with its own open handle of it; the store says where clones
  * go and turns a finished clone into one of its images.
  */
+/**
+ * What an incremental snapshot needs from its target: an earlier image of this store as the base of a new
+ * one, made inside the backend (never through the client), and a record on each image naming what it was
+ * made from (the caller's opaque text, kept by the driver where it wants).
+ */
+export interface IncrementalTarget {
+  /** Names where this store keeps its images (cluster and pool), as a pairing on the source records it. */
+  identity(): Promise<string>;
+  /**
+   * Whether finished image `imageId` can be a base: its record and size, or why not (gone, unfinished,
+   * its snapshot missing or unprotected).
+   */
+  inspect(imageId: string): Promise<{ ok: true; record: string | null; sizeBytes: number } | { ok: false; reason: string }>;
+  /**
+   * Makes `imageId` (of `sizeBytes`) from base `baseId` inside the backend, marked pending with `marker`,
+   * and returns a writable handle of it; the caller writes what changed through it, then calls `finish`.
+   * A failure leaves nothing; after it returns, `Store.discard(imageId)` removes it.
+   */
+  derive(baseId: string, imageId: string, sizeBytes: number, marker: string): Promise<Image>;
+  /** Writes the record on `imageId` (through `image` when given). */
+  setRecord(imageId: string, record: string, image?: Image): Promise<void>;
+  /** Makes the derived image stand alone and gives it the snapshot locations name; returns its location. */
+  finish(imageId: string, image: Image, opts?: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<string>;
+}
+
 export interface CloneTarget {
   /** The cluster and pool clones must be made in to become images of this store. */
   where(): Promise<{ fsid: string; pool: string }>;
@@ -169,6 +194,9 @@ export interface Store {
 
   /** Present when `capabilities.canClone`: what the direct (clone) path needs. */
   readonly clones?: CloneTarget;
+
+  /** Present when the store can make an image from one of its own inside its backend (incremental snapshots). */
+  readonly incremental?: IncrementalTarget;
 
   /** Releases connections and handles the driver owns. Safe to call twice. */
   close(): Promise<void>;

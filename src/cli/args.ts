@@ -18,6 +18,8 @@ export interface Invocation {
   mode: 'auto' | 'direct' | 'copy';
   flatten: 'sync' | 'background';
   checksums: 'auto' | 'inline' | 'off';
+  incremental: boolean;
+  keepCommonPoints?: number;
   once: boolean;
   status: boolean;
   staleLockSeconds?: number;
@@ -33,12 +35,16 @@ export const USAGE = `usage: snapstore <command> [options]
 commands:
   snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
                     [--image-id ID] [--name NAME] [--mode auto|direct|copy] [--flatten sync|background]
-                    [--checksums auto|inline|off]
+                    [--checksums auto|inline|off] [--incremental [--keep-common-points N]]
                     --flatten background: usable at once (clone format 2), flattened later by ceph-mgr's
                     task queue (rbd_support), or by a flattener when the mgr refuses or is silent
                     --checksums: whether a copy computes Glance's md5/sha512 (auto: only for a Glance
                     older than image API 2.17, which cannot compute them itself; costs CPU per byte)
-  check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why; changes nothing
+                    --incremental: on the copy path, keep a snapshot of the disk as the common point
+                    and make the next snapshot from this one's image, sending only what changed
+                    (--keep-common-points: how many the disk keeps per store, default 1)
+  check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why, and whether an
+                    --incremental one would send only what changed (from which image, how many bytes)
   add FILE|-        store a file (or stdin) as a new image [--image-id ID] [--size BYTES]
   get LOCATION      write an image to stdout or -o FILE
   size LOCATION     print an image's size in bytes
@@ -91,6 +97,12 @@ function nonNegativeInt(flag: string, value: string | undefined): number | undef
   return Number(value);
 }
 
+function positiveInt(flag: string, value: string | undefined): number | undefined {
+  const n = nonNegativeInt(flag, value);
+  if (n === 0) throw new UsageError(`--${flag} must be at least 1`);
+  return n;
+}
+
 /** A gc / flattener threshold: a whole number of seconds no smaller than what keeps a live lease safe. */
 function threshold(flag: string, value: string | undefined): number | undefined {
   const n = nonNegativeInt(flag, value);
@@ -128,6 +140,8 @@ function parseOptions(argv: string[]) {
       mode: { type: 'string' },
       flatten: { type: 'string' },
       checksums: { type: 'string' },
+      incremental: { type: 'boolean' },
+      'keep-common-points': { type: 'string' },
       once: { type: 'boolean' },
       status: { type: 'boolean' },
       'stale-lock-seconds': { type: 'string' },
@@ -171,6 +185,8 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
     mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
     flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
     checksums: oneOf('checksums', values.checksums, ['auto', 'inline', 'off'] as const, 'auto'),
+    incremental: values.incremental ?? false,
+    keepCommonPoints: positiveInt('keep-common-points', values['keep-common-points']),
     once: values.once ?? false,
     status: values.status ?? false,
     staleLockSeconds: threshold('stale-lock-seconds', values['stale-lock-seconds']),

@@ -100,6 +100,11 @@ function renderPlan(plan: Plan): string {
     lines.push(`background flatten by ${by.via === 'mgr' ? 'ceph-mgr (rbd_support task queue)' : "snapstore's flattener"}: ${by.reason}`);
     if (by.fix) lines.push(`        fix: ${by.fix}`);
   }
+  const inc = plan.incremental;
+  if (inc) {
+    const what = inc.possible ? `yes, from image ${inc.from} (about ${inc.bytesExpected} bytes to send)` : 'no';
+    lines.push(`incremental (--incremental): ${what}: ${inc.reason}`);
+  }
   return lines.join('\n');
 }
 
@@ -110,6 +115,8 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
       mode: inv.mode,
       flatten: inv.flatten,
       checksums: inv.checksums,
+      ...(inv.incremental ? { incremental: true } : {}),
+      ...(inv.keepCommonPoints !== undefined ? { keepCommonPoints: inv.keepCommonPoints } : {}),
       signal,
       ...(inv.imageId ? { imageId: inv.imageId } : {}),
       ...(inv.name ? { name: inv.name } : {}),
@@ -122,6 +129,8 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     `location ${result.location}`,
     `size ${result.sizeBytes} bytes`,
     ...(result.fallbackReason ? [`copy because: ${result.fallbackReason}`] : []),
+    ...(result.incremental ? [`incremental from image ${result.incremental.from}: ${result.incremental.bytesSent} bytes sent`] : []),
+    ...(result.commonPoint ? [`common point kept: ${result.commonPoint}`] : []),
     ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
     ...(result.flatten === 'queued' ? [`flatten queued with ceph-mgr as task ${result.flattenTask ?? '?'} (it is usable now)`] : []),
     ...(result.flatten === 'pending'

@@ -75,7 +75,10 @@ export interface RunContext {
 }
 
 /** What a path returns; the coordinator adds how it got there. */
-export type PathResult = Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds' | 'flatten' | 'flattenTask' | 'flattenerReason'> & {
+export type PathResult = Omit<SnapshotResult, 'method' | 'fallbackReason' | 'seconds' | 'flatten' | 'flattenTask' | 'flattenerReason' | 'incremental'> & {
+  /** The incremental path: what it made the image from (null: a full copy, `fullReason` says why when the disk had a pairing). */
+  incremental?: SnapshotResult['incremental'];
+  fullReason?: string;
   /** Background only: how the flatten was queued (see direct.ts). */
   queued?: { via: 'mgr'; taskId: string } | { via: 'flattener'; reason: string };
 };

@@ -10,6 +10,7 @@ import type { Services } from './context.js';
 import { CoordinatorClosedError, NotConfiguredError } from './errors.js';
 import { safeLogger, type CoordinatorEvent } from './events.js';
 import { faultsOf } from './faults.js';
+import { incrementalCheck } from './incremental/check.js';
 import { prepareSourceRemoval, type SourceRemovalReport } from './source-removal.js';
 import { collectGarbage } from './gc/index.js';
 import { connectionFindings } from './connection-findings.js';
@@ -96,8 +97,11 @@ export class SnapshotCoordinator {
       });
       if (broken) return broken;
       const a = await assess(this.svc, src, 'auto', true);
-      this.svc.emit({ type: 'plan', source: a.canonical, plan: publicPlan(a.plan) });
-      return publicPlan(a.plan);
+      // A store that does not open leaves the incremental question unanswered, not the plan.
+      const incremental = await this.store.get().then((store) => incrementalCheck(store, a), () => null);
+      const plan: Plan = { ...publicPlan(a.plan), ...(incremental ? { incremental } : {}) };
+      this.svc.emit({ type: 'plan', source: a.canonical, plan });
+      return plan;
     });
   }
 

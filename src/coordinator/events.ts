@@ -17,7 +17,9 @@ export type CoordinatorEvent =
   | { type: 'flatten-queued'; runId: string; imageId: string; via: 'mgr'; taskId: string }
   | { type: 'flatten-queued'; runId: string; imageId: string; via: 'flattener'; code: string; reason: string; fix?: string }
   | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string }
-  | { type: 'gc-skipped'; location: string; why: string };
+  | { type: 'gc-skipped'; location: string; why: string }
+  /** Incremental snapshots: an older common point removed from the disk (`snap`), or kept because removing it failed. */
+  | { type: 'common-point'; runId: string; state: 'removed' | 'kept'; snap: string | null; why?: string };
 
 export type Logger = (event: CoordinatorEvent) => void;
 

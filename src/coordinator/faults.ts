@@ -35,7 +35,29 @@ export const COPY_STEPS = [
   'unrecord',
 ] as const;
 
-export type StepName = (typeof DIRECT_STEPS)[number] | (typeof COPY_STEPS)[number];
+/**
+ * The copy path with incremental snapshots on (paths/incremental.ts): `pairing` checks the common point,
+ * then either `derive` + `copy-changes` + `finish` (made from the previous image) or `copy` + `record-base`
+ * (a full copy); `pair` records the new common point, and `prune` (after registering) removes old ones.
+ */
+export const INCREMENTAL_STEPS = [
+  'record',
+  'glance-create',
+  'pairing',
+  'snap-create',
+  'derive',
+  'copy-changes',
+  'finish',
+  'copy',
+  'record-base',
+  'pair',
+  'unmark-target',
+  'glance-add-location',
+  'unrecord',
+  'prune',
+] as const;
+
+export type StepName = (typeof DIRECT_STEPS)[number] | (typeof COPY_STEPS)[number] | (typeof INCREMENTAL_STEPS)[number];
 
 export interface FaultPoint {
   path: 'direct' | 'copy';

@@ -23,4 +23,4 @@ export type { FlattenStatus, FlattenStatusEntry } from './flatten-status.js';
 export { FLATTEN_KEY, SourceInUseError, type FlattenRequest } from './instant.js';
 export type { StepName } from './faults.js';
 export { PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX } from './names.js';
-export type { GcOptions, GcReport, InstantCheck, Leftover, Plan, Reason, SnapshotOptions, SnapshotResult } from './types.js';
+export type { GcOptions, GcReport, IncrementalCheck, InstantCheck, Leftover, Plan, Reason, SnapshotOptions, SnapshotResult } from './types.js';

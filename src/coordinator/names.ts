@@ -34,6 +34,21 @@ export function sourceSnapName(runId: string): string {
 }
 
 /**
+ * The snapshot an incremental run takes and keeps as the disk's common point (incremental/pairing.ts).
+ * Deliberately not `snapstore-<uuid>`: gc's scan removes those when no run record accounts for them.
+ */
+export const COMMON_POINT_PREFIX = 'snapstore-cp-';
+
+export function commonPointName(runId: string): string {
+  return `${COMMON_POINT_PREFIX}${runId}`;
+}
+
+/** Whether `name` is a snapshot run `runId` takes: its own, or (incremental) its common point. */
+function isRunSnap(name: string, runId: string): boolean {
+  return name === sourceSnapName(runId) || name === commonPointName(runId);
+}
+
+/**
  * A UUIDv7 (RFC 9562: the first 48 bits are the Unix time in ms): a probe image's name then says when it
  * was made, which is all gc needs to know about an image that lives well under a second.
  */
@@ -216,7 +231,7 @@ export function decodePendingMarker(text: string): PendingMarker | null {
     if (m?.v !== 1 || typeof m.runId !== 'string' || !isOwner(m.owner) || typeof m.startedAt !== 'string') return null;
     if (typeof m.source !== 'string') return null;
     if (m.method !== undefined && m.method !== 'direct' && m.method !== 'copy') return null;
-    if (m.sourceSnap !== null && (typeof m.sourceSnap !== 'string' || runIdOfSnap(m.sourceSnap) === null)) return null;
+    if (m.sourceSnap !== null && (typeof m.sourceSnap !== 'string' || !isRunSnap(m.sourceSnap, m.runId))) return null;
     return m;
   } catch {
     return null;
@@ -228,7 +243,7 @@ export function decodeRunRecord(text: string): RunRecord | null {
     const r = JSON.parse(text) as RunRecord;
     if (r?.v !== 1 || typeof r.runId !== 'string' || !UUID.test(r.runId) || !isOwner(r.owner)) return null;
     if (typeof r.startedAt !== 'string' || typeof r.source !== 'string' || typeof r.target !== 'string') return null;
-    if (r.sourceSnap !== null && r.sourceSnap !== sourceSnapName(r.runId)) return null;
+    if (r.sourceSnap !== null && !isRunSnap(r.sourceSnap, r.runId)) return null;
     if (r.imageId !== undefined && typeof r.imageId !== 'string') return null;
     return r;
   } catch {

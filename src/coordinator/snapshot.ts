@@ -19,6 +19,7 @@ import { errorText } from './events.js';
 import { newRunId } from './names.js';
 import { copy } from './paths/copy.js';
 import { direct } from './paths/direct.js';
+import { incremental, incrementalTarget } from './paths/incremental.js';
 import { checkTargetFree } from './paths/target.js';
 import { blockersText, type DetailedPlan } from './plan.js';
 import { parseSource } from './source.js';
@@ -59,11 +60,12 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
   for (;;) {
     const partial = await runAttempt(svc, a, attempt, opts, mode, background);
     if (partial === null) continue;
-    const { queued, ...rest } = partial.result;
+    const { queued, fullReason, incremental: made, ...rest } = partial.result;
     const result: SnapshotResult = {
       ...rest,
       method: attempt.method,
-      fallbackReason: attempt.fallbackReason,
+      fallbackReason: [attempt.fallbackReason, fullReason].filter((t) => t).join('; ') || null,
+      incremental: made ?? null,
       seconds: (performance.now() - started) / 1000,
       ...flattenState(attempt.method === 'direct' && background, queued),
     };
@@ -93,6 +95,10 @@ function validateOptions(opts: SnapshotOptions): { mode: Mode; background: boole
     throw new SnapstoreError('INVALID_ARGUMENT', `checksums must be auto, inline or off, not ${JSON.stringify(checksums)}`);
   }
   if (opts.imageId !== undefined) checkImageId(opts.imageId);
+  const keep = opts.keepCommonPoints;
+  if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) {
+    throw new SnapstoreError('INVALID_ARGUMENT', `keepCommonPoints must be a whole number of at least 1, not ${JSON.stringify(keep)}`);
+  }
   return { mode, background: flatten === 'background' };
 }
 
@@ -152,7 +158,13 @@ async function runAttempt(
   const glanceImage: GlanceTarget | null = svc.glance ? { id: imageId, created: opts.imageId === undefined } : null;
   const ctx = { svc, store, r, imageId, opts: runOpts, glanceImage, leaseLost };
   try {
-    const result = method === 'direct' ? await direct(ctx, await directAssessment(store, a), background) : await copy(ctx, a, sink);
+    const inc = method === 'copy' && a.disk ? incrementalTarget(store, a, sink, opts) : null;
+    const result =
+      method === 'direct'
+        ? await direct(ctx, await directAssessment(store, a), background)
+        : inc && a.disk
+          ? await incremental(ctx, a, inc, opts.keepCommonPoints ?? 1)
+          : await copy(ctx, a, sink);
     await r.finish();
     return { result, runId };
   } catch (err) {

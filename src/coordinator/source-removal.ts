@@ -7,6 +7,7 @@ import { errorText } from './events.js';
 import { DEFAULT_STALE_LOCK_MS, flattenImage, mgrView, type FlattenerEvent, type MgrView } from './flattener.js';
 import { FLATTEN_KEY, SourceInUseError, diskSource, encodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
 import { queueMgrFlatten, taskState } from './mgr-flatten.js';
+import { removeCommonPoints } from './incremental/pairing.js';
 import { withImage } from './rbd-util.js';
 import { isRbdSource } from './source-kind.js';
 import type { Source } from './source.js';
@@ -18,6 +19,8 @@ export interface SourceRemovalReport {
   flattened: string[];
   /** Trashed snapstore snapshots of the disk that no clone used any more, removed. */
   removedTrashedSnapshots: number;
+  /** The disk's common points (incremental snapshots, any target store) removed with their pairings. */
+  removedCommonPoints: string[];
 }
 
 export interface SourceRemovalOptions {
@@ -60,7 +63,8 @@ export async function prepareSourceRemoval(session: CephCluster, targetPool: str
     }
   }
   const removedTrashedSnapshots = isRbdSource(src) ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
-  return { source, flattened: [...flattened], removedTrashedSnapshots };
+  const removedCommonPoints = isRbdSource(src) ? await removeCommonPoints(await session.pool(src.pool), src.image) : [];
+  return { source, flattened: [...flattened], removedTrashedSnapshots, removedCommonPoints };
 }
 
 /** Queues with the mgr the dependents it does not have (never queued, or its task gone); a refusal leaves them to flattenRound. */

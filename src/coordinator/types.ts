@@ -14,8 +14,19 @@ export interface Reason {
 export interface Plan {
   method: 'direct' | 'copy';
   reasons: Reason[];
+  /** Whether the next snapshot with `incremental` on will be incremental (see IncrementalCheck); absent when it cannot apply. */
+  incremental?: IncrementalCheck;
   /** Whether an instant snapshot (`flatten: 'background'`) is possible, and why (not). */
   instant: InstantCheck;
+}
+
+export interface IncrementalCheck {
+  possible: boolean;
+  /** The previous image the next snapshot would be made from. */
+  from: string | null;
+  /** The bytes it would read from the source: what changed since the common point, as of now. */
+  bytesExpected: number | null;
+  reason: string;
 }
 
 export interface InstantCheck {
@@ -52,6 +63,16 @@ export interface SnapshotOptions {
    * speed of a sparse copy. The direct path never hashes (like nova's direct snapshot).
    */
   checksums?: 'auto' | 'inline' | 'off';
+  /**
+   * Incremental snapshots on the copy path (another cluster, or a pool the direct path cannot clone into):
+   * the disk keeps a snapshot as the common point with the image made from it, and the next snapshot into
+   * the same store is made from that image inside the target cluster, reading only what changed since.
+   * Off by default: the kept snapshot holds the disk's old blocks, and librbd refuses to remove a disk with
+   * snapshots (prepareSourceRemoval removes them).
+   */
+  incremental?: boolean;
+  /** How many common points a disk keeps per target store (default 1): older ones go once the new image is registered. */
+  keepCommonPoints?: number;
   signal?: AbortSignal;
   onProgress?: (p: { phase: string; done: number; total: number }) => void;
 }
@@ -61,8 +82,15 @@ export interface SnapshotResult {
   /** Where the image now lives, as a store location (`rbd://fsid/pool/id/snap`, `file:///dir/id`). */
   location: string;
   method: 'direct' | 'copy';
-  /** Why the copy path was taken (null when direct, or when copy was the only option asked for). */
+  /**
+   * Why the copy path was taken (null when direct, or when copy was the only option asked for); with
+   * `incremental`, also why a full copy was made although the disk had a common point with this store.
+   */
   fallbackReason: string | null;
+  /** An incremental snapshot: the image it was made from and the bytes read from the source; null otherwise. */
+  incremental: { from: string; bytesSent: number } | null;
+  /** With `incremental`: the source snapshot kept as the next snapshot's common point (`rbd://fsid/pool/image/snap`). */
+  commonPoint?: string;
   sizeBytes: number;
   seconds: number;
   glance: { id: string; status: string } | null;

@@ -1,15 +1,15 @@
 // kill -9 of a process in the middle of a flatten and in the middle of a copy, then gc: nothing of either
 // run is left, and the disks are unchanged. And gc never removes what it cannot prove a run made.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROBE_PREFIX, type CoordinatorEvent } from '../../src/coordinator/index.js';
+import { compileCoordinator } from '../support/compile-coordinator.js';
 import { leftoversOf } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
 import { ceph, rbd, rbdJson, uniqueName } from '../support/testbed.js';
@@ -34,13 +34,7 @@ const buildDir = join(root, 'node_modules', '.cache', `coordinator-kill-${proces
 const modulePath = join(buildDir, 'coordinator', 'index.js');
 
 beforeAll(async () => {
-  // The coordinator and what it imports, compiled to plain JS a child `node` can run.
-  await promisify(execFile)(
-    'npx',
-    ['tsc', '--outDir', buildDir, '--rootDir', 'src', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
-      '--target', 'ES2022', '--skipLibCheck', '--strict', '--types', 'node', 'src/coordinator/index.ts'],
-    { cwd: root },
-  );
+  await compileCoordinator(`coordinator-kill-${process.pid}`);
 }, 120_000);
 
 afterAll(() => rmSync(buildDir, { recursive: true, force: true }));

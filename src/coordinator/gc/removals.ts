@@ -1,6 +1,7 @@
 // How gc removes what it found on the source side.
 import type { CephCluster, Ioctx } from '../../ceph/index.js';
-import { removeImageFully, removeSnapshot, whileBusy, withImage } from '../rbd-util.js';
+import { pairKey } from '../incremental/pairing.js';
+import { ignoreNotFound, removeImageFully, removeSnapshot, whileBusy, withImage } from '../rbd-util.js';
 import { isRbdSource } from '../source-kind.js';
 import { parseSource } from '../source.js';
 
@@ -16,7 +17,11 @@ export function removeImage(io: Ioctx, name: string): Promise<void> {
 }
 
 export async function removeSourceSnapshot(io: Ioctx, image: string, snap: string): Promise<void> {
-  await withImage(io, image, {}, undefined, (handle) => whileBusy(() => removeSnapshot(handle, snap), WATCH_WAIT));
+  await withImage(io, image, {}, undefined, async (handle) => {
+    await whileBusy(() => removeSnapshot(handle, snap), WATCH_WAIT);
+    // A run killed after recording its common point's pairing (incremental snapshots) leaves that too.
+    await ignoreNotFound(handle.metadataRemove(pairKey(snap)));
+  });
 }
 
 /** The pool/image a marker's `source` names, when it is a disk in the cluster gc's source session reaches. */

@@ -17,7 +17,7 @@ import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type So
 import { targetText } from './target.js';
 
 /** What the copy step wrote, and where. */
-interface Copied {
+export interface Copied {
   location: string;
   sizeBytes: number;
   checksums: SnapshotResult['checksums'];
@@ -30,7 +30,7 @@ interface Data {
 }
 
 /** What the copy reads: a snapshot of an RBD source the run holds, or a file. */
-type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: false; a: FileAssessment };
+export type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: false; a: FileAssessment };
 
 export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<PathResult> {
   const { svc, imageId } = ctx;
@@ -54,7 +54,7 @@ export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<
 }
 
 /** The `copy` step: the source's bytes into the store, or up to Glance. */
-async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string): Promise<Copied> {
+export async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string): Promise<Copied> {
   const { r, opts, svc, imageId } = ctx;
   let reader: Image | null = null;
   r.always('close snapshot reader', async () => {
@@ -126,7 +126,7 @@ async function addToStore(ctx: RunContext, source: Data, options: AddOptions): P
 }
 
 /** Registers the copy with Glance: its location, or (uploaded through Glance) what Glance made of it. */
-async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied, marker: string): Promise<{ glance: SnapshotResult['glance']; location: string }> {
+export async function register(ctx: RunContext, a: Assessment, sink: Sink, copied: Copied, marker: string): Promise<{ glance: SnapshotResult['glance']; location: string }> {
   const client = ctx.svc.glance;
   const target = ctx.glanceImage;
   if (!client || !target) return { glance: null, location: copied.location };

@@ -28,11 +28,11 @@ export interface SourceRun {
  * Opens the source image and writes the run record on it; its removal is the run's last step. A source
  * opened read-only (an existing snapshot the user may only read) gets no record.
  */
-export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'direct' | 'copy', target: string): Promise<SourceRun> {
+export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'direct' | 'copy', target: string, ownSnapName?: string): Promise<SourceRun> {
   const { r } = ctx;
   const src = a.src;
   const ownSnap = src.snap === null;
-  const snapName = src.snap ?? sourceSnapName(r.runId);
+  const snapName = src.snap ?? ownSnapName ?? sourceSnapName(r.runId);
   const io = await a.session.pool(src.pool);
   const handle = new SourceHandle(io, src.image, ownSnap);
   r.always('close source image', () => handle.close());

@@ -5,3 +5,7 @@
 export const RBD_SNAPSHOT = 'snap';
 /** Image metadata key holding the pending mark of an unfinished image. */
 export const PENDING_KEY = 'snapstore.pending';
+/** Image metadata key holding an incremental snapshot's record of what it was made from (the caller's text). */
+export const BASE_KEY = 'snapstore.base';
+/** Metadata every snapstore key starts with: librbd copies a base's metadata into its clone, and they are not the clone's. */
+export const OWN_KEY_PREFIX = 'snapstore.';

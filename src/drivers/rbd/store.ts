@@ -23,6 +23,7 @@ import {
   type AddOptions,
   type AddResult,
   type CloneTarget,
+  type IncrementalTarget,
   type GetOptions,
   type PendingEntry,
   type Store,
@@ -31,6 +32,7 @@ import {
 } from '../../store.js';
 import { abortedError, checkAddArguments, resolveRange, withGuardedSource } from '../common.js';
 import { RbdCloneTarget } from './clones.js';
+import { RbdIncrementalTarget } from './incremental.js';
 import { ceph, mapRbdError, unlessMissing } from './errors.js';
 import { RBD_SNAPSHOT } from './layout.js';
 import { clearMark, discardImage, listMarks, markImage, readMark } from './pending.js';
@@ -90,6 +92,7 @@ export class RbdStore implements Store {
   /** The object size order images are created with (log2 of the object size). */
   readonly order: number;
   readonly clones: CloneTarget;
+  readonly incremental: IncrementalTarget;
   private readonly config: RbdStoreConfig;
   private readonly writesInFlight: number | undefined;
   private readonly readAhead: number;
@@ -117,6 +120,7 @@ export class RbdStore implements Store {
       thinProvisioning: config.thinProvisioning ?? true,
     };
     this.clones = new RbdCloneTarget(() => this.cluster(), this.pool);
+    this.incremental = new RbdIncrementalTarget(() => this.ioctx(this.pool), this.clones);
   }
 
   /** A store connected now (so configuration mistakes surface here rather than at the first add). */

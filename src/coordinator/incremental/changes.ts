@@ -1,0 +1,85 @@
+// The changes between two snapshots of a disk, moved into an image made from the first one: librbd's
+// diff (rbd_diff_iterate2 from the common point, exact extents) names what was written (read from the
+// source, written to the target) and what was discarded or zeroed (zeroed on the target, no data sent).
+import type { Extent, Image } from 'ceph-rbd-napi';
+import type { ReadPlan } from '../extents.js';
+
+export interface ChangeSummary {
+  /** Bytes read from the source and written to the target. */
+  bytesSent: number;
+  /** Bytes zeroed on the target (discarded or zeroed on the source since the common point). */
+  bytesZeroed: number;
+}
+
+/** What changed in `reader`'s snapshot since `fromSnap`, as librbd reports it (written and discarded extents). */
+export async function changedExtents(reader: Image, fromSnap: string): Promise<Extent[]> {
+  const extents = await reader.diffIterate({ fromSnapshot: fromSnap });
+  return extents.filter((e) => e.length > 0).sort((x, y) => x.offset - y.offset);
+}
+
+export function summarize(extents: readonly Extent[]): ChangeSummary {
+  let bytesSent = 0;
+  let bytesZeroed = 0;
+  for (const e of extents) {
+    if (e.exists) bytesSent += e.length;
+    else bytesZeroed += e.length;
+  }
+  return { bytesSent, bytesZeroed };
+}
+
+interface Job {
+  offset: number;
+  length: number;
+  data: boolean;
+}
+
+/** The extents as jobs of at most `pieceBytes` (cut at its multiples, so a read stays in one object). */
+function* jobs(extents: readonly Extent[], pieceBytes: number): Generator<Job> {
+  for (const e of extents) {
+    // A zeroed range is one call whatever its length: librbd splits it by object itself.
+    if (!e.exists) {
+      yield { offset: e.offset, length: e.length, data: false };
+      continue;
+    }
+    for (let pos = e.offset, end = e.offset + e.length; pos < end; ) {
+      const length = Math.min(pieceBytes - (pos % pieceBytes), end - pos);
+      yield { offset: pos, length, data: true };
+      pos += length;
+    }
+  }
+}
+
+export interface ApplyOptions {
+  plan: ReadPlan;
+  /** Called after each job with the bytes done of the total; false stops the copy (it then throws `stop()`). */
+  progress: (done: number, total: number) => boolean;
+  stop: () => unknown;
+}
+
+/**
+ * Applies `extents` (changes read from `reader`) to `target`, `plan.parallel` jobs at a time; every job
+ * writes its own range, so their order does not matter. Waits for every job started before it returns or throws.
+ */
+export async function applyChanges(reader: Image, target: Image, extents: readonly Extent[], opts: ApplyOptions): Promise<ChangeSummary> {
+  const total = extents.reduce((n, e) => n + e.length, 0);
+  const queue = jobs(extents, opts.plan.pieceBytes);
+  let done = 0;
+  let failed: { err: unknown } | null = null;
+  const worker = async () => {
+    for (let next = queue.next(); !next.done && !failed; next = queue.next()) {
+      const job = next.value;
+      try {
+        if (job.data) await target.write(job.offset, await reader.read(job.offset, job.length));
+        else await target.writeZeroes(job.offset, job.length);
+        done += job.length;
+        if (!opts.progress(done, total)) failed ??= { err: opts.stop() };
+      } catch (err) {
+        failed ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.plan.parallel) }, worker));
+  if (failed) throw (failed as { err: unknown }).err;
+  await target.flush();
+  return summarize(extents);
+}
