@@ -45,6 +45,8 @@ export class Scan {
     readonly store: Store,
     readonly now: number,
     readonly olderThanMs: number,
+    /** Also open every image (versions before the journal and the stores' pending indexes left no entries). */
+    readonly scanImages = false,
   ) {}
 
   /**

@@ -5,3 +5,5 @@
 export const RBD_SNAPSHOT = 'snap';
 /** Image metadata key holding the pending mark of an unfinished image. */
 export const PENDING_KEY = 'snapstore.pending';
+/** RADOS object in the store's pool whose omap indexes the pending images (see pending-index.ts). */
+export const PENDING_INDEX_OBJECT = 'snapstore_pending';

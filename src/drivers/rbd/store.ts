@@ -24,6 +24,7 @@ import {
   type AddResult,
   type CloneTarget,
   type GetOptions,
+  type ListPendingOptions,
   type PendingEntry,
   type Store,
   type StoreCapabilities,
@@ -204,9 +205,13 @@ export class RbdStore implements Store {
     return readMark(await this.markIoctx(), checkImageId(imageId));
   }
 
-  async listPending(): Promise<PendingEntry[]> {
+  /**
+   * Reads the store's index of pending images and opens only those (see pending-index.ts). `scanAll` also
+   * opens every image of the pool, for marks written by versions before the index (and indexes them).
+   */
+  async listPending(options: ListPendingOptions = {}): Promise<PendingEntry[]> {
     const fsid = (await this.cluster()).fsid;
-    return listMarks(await this.markIoctx(), (name) => formatRbdLocation(fsid, this.pool, name, RBD_SNAPSHOT));
+    return listMarks(await this.markIoctx(), (name) => formatRbdLocation(fsid, this.pool, name, RBD_SNAPSHOT), options.scanAll);
   }
 
   async discard(imageId: string): Promise<boolean> {
