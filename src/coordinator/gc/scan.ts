@@ -78,6 +78,11 @@ export class Scan {
     return true;
   }
 
+  /** Keeps `location` out of every group added later: a scanner that read more about it decided already. */
+  claim(location: string): void {
+    this.seen.add(location);
+  }
+
   /** Adds a removal group, without what an earlier group already removes. */
   add(group: Removal[]): void {
     const fresh = group.filter((r) => !this.seen.has(r.leftover.location));
