@@ -93,7 +93,8 @@ export async function flattenImage(
   const signal = opts.signal ? AbortSignal.any([opts.signal, leaseLost.signal]) : leaseLost.signal;
   try {
     const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
-    // A run writes the request only once its pending mark is off (paths/direct.ts): the snapshot is done.
+    // A run writes the request once its clone is finished and unlocked (paths/direct.ts), before Glance has
+    // it: flattening then is what happens anyway; if that run dies, gc removes the clone (breaking our lock).
     if (!request) return { state: 'skipped', why: 'nothing to flatten' };
     if (request.mgrTask && (await image.parentInfo()) !== null) {
       const verdict = mgrVerdict(opts.mgr ? await opts.mgr.queue() : null, request.mgrTask.id, request.mgrTask.queuedAt);

@@ -72,12 +72,14 @@ export async function runRemovals(scan: Scan, disk: { io: Ioctx; image: string }
   const started = Date.parse(record.startedAt);
   const leftover = (kind: Leftover['kind'], location: string) => toLeftover(kind, location, record.runId, record.owner, started);
   let complete = true;
-  if (record.glance?.created) {
-    if (scan.ctx.glance) out.push(glanceRemoval(scan.ctx.glance, record.glance.id, record.runId, leftover('glance-image', `glance:${record.glance.id}`)));
-    else complete = false;
-  }
   const targetLeftover = leftover(record.method === 'direct' ? 'clone' : 'target', record.target);
   const target = await targetRemoval(scan, record);
+  const registered = target !== null && 'registered' in target;
+  const glance = scan.ctx.glance;
+  const made = record.glance?.created ? record.glance.id : null;
+  // A registered image's Glance image is the run's result, not a leftover.
+  if (made !== null && !glance) complete = false;
+  else if (made !== null && glance && !registered) out.push(glanceRemoval(glance, made, record.runId, leftover('glance-image', `glance:${made}`)));
   let finish: (() => Promise<void>) | null = null;
   if (target && 'registered' in target) {
     // The run got as far as Glance: its image stands. Only its bookkeeping goes: the mark, with the record.
