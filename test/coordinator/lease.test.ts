@@ -369,6 +369,39 @@ describe('thresholds', () => {
   });
 });
 
+describe('the flatten queue index', () => {
+  it('a poll opens only the clones the journal indexes; scanImages finds a request of an older version and indexes it; a stale entry is dropped', async () => {
+    const a = env.clusters.a;
+    const disk = uniqueName('queue-index');
+    const clone = uniqueName('queued');
+    await makeDisk(a, disk, 16, 0);
+    const nothing = await leftovers.snapshot();
+    const f = new Flattener({ source: sourceConfig(a), target: { pool: 'images' } });
+    const scanning = new Flattener({ source: sourceConfig(a), target: { pool: 'images' }, scanImages: true });
+    const queued = async (flattener: Flattener) => (await flattener.pending()).map((p) => p.image);
+    try {
+      await rbd(a, ['snap', 'create', `vms/${disk}@base`]);
+      await rbd(a, ['clone', `vms/${disk}@base`, `images/${clone}`, '--rbd-default-clone-format', '2']);
+      // What a version before the index left: the request on the clone, no journal entry.
+      const request = { v: 1, requestedAt: new Date().toISOString(), runId: randomUUID(), source: `rbd://${a.fsid}/vms/${disk}`, sourceSnap: null };
+      await rbd(a, ['image-meta', 'set', `images/${clone}`, 'snapstore.flatten', JSON.stringify(request)]);
+      expect(await queued(f)).not.toContain(clone);
+      expect(await queued(scanning)).toContain(clone);
+      expect((await journal('images', [`queued.${clone}`])).size).toBe(1);
+      expect(await queued(f)).toContain(clone);
+      await rbd(a, ['image-meta', 'remove', `images/${clone}`, 'snapstore.flatten']);
+      expect(await queued(f)).not.toContain(clone);
+      expect((await journal('images', [`queued.${clone}`])).size).toBe(0);
+    } finally {
+      await f.close();
+      await scanning.close();
+      await removeImage(a, `images/${clone}`);
+      await rbd(a, ['snap', 'rm', `vms/${disk}@base`]).catch(() => '');
+    }
+    await leftovers.expectUnchanged(nothing);
+  }, 60_000);
+});
+
 describe('a flatten lease held by another host', () => {
   it('keeps other flatteners off while it lasts; after it ran out one takes over, blocklists the holder and finishes', async () => {
     const a = env.clusters.a;
