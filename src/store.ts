@@ -37,6 +37,14 @@ export interface AddOptions {
   pending?: string;
 }
 
+export interface ListPendingOptions {
+  /**
+   * Also look at every image of the store, for marks written by versions that kept no index of them (gc
+   * --scan-images): as slow as the store is large. Stores whose listing is that scan already ignore it.
+   */
+  scanAll?: boolean;
+}
+
 /** One marked image, as `Store.listPending` reports it. */
 export interface PendingEntry {
   imageId: string;
@@ -182,8 +190,8 @@ export interface Store {
   /** The mark on `imageId`, or null (no mark or no image). */
   readPending(imageId: string): Promise<string | null>;
 
-  /** Every marked image of this store (gc's scan). */
-  listPending(): Promise<PendingEntry[]>;
+  /** Every marked image of this store (gc's scan); its cost follows the marked images, not the store. */
+  listPending(options?: ListPendingOptions): Promise<PendingEntry[]>;
 
   /**
    * Removes an unfinished image and everything the driver keeps for it (its snapshots, temporary files, its

@@ -51,13 +51,16 @@ commands:
   delete LOCATION   delete an image from the store
   gc                remove leftovers of killed snapshot runs [--dry-run] [--older-than SECONDS: for what the
                     run journal does not hold; at least two lease periods, default 3600] [--scan-images:
-                    also open every disk for records of versions before the journal]
+                    also open every disk and every image for records and marks of versions before the
+                    journal and the pending indexes, and index what it finds]
   flattener [IMAGE_ID...]
                     flatten instant snapshots queued in the image pool (or only those images),
                     polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
                     [--status: show each queued flatten (ceph-mgr: queued, running %, failed) and exit]
                     [--stale-lock-seconds N: break a lock this old when its holder's death cannot be
                     proven (it ran on another host); at least two lease periods, default 3600]
+                    [--scan-images: the first pass opens every image, for flattens queued by versions
+                    before the journal indexed the queue]
 
 SOURCE is rbd://FSID/POOL/IMAGE (an instance disk), rbd://FSID/POOL/IMAGE/SNAP, or file:///PATH.
 

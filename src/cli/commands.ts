@@ -233,6 +233,7 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     source: cfg.source,
     target,
     ...(inv.positionals.length ? { images: inv.positionals } : {}),
+    ...(inv.scanImages ? { scanImages: true } : {}),
     storeUser: target,
     ...(inv.staleLockSeconds !== undefined ? { staleLockMs: inv.staleLockSeconds * 1000 } : {}),
     logger: (e: FlattenerEvent) => {

@@ -21,6 +21,7 @@ const TARGET_POOL_STEPS: ReadonlySet<StepName> = new Set<StepName>([
   'mark-clone',
   'flatten',
   'finalize',
+  'unlock-clone',
   'unmark-clone',
 ]);
 

@@ -5,8 +5,8 @@
 
 /**
  * Every step a snapshot can take, in the order the paths take them. Registering in Glance comes last but
- * for removing the run record, whose failure does not fail the snapshot: once Glance points at the image,
- * removing it again would leave Glance pointing at nothing.
+ * for removing the target's pending mark (which stays until Glance holds the location, so that a kill
+ * before leaves a marked image gc finds) and the run record, whose failure does not fail the snapshot.
  */
 export const DIRECT_STEPS = [
   'record',
@@ -19,8 +19,9 @@ export const DIRECT_STEPS = [
   'snap-unprotect',
   'snap-remove',
   'finalize',
-  'unmark-clone',
+  'unlock-clone',
   'glance-add-location',
+  'unmark-clone',
   'unrecord',
 ] as const;
 
@@ -30,8 +31,8 @@ export const COPY_STEPS = [
   'snap-create',
   'copy',
   'snap-remove',
-  'unmark-target',
   'glance-add-location',
+  'unmark-target',
   'unrecord',
 ] as const;
 
@@ -51,8 +52,8 @@ export const INCREMENTAL_STEPS = [
   'copy',
   'record-base',
   'pair',
-  'unmark-target',
   'glance-add-location',
+  'unmark-target',
   'unrecord',
   'prune',
 ] as const;

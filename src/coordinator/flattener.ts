@@ -12,16 +12,16 @@
 // queue entry of an image the mgr has finished.
 import type { RbdSourceConfig, RbdTargetConfig } from '../config/types.js';
 import { CephCluster, releaseMemory, type Image, type Ioctx } from '../ceph/index.js';
-import { SnapstoreError, codeOf, hasCode } from '../errors.js';
+import { SnapstoreError, hasCode } from '../errors.js';
 import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import { flattenStatus, type FlattenStatus } from './flatten-status.js';
-import { FLATTEN_KEY, decodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { dequeueFlatten, pendingFlattens, type QueuedFlatten } from './flatten-queue.js';
+import { takeLock } from './flatten-lock.js';
+import { FLATTEN_KEY, decodeFlattenRequest, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
 import { cancelMgrTask, listMgrTasks, mgrVerdict, type MgrTask } from './mgr-flatten.js';
 import { takeFlattenLease } from './journal/flatten-lease.js';
-import type { JournalEntry } from './journal/journal.js';
 import type { Lease } from './journal/lease.js';
-import { currentOwner, describeOwner, ownerState, type Owner } from './names.js';
 import { isRbdSource } from './source-kind.js';
 import { parseSource, type Source } from './source.js';
 
@@ -42,6 +42,11 @@ export interface FlattenerOptions {
   staleLockMs?: number;
   /** Only these images (ids in the target pool); default every image with a flatten request. */
   images?: string[];
+  /**
+   * The first pass also opens every image of the pool, for clones queued by versions before the journal
+   * indexed the queue (and indexes them); later polls read the index only. Default false.
+   */
+  scanImages?: boolean;
   /** `run()` looks for new work this often. Default 5 s. */
   pollMs?: number;
   logger?: (event: FlattenerEvent) => void;
@@ -61,31 +66,6 @@ export interface FlattenReport {
 
 export const DEFAULT_STALE_LOCK_MS = 60 * 60 * 1000;
 const DEFAULT_POLL_MS = 5000;
-const COOKIE_PREFIX = 'snapstore-flattener ';
-
-interface Holder {
-  owner: Owner;
-  /** When the lock was taken (ms since the epoch). */
-  at: number;
-  /** Set by flatteners that hold a journal lease with the lock: their lock is never broken by age. */
-  lease?: true;
-}
-
-/** The lock cookie names its holder, so that the next flattener can tell whether the holder still lives. */
-function lockCookie(): string {
-  return COOKIE_PREFIX + JSON.stringify({ owner: currentOwner(), at: Date.now(), lease: true } satisfies Holder);
-}
-
-function holderOf(cookie: string): Holder | null {
-  if (!cookie.startsWith(COOKIE_PREFIX)) return null;
-  try {
-    const h = JSON.parse(cookie.slice(COOKIE_PREFIX.length)) as Holder;
-    return h && typeof h.at === 'number' && typeof h.owner?.host === 'string' && typeof h.owner.pid === 'number' ? h : null;
-  } catch {
-    return null;
-  }
-}
-
 export type Outcome = { state: 'done' } | { state: 'skipped'; why: string };
 
 /**
@@ -113,7 +93,8 @@ export async function flattenImage(
   const signal = opts.signal ? AbortSignal.any([opts.signal, leaseLost.signal]) : leaseLost.signal;
   try {
     const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
-    // A run writes the request only once its pending mark is off (paths/direct.ts): the snapshot is done.
+    // A run writes the request once its clone is finished and unlocked (paths/direct.ts), before Glance has
+    // it: flattening then is what happens anyway; if that run dies, gc removes the clone (breaking our lock).
     if (!request) return { state: 'skipped', why: 'nothing to flatten' };
     if (request.mgrTask && (await image.parentInfo()) !== null) {
       const verdict = mgrVerdict(opts.mgr ? await opts.mgr.queue() : null, request.mgrTask.id, request.mgrTask.queuedAt);
@@ -143,16 +124,14 @@ export async function flattenImage(
       throw new SnapstoreError('FLATTEN_FAILED', `${io.pool}/${name} still has a parent after flatten (its snapshots lack deep-flatten)`);
     }
     await releaseSourceSnapshot(session, current);
-    await image.metadataRemove(FLATTEN_KEY).catch((err: unknown) => {
-      if (!isNotFound(err)) throw err;
-    });
+    await dequeueFlatten(image);
     return { state: 'done' };
   } finally {
     if (cookie) await image.unlock(cookie).catch(() => {});
     await image.close();
     await lease?.release().catch(() => {});
     // A flattener runs for days: give what this flatten's buffers took back to the kernel. Only after a
-    // flatten: each poll passes every image of the pool through here.
+    // flatten: each poll passes every queued clone through here.
     if (flattened) await releaseMemory();
   }
 }
@@ -176,46 +155,6 @@ export function mgrView(session: CephCluster, ttlMs = 2000): MgrView {
 }
 
 /**
- * The lock's cookie, or why the image is left alone (a live flattener holds it). Called with the image's
- * flatten lease held: a lock of a leased flattener (whose lease this one took over, `previous`, or which
- * gave it up) or of a provably dead one is broken; a flattener of a version before the journal holds a
- * lock without a lease, broken only once older than `staleLockMs`.
- */
-async function takeLock(
-  image: Image,
-  name: string,
-  opts: { staleLockMs: number; emit: (e: FlattenerEvent) => void; previous: { entry: JournalEntry; why: string } | null },
-): Promise<string | Outcome> {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const cookie = lockCookie();
-    try {
-      await image.lockAcquireExclusive(cookie);
-      return cookie;
-    } catch (err) {
-      if (codeOf(err) !== 'BUSY') throw err;
-    }
-    for (const locker of await image.listLockers()) {
-      const holder = holderOf(locker.cookie);
-      if (!holder) return { state: 'skipped', why: `locked by ${locker.client} (cookie ${JSON.stringify(locker.cookie)}), not a flattener` };
-      const state = ownerState(holder.owner);
-      const age = Date.now() - holder.at;
-      let why: string | null = null;
-      if (state === 'dead') why = `its flattener ${describeOwner(holder.owner)} is dead`;
-      // This flattener holds the image's lease now: a leased holder's lease is over (taken over or given up).
-      else if (holder.lease) why = opts.previous?.why ?? 'its flattener no longer holds the flatten lease';
-      else if (age > opts.staleLockMs) why = `its lock is ${Math.round(age / 1000)} s old (stale after ${opts.staleLockMs / 1000} s)`;
-      if (!why) return { state: 'skipped', why: `being flattened by ${describeOwner(holder.owner)}` };
-      // librbd blocklists the holder: a flattener wrongly thought dead can no longer write anything.
-      await image.breakLock(locker.client, locker.cookie).catch((err: unknown) => {
-        if (!isNotFound(err)) throw err;
-      });
-      opts.emit({ type: 'lock-broken', image: name, holder: describeOwner(holder.owner), why });
-    }
-  }
-  return { state: 'skipped', why: 'the lock was taken again at once' };
-}
-
-/**
  * Lets go of the source snapshot the clone hung from. librbd removes a trashed snapshot when its last clone
  * is flattened; this covers the case where it could not (and is a no-op otherwise).
  */
@@ -236,6 +175,7 @@ export class Flattener {
   private readonly opts: FlattenerOptions;
   private session: Promise<CephCluster> | null = null;
   private storeSession: Promise<CephCluster> | null = null;
+  private scannedAll = false;
   private readonly emit: (e: FlattenerEvent) => void;
 
   constructor(opts: FlattenerOptions) {
@@ -277,11 +217,17 @@ export class Flattener {
     return session ? mgrView(session) : undefined;
   }
 
-  /** Images in the target pool waiting for their flatten, oldest request first. */
-  async pending(): Promise<Array<{ image: string; request: FlattenRequest }>> {
+  /**
+   * Images in the target pool waiting for their flatten, oldest request first: one read of the pool's
+   * journal, then only the queued clones are opened (flatten-queue.ts); `scanImages` scans the whole pool once.
+   */
+  async pending(): Promise<QueuedFlatten[]> {
     const session = await this.connect();
     const only = this.opts.images;
-    return (await pendingFlattens(await session.pool(this.opts.target.pool))).filter((p) => !only || only.includes(p.image));
+    const scanAll = this.opts.scanImages === true && !this.scannedAll;
+    const found = await pendingFlattens(await session.pool(this.opts.target.pool), { scanAll });
+    if (scanAll) this.scannedAll = true;
+    return found.filter((p) => !only || only.includes(p.image));
   }
 
   /** Where each pending flatten stands (ceph-mgr's task list as the store's user, see flatten-status.ts). */

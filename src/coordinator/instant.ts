@@ -11,7 +11,7 @@
 //    without exclusive-lock the flattener's advisory RBD lock works;
 //  - the source disk cannot be removed while a clone hangs from its trashed snapshot (librbd: "image has
 //    snapshots"); `prepareSourceRemoval` says which images are pending, or flattens them first.
-import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
+import type { CephCluster, Ioctx } from '../ceph/index.js';
 import { SnapstoreError, codeOf } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import { mgrFlattenCheck } from './mgr-flatten.js';
@@ -137,29 +137,6 @@ async function flattenWay(store: CephCluster, targetPool: string, osdCaps: strin
     };
   }
   return { via: 'flattener', reason: `${way.reason} (\`snapstore flattener\`)`, ...(way.fix ? { fix: way.fix } : {}) };
-}
-
-/** Snapstore images in `pool` still waiting for their flatten, with their queue entries. */
-export async function pendingFlattens(io: Ioctx): Promise<Array<{ image: string; request: FlattenRequest }>> {
-  const out: Array<{ image: string; request: FlattenRequest }> = [];
-  for (const name of await io.listImages()) {
-    let image: Image;
-    try {
-      image = await io.openImage(name, { readOnly: true });
-    } catch (err) {
-      if (isNotFound(err)) continue;
-      throw err;
-    }
-    try {
-      const request = decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY));
-      if (request) out.push({ image: name, request });
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    } finally {
-      await image.close();
-    }
-  }
-  return out.sort((x, y) => x.request.requestedAt.localeCompare(y.request.requestedAt));
 }
 
 /**

@@ -5,7 +5,8 @@
 import type { CephCluster, Ioctx } from '../ceph/index.js';
 import { errorText } from './events.js';
 import { DEFAULT_STALE_LOCK_MS, flattenImage, mgrView, type FlattenerEvent, type MgrView } from './flattener.js';
-import { FLATTEN_KEY, SourceInUseError, diskSource, encodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { FLATTEN_KEY, SourceInUseError, diskSource, encodeFlattenRequest, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { pendingFlattens } from './flatten-queue.js';
 import { queueMgrFlatten, taskState } from './mgr-flatten.js';
 import { removeCommonPoints } from './incremental/pairing.js';
 import { withImage } from './rbd-util.js';

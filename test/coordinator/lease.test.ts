@@ -5,7 +5,7 @@
 // are refused. A flatten lease keeps other flatteners off until it runs out. Journal entries a client.nova
 // could forge remove nothing that is not the run's. Short leases (SNAPSTORE_LEASE_SECONDS) keep it quick.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import * as rbdNapi from 'ceph-rbd-napi';
 import { describe, expect, it } from 'vitest';
 import { Flattener, type CoordinatorEvent, type FlattenerEvent } from '../../src/coordinator/index.js';
-import { withFaults } from '../../src/coordinator/faults.js';
+import { withFaults, type StepName } from '../../src/coordinator/faults.js';
 import { hasCode } from '../../src/errors.js';
 import { JOURNAL_OBJECT } from '../../src/coordinator/journal/index.js';
 import { adminOf, leftoversOf, producedBy } from '../support/leftovers.js';
@@ -105,23 +105,29 @@ async function writeJournal(pool: string, steps: rbdNapi.WriteStep[]): Promise<v
 /** A copy snapshot in a child process (the compiled coordinator), killed with SIGKILL mid-copy; its run id. */
 async function killedMidCopy(source: string, dataDir: string, extraEnv: Record<string, string>): Promise<string> {
   const args = { options: { source: sourceConfig(env.clusters.a), target: { kind: 'file', dataDir } }, source, snapshot: {}, freezeOnPhase: 'copy' };
+  const mid = (e: CoordinatorEvent) => e.type === 'progress' && e.phase === 'copy' && e.done > 0 && e.done < e.total;
+  return (await killedAt(args, extraEnv, mid)).runId;
+}
+
+/** A snapshot in a child process, frozen (see snapshot-child.mjs) and killed with SIGKILL at the first event `at` matches. */
+async function killedAt(args: object, extraEnv: Record<string, string>, at: (e: CoordinatorEvent) => boolean): Promise<{ runId: string; imageId: string }> {
   const child: ChildProcess = spawn(process.execPath, [join(here, 'fixtures', 'snapshot-child.mjs'), childModule, JSON.stringify(args)], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, ...extraEnv },
   });
-  const runId = await new Promise<string>((resolve, reject) => {
-    let id = '';
+  const run = await new Promise<{ runId: string; imageId: string }>((resolve, reject) => {
+    const ids = { runId: '', imageId: '' };
     createInterface({ input: child.stdout! }).on('line', (line) => {
       const e = JSON.parse(line) as CoordinatorEvent;
-      if (e.type === 'run') id = e.runId;
-      if (e.type === 'progress' && e.phase === 'copy' && e.done > 0 && e.done < e.total) resolve(id);
+      if (e.type === 'run') Object.assign(ids, { runId: e.runId, imageId: e.imageId });
+      if (at(e)) resolve(ids);
     });
     child.on('exit', (code, signal) => reject(new Error(`child exited (${code ?? signal}) before the kill point`)));
   });
   const exited = new Promise((r) => child.on('exit', r));
   child.kill('SIGKILL');
   await exited;
-  return runId;
+  return run;
 }
 
 /**
@@ -129,7 +135,7 @@ async function killedMidCopy(source: string, dataDir: string, extraEnv: Record<s
  * resumed: it holds its snapshot, its pending target and its journal entry meanwhile (a long run, to gc).
  * `reached` resolves with its run id once it waits.
  */
-function pausedRun(source: string, dataDir: string) {
+function pausedRun(source: string, dataDir: string, pauseAt: StepName = 'snap-remove') {
   let paused!: () => void;
   const waiting = new Promise<void>((r) => {
     paused = r;
@@ -139,7 +145,7 @@ function pausedRun(source: string, dataDir: string) {
     resume = r;
   });
   const slow = withFaults({ source: sourceConfig(env.clusters.a), target: { kind: 'file' as const, dataDir } }, async (p) => {
-    if (p.step === 'snap-remove' && p.when === 'before') {
+    if (p.step === pauseAt && p.when === 'before') {
       paused();
       await gate;
     }
@@ -261,6 +267,90 @@ describe('a killed run', () => {
   }, 120_000);
 });
 
+/** A 64 MiB file of random bytes, as a `file://` source. */
+function fileSource(): string {
+  const path = join(dir, `${uniqueName('disk')}.raw`);
+  writeFileSync(path, randomBytes(64 * 1024 * 1024));
+  return `file://${path}`;
+}
+
+describe('a file:// source run', () => {
+  it('holds a journal entry: gc from another host, past the threshold, keeps its marked target while the lease is renewed', async () => {
+    const source = fileSource();
+    const dataDir = mkdtempSync(join(dir, 'file-live-'));
+    const nothing = await leftovers.snapshot({ dirs: [dataDir] });
+    // Paused with its target written and marked: what discard would remove (image, temporary files, mark).
+    const { c, events, run, reached, resume } = pausedRun(source, dataDir, 'unmark-target');
+    try {
+      const runId = await reached;
+      expect((await journal('vms', [`run.${runId}`])).size).toBe(1);
+      // Older than the threshold: judged by age, as before the journal held file runs, it would go.
+      await sleep(MIN_THRESHOLD * 1000 + 1000);
+      const gcArgs = ['gc', '--json', '--older-than', String(MIN_THRESHOLD), '--config', novaConf(), '--config', fileStoreConf(dataDir)];
+      const otherHost = gcJson(await snapstore(gcArgs, { SNAPSTORE_HOST_ID: 'another-host' }));
+      expect(otherHost.removed).toEqual([]);
+      const kept = otherHost.seen.filter((l) => l.runId === runId);
+      expect(kept.length).toBeGreaterThan(0);
+      for (const l of kept) expect(l).toMatchObject({ action: 'kept', why: expect.stringMatching(/^lease valid until \d{4}-/) });
+      resume();
+      await run;
+      expect((await journal('vms', [`run.${runId}`])).size).toBe(0);
+    } finally {
+      resume();
+      await c.close();
+    }
+    await leftovers.expectUnchanged(nothing, producedBy(events));
+  }, 120_000);
+
+  it('killed on another host: kept while its lease lasts, then its target, temporary file and entry removed', async () => {
+    const source = fileSource();
+    const dataDir = mkdtempSync(join(dir, 'file-dead-'));
+    const nothing = await leftovers.snapshot({ dirs: [dataDir] });
+    const runId = await killedMidCopy(source, dataDir, { SNAPSTORE_HOST_ID: 'host-that-died' });
+    expect((await journal('vms', [`run.${runId}`])).size).toBe(1);
+    expect(readdirSync(dataDir).some((n) => n.endsWith('.tmp'))).toBe(true);
+    const gcArgs = ['gc', '--json', '--older-than', String(MIN_THRESHOLD), '--config', novaConf(), '--config', fileStoreConf(dataDir)];
+    expect(gcJson(await snapstore(gcArgs)).removed).toEqual([]);
+    await sleep(EXPIRY_MS + 500);
+    const late = gcJson(await snapstore(gcArgs));
+    expect(late.removed.filter((l) => l.runId === runId).map((l) => l.kind).sort()).toEqual(['run-record', 'target']);
+    expect((await journal('vms', [`run.${runId}`])).size).toBe(0);
+    expect(readdirSync(dataDir)).toEqual([]);
+    await leftovers.expectUnchanged(nothing);
+  }, 120_000);
+});
+
+describe('a run killed after registering in Glance, before its mark came off', () => {
+  it('leaves a registered image gc keeps (clearing its mark), and nothing else', async () => {
+    const a = env.clusters.a;
+    const glance = env.glance!.url;
+    const disk = uniqueName('lease-registered');
+    const source = await makeDisk(a, disk, 32, 8);
+    const nothing = await leftovers.snapshot();
+    const options = { source: sourceConfig(a), target: rbdTarget(a), glance: { endpoint: glance } };
+    const started = (e: CoordinatorEvent) => e.type === 'step' && e.step === 'unmark-clone' && e.state === 'start';
+    const { runId, imageId } = await killedAt({ options, source, snapshot: { mode: 'direct' }, freezeOnStep: 'unmark-clone' }, {}, started);
+    try {
+      expect(await glanceStatus(glance, imageId)).toBe('active');
+      // Provably dead here: gc takes the run at once, and finds it got as far as Glance.
+      const events: CoordinatorEvent[] = [];
+      const c = coordinator(options, events);
+      const report = await c.gc({}).finally(() => c.close());
+      const mine = report.seen.filter((l) => l.runId === runId);
+      expect(mine.find((l) => l.kind === 'clone')).toMatchObject({ action: 'kept', why: expect.stringMatching(/active/) });
+      expect(report.removed.filter((l) => l.runId === runId).map((l) => l.kind).sort()).toEqual(['run-record', 'run-record', 'source-snapshot']);
+      expect(await glanceStatus(glance, imageId)).toBe('active');
+      expect(await rbd(a, ['image-meta', 'list', `images/${imageId}`])).not.toContain('snapstore.pending');
+      expect((await snaps(a, `vms/${disk}`)).map((x) => x.name)).toEqual([]);
+      expect((await journal('vms', [`run.${runId}`])).size).toBe(0);
+    } finally {
+      await deleteGlanceImage(glance, imageId).catch(() => {});
+      await removeImage(a, `images/${imageId}`);
+    }
+    await leftovers.expectUnchanged(nothing);
+  }, 120_000);
+});
+
 describe('thresholds', () => {
   it('below two lease periods are refused with USAGE', async () => {
     for (const args of [
@@ -277,6 +367,39 @@ describe('thresholds', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/at least 120 seconds/);
   });
+});
+
+describe('the flatten queue index', () => {
+  it('a poll opens only the clones the journal indexes; scanImages finds a request of an older version and indexes it; a stale entry is dropped', async () => {
+    const a = env.clusters.a;
+    const disk = uniqueName('queue-index');
+    const clone = uniqueName('queued');
+    await makeDisk(a, disk, 16, 0);
+    const nothing = await leftovers.snapshot();
+    const f = new Flattener({ source: sourceConfig(a), target: { pool: 'images' } });
+    const scanning = new Flattener({ source: sourceConfig(a), target: { pool: 'images' }, scanImages: true });
+    const queued = async (flattener: Flattener) => (await flattener.pending()).map((p) => p.image);
+    try {
+      await rbd(a, ['snap', 'create', `vms/${disk}@base`]);
+      await rbd(a, ['clone', `vms/${disk}@base`, `images/${clone}`, '--rbd-default-clone-format', '2']);
+      // What a version before the index left: the request on the clone, no journal entry.
+      const request = { v: 1, requestedAt: new Date().toISOString(), runId: randomUUID(), source: `rbd://${a.fsid}/vms/${disk}`, sourceSnap: null };
+      await rbd(a, ['image-meta', 'set', `images/${clone}`, 'snapstore.flatten', JSON.stringify(request)]);
+      expect(await queued(f)).not.toContain(clone);
+      expect(await queued(scanning)).toContain(clone);
+      expect((await journal('images', [`queued.${clone}`])).size).toBe(1);
+      expect(await queued(f)).toContain(clone);
+      await rbd(a, ['image-meta', 'remove', `images/${clone}`, 'snapstore.flatten']);
+      expect(await queued(f)).not.toContain(clone);
+      expect((await journal('images', [`queued.${clone}`])).size).toBe(0);
+    } finally {
+      await f.close();
+      await scanning.close();
+      await removeImage(a, `images/${clone}`);
+      await rbd(a, ['snap', 'rm', `vms/${disk}@base`]).catch(() => '');
+    }
+    await leftovers.expectUnchanged(nothing);
+  }, 60_000);
 });
 
 describe('a flatten lease held by another host', () => {

@@ -46,7 +46,7 @@ export async function collectGarbage(outer: GcContext, opts: GcOptions): Promise
     },
   };
   const [source, store] = await Promise.all([ctx.source?.session() ?? null, ctx.store()]);
-  const scan = new Scan(ctx, source, store, Date.now(), olderThanMs);
+  const scan = new Scan(ctx, source, store, Date.now(), olderThanMs, opts.scanImages ?? false);
   // The journal first: its leases decide for every leftover of the runs it holds, whatever scan finds it.
   await scanJournal(scan);
   if (opts.scanImages) await scanSourcePool(scan);

@@ -29,13 +29,16 @@ export async function scanJournal(scan: Scan): Promise<void> {
       scan.ctx.emit({ type: 'gc', action: 'kept', leftover, why: verdict.why });
       continue;
     }
-    const src = markedSource(record.source, session);
-    if (!src) {
+    const drop: Removal = { leftover, remove: () => journal.swap(key, text, null) };
+    // A file source's run (paths/file-source.ts) has no record on a disk: its entry is all there is of it.
+    const isFile = record.source.startsWith('file:');
+    const src = isFile ? null : markedSource(record.source, session);
+    if (!isFile && !src) {
       scan.ctx.emit({ type: 'gc', action: 'kept', leftover, why: `its source ${record.source} is not in this configuration's cluster` });
       continue;
     }
-    const drop: Removal = { leftover, remove: () => journal.swap(key, text, null) };
-    const group = await runRemovals(scan, await src.session.pool(src.pool), src.image, record, [drop]);
+    const disk = src ? { io: await src.session.pool(src.pool), image: src.image } : null;
+    const group = await runRemovals(scan, disk, record, [drop]);
     scan.add(withBlocklist(session, verdict, entry, group, scan));
   }
 }

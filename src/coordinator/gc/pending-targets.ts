@@ -7,7 +7,7 @@ import { toLeftover, type Removal, type Scan } from './scan.js';
 
 export async function scanPendingTargets(scan: Scan): Promise<void> {
   const store = scan.store;
-  for (const entry of await store.listPending()) {
+  for (const entry of await store.listPending({ scanAll: scan.scanImages })) {
     const m = decodePendingMarker(entry.marker);
     if (!m) continue;
     const started = Date.parse(m.startedAt);

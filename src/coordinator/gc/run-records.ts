@@ -38,7 +38,7 @@ async function scanRecords(scan: Scan, io: Ioctx, name: string, where: string, m
     if (!record || runKey(record.runId) !== key) continue;
     if (record.sourceSnap) recorded.add(record.sourceSnap);
     const leftover = toLeftover('run-record', `${where}#${key}`, record.runId, record.owner, Date.parse(record.startedAt));
-    if (scan.qualifies(leftover, record.abandoned ? null : record.owner)) scan.add(await runRemovals(scan, io, name, record));
+    if (scan.qualifies(leftover, record.abandoned ? null : record.owner)) scan.add(await runRemovals(scan, { io, image: name }, record));
   }
   return recorded;
 }
@@ -64,33 +64,56 @@ function scanSnapshots(scan: Scan, io: Ioctx, name: string, where: string, snaps
 /**
  * The removals a stale run record stands for, in order; the record goes last (then `after`: its journal
  * entry), and only when everything it lists could be reached (else a gc with the right configuration can
- * still find the rest through it).
+ * still find the rest through it). `disk`: the source image the record is on (null: a file source's run,
+ * known from its journal entry only).
  */
-export async function runRemovals(scan: Scan, sourceIo: Ioctx, image: string, record: RunRecord, after: Removal[] = []): Promise<Removal[]> {
+export async function runRemovals(scan: Scan, disk: { io: Ioctx; image: string } | null, record: RunRecord, after: Removal[] = []): Promise<Removal[]> {
   const out: Removal[] = [];
   const started = Date.parse(record.startedAt);
   const leftover = (kind: Leftover['kind'], location: string) => toLeftover(kind, location, record.runId, record.owner, started);
   let complete = true;
-  if (record.glance?.created) {
-    if (scan.ctx.glance) out.push(glanceRemoval(scan.ctx.glance, record.glance.id, record.runId, leftover('glance-image', `glance:${record.glance.id}`)));
-    else complete = false;
-  }
+  const targetLeftover = leftover(record.method === 'direct' ? 'clone' : 'target', record.target);
   const target = await targetRemoval(scan, record);
-  if (target) {
-    out.push({ leftover: leftover(record.method === 'direct' ? 'clone' : 'target', record.target), remove: target });
+  const registered = target !== null && 'registered' in target;
+  const glance = scan.ctx.glance;
+  const made = record.glance?.created ? record.glance.id : null;
+  // A registered image's Glance image is the run's result, not a leftover.
+  if (made !== null && !glance) complete = false;
+  else if (made !== null && glance && !registered) out.push(glanceRemoval(glance, made, record.runId, leftover('glance-image', `glance:${made}`)));
+  let finish: (() => Promise<void>) | null = null;
+  if (target && 'registered' in target) {
+    // The run got as far as Glance: its image stands. Only its bookkeeping goes: the mark, with the record.
+    scan.ctx.emit({ type: 'gc', action: 'kept', leftover: targetLeftover, why: target.registered });
+    // Not to be discarded for its mark by the pending-targets scan either.
+    scan.claim(targetLeftover.location);
+    finish = target.finish;
+  } else if (target) {
+    out.push({ leftover: targetLeftover, remove: target.remove });
   } else if (!record.target.startsWith('glance:')) {
     complete = false;
   }
-  if (record.sourceSnap) {
+  if (record.sourceSnap && disk) {
     const snap = record.sourceSnap;
-    out.push({ leftover: leftover('source-snapshot', `${record.source}/${snap}`), remove: () => removeSourceSnapshot(sourceIo, image, snap) });
+    out.push({ leftover: leftover('source-snapshot', `${record.source}/${snap}`), remove: () => removeSourceSnapshot(disk.io, disk.image, snap) });
   }
   const recordLeftover = leftover('run-record', `${record.source}#${runKey(record.runId)}`);
   if (!complete) {
     scan.ctx.emit({ type: 'gc', action: 'kept', leftover: recordLeftover, why: `${record.target} is not reachable with this configuration` });
     return out;
   }
-  out.push({ leftover: recordLeftover, remove: () => removeRecord(sourceIo, image, record.runId) }, ...after);
+  const bookkeeping = disk ? [{ leftover: recordLeftover, remove: () => removeRecord(disk.io, disk.image, record.runId) }, ...after] : after;
+  const first = bookkeeping[0];
+  if (finish && first) {
+    const unmark = finish;
+    bookkeeping[0] = {
+      leftover: first.leftover,
+      remove: async () => {
+        await unmark();
+        await first.remove();
+      },
+    };
+  }
+  out.push(...bookkeeping);
   return out;
 }
 

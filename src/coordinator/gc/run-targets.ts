@@ -3,6 +3,7 @@
 // the run's snapshot that the run had not marked yet): a record is data anyone allowed to write the source
 // pool could forge.
 import { SnapstoreError } from '../../errors.js';
+import { GlanceNotFound } from '../../glance/errors.js';
 import { FLATTEN_KEY } from '../instant.js';
 import { glanceHold } from './glance-images.js';
 import { decodePendingMarker, type RunRecord } from '../names.js';
@@ -10,17 +11,52 @@ import { withImage } from '../rbd-util.js';
 import { clonePool } from './removals.js';
 import type { Scan } from './scan.js';
 
-/** How to remove the run's target; null when it is not an image of this configuration's store. */
-export async function targetRemoval(scan: Scan, record: RunRecord): Promise<(() => Promise<void>) | null> {
+export type TargetRemoval =
+  | { remove: () => Promise<void> }
+  /** The run's Glance image is active: the image stays, only its pending mark is cleared (`finish`). */
+  | { registered: string; finish: () => Promise<void> };
+
+/**
+ * How to remove the run's target; null when it is not an image of this configuration's store. A run keeps
+ * its target's pending mark until Glance holds the location (paths/copy.ts, direct.ts): a run killed
+ * after that left an image an active Glance image may use, which stays.
+ */
+export async function targetRemoval(scan: Scan, record: RunRecord): Promise<TargetRemoval | null> {
   const imageId = await storeImageOf(scan, record);
   if (imageId === null) return null;
-  return async () => {
-    if (!(await provesRun(scan, imageId, record))) {
-      scan.ctx.emit({ type: 'gc-skipped', location: record.target, why: `not removed: nothing shows it belongs to run ${record.runId}` });
-      return;
-    }
-    await discardUnlessHeld(scan, imageId, record.target);
+  const registered = await activeInGlance(scan, record);
+  if (registered) {
+    return {
+      registered,
+      finish: async () => {
+        if (await provesRun(scan, imageId, record)) await scan.store.clearPending(imageId);
+      },
+    };
+  }
+  return {
+    remove: async () => {
+      if (!(await provesRun(scan, imageId, record))) {
+        scan.ctx.emit({ type: 'gc-skipped', location: record.target, why: `not removed: nothing shows it belongs to run ${record.runId}` });
+        return;
+      }
+      await discardUnlessHeld(scan, imageId, record.target);
+    },
   };
+}
+
+/** Why the target stays when the run's Glance image is active (or cannot be checked); null otherwise. */
+async function activeInGlance(scan: Scan, record: RunRecord): Promise<string | null> {
+  const id = record.glance?.id;
+  if (id === undefined) return null;
+  const glance = scan.ctx.glance;
+  if (!glance) return `the run registers it as Glance image ${id}, and this gc has no Glance to check whether that image uses it`;
+  try {
+    const image = await glance.getImage(id);
+    return image.status === 'active' ? `Glance image ${id} is active: the run registered it before it stopped (its pending mark is cleared)` : null;
+  } catch (err) {
+    if (err instanceof GlanceNotFound) return null;
+    throw err;
+  }
 }
 
 /**

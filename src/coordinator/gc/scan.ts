@@ -45,6 +45,8 @@ export class Scan {
     readonly store: Store,
     readonly now: number,
     readonly olderThanMs: number,
+    /** Also open every image (versions before the journal and the stores' pending indexes left no entries). */
+    readonly scanImages = false,
   ) {}
 
   /**
@@ -74,6 +76,11 @@ export class Scan {
       return false;
     }
     return true;
+  }
+
+  /** Keeps `location` out of every group added later: a scanner that read more about it decided already. */
+  claim(location: string): void {
+    this.seen.add(location);
   }
 
   /** Adds a removal group, without what an earlier group already removes. */

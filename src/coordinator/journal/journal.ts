@@ -3,6 +3,7 @@
 // (rbd_directory, rbd_trash, the mgr's task queue). Each entry names its owner (host id, boot id, PID
 // namespace, pid) and carries a lease the owner renews while it works. Every change is a compare-and-set
 // on the entry's exact text (rados omap_cmp): two processes never both take, renew or remove one entry.
+// The images pool's journal also indexes the queued flattens (`queued.<imageId>`, ../flatten-queue.ts).
 //
 // Why the disks' (source) pool: a run's own user (nova's) writes there already (its snapshot), the pool
 // exists whatever the target store is (a file store, another cluster), and gc and the flattener already
@@ -16,6 +17,8 @@ import type { Owner, RunRecord } from '../names.js';
 export const JOURNAL_OBJECT = 'snapstore.journal';
 export const RUN_ENTRY_PREFIX = 'run.';
 export const FLATTEN_ENTRY_PREFIX = 'flatten.';
+/** `queued.<imageId>`: an instant snapshot's clone waiting for its flatten (see ../flatten-queue.ts). */
+export const QUEUED_ENTRY_PREFIX = 'queued.';
 
 export interface JournalEntry {
   v: 1;
@@ -85,6 +88,12 @@ export class RunJournal {
       }
       throw err;
     }
+  }
+
+  /** Writes `text` under `key` whatever is there (for index entries, which no lease guards). */
+  async put(key: string, text: string): Promise<void> {
+    const rbd = await loadNative();
+    await rbd.writeOp(this.io, JOURNAL_OBJECT, [{ op: 'create', exclusive: false }, { op: 'omapSet', entries: { [key]: text } }]);
   }
 
   /** The entry's text, or null when absent (or no journal yet). */

@@ -11,7 +11,7 @@ import { allocatedBytes, allocatedExtents, readPlan, sparseExtentStream, withZer
 import { encodeMark, pendingMarker } from '../names.js';
 import type { SnapshotResult } from '../types.js';
 import { StallWatch, stallBoundMs } from '../stall.js';
-import { fileStream } from './file-source.js';
+import { fileStream, recordFileRun, unrecordFileRun } from './file-source.js';
 import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
 import { targetText } from './target.js';
@@ -35,8 +35,10 @@ export type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: fals
 export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<PathResult> {
   const { svc, imageId } = ctx;
   if (sink === 'glance' && (!svc.glance || !ctx.glanceImage)) throw new NotConfiguredError('uploading through Glance needs Glance');
-  const from: From = a.disk ? { disk: true, a, s: await recordRun(ctx, a, 'copy', await targetText(ctx.store, imageId, sink)) } : { disk: false, a };
+  const target = await targetText(ctx.store, imageId, sink);
+  const from: From = a.disk ? { disk: true, a, s: await recordRun(ctx, a, 'copy', target) } : { disk: false, a };
   const s = from.disk ? from.s : null;
+  const fileLease = from.disk ? null : await recordFileRun(ctx, from.a, target);
   await createGlanceImage(ctx, ctx.opts.name ?? `${from.disk ? from.a.src.image : 'file'} snapshot`);
   if (from.disk) {
     await takeSourceSnapshot(ctx, from.a, from.s);
@@ -47,9 +49,12 @@ export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<
   const marker = encodeMark(pendingMarker(ctx.r.runId, 'copy', a.canonical, s?.ownSnap ? s.snapName : null));
   const copied = await copyData(ctx, from, sink, marker);
   if (s) await dropSourceSnapshot(ctx, s, false);
-  if (sink === 'store') await ctx.r.step('unmark-target', () => ctx.store.clearPending(imageId));
   const { glance, location } = await register(ctx, a, sink, copied, marker);
+  // The mark comes off only once Glance holds the location: a kill before leaves a marked image of a run
+  // in the journal, which gc removes (or, registered already, keeps and unmarks: see gc/run-targets.ts).
+  if (sink === 'store') await ctx.r.step('unmark-target', () => ctx.store.clearPending(imageId));
   if (s) await unrecordRun(ctx, s);
+  else await unrecordFileRun(fileLease);
   return { imageId: glance?.id ?? imageId, location, sizeBytes: copied.sizeBytes, glance, checksums: copied.checksums };
 }
 

@@ -4,6 +4,7 @@
 // location registered with Glance.
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { DirectAssessment, PathResult, RunContext } from '../context.js';
+import { queueFlattenRequest } from '../flatten-queue.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
 import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 import { RUN_KEY_PREFIX, encodeMark, lockCookie, pendingMarker } from '../names.js';
@@ -33,10 +34,13 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
   if (!background) await flattenClone(ctx, clone.image, stallBoundMs(a.session));
   await dropSourceSnapshot(ctx, s, protectedHere);
   const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
-  const request = await unmarkClone(ctx, a, s, clone, background);
+  const request = await releaseClone(ctx, a, s, clone, background);
   const sizeBytes = await clone.image.size();
   const marker = encodeMark(pendingMarker(ctx.r.runId, 'direct', a.canonical, s.snapName));
   const glance = await registerLocation(ctx, location, { expectedFsid: fsid, marker });
+  // The mark comes off last, once Glance holds the location and the lock is gone: a kill before leaves a
+  // marked clone of a run in the journal, which gc removes (or, registered already, keeps and unmarks).
+  await ctx.r.step('unmark-clone', () => a.clones.clearPending(clone.image));
   await unrecordRun(ctx, s);
   // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
   const queued = request ? await queueFlatten(ctx, a, clone.image, request) : undefined;
@@ -127,14 +131,14 @@ async function flattenClone(ctx: RunContext, clone: Image, boundMs: number): Pro
 }
 
 /**
- * The clone is finished: the run's mark comes off, then (background) it is queued for its flatten — a
- * flattener takes only clones whose run is over, and a kill between the two leaves an unmarked clone that
- * gc still finds through the run record (its parent is the run's snapshot).
+ * The clone is finished: (background) it is queued for its flatten, and the run's lock comes off. The
+ * run's mark stays until Glance holds the location (see direct()); a flattener may flatten the clone
+ * meanwhile, which is what would happen anyway, and a run killed before its end leaves a marked clone gc
+ * removes, breaking that flattener's lock.
  */
-async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<FlattenRequest | null> {
+async function releaseClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<FlattenRequest | null> {
   const { r } = ctx;
-  return r.step('unmark-clone', async () => {
-    await a.clones.clearPending(clone.image);
+  return r.step('unlock-clone', async () => {
     let request: FlattenRequest | null = null;
     if (background) {
       request = {
@@ -144,7 +148,7 @@ async function unmarkClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, c
         source: a.canonical,
         sourceSnap: s.ownSnap ? s.snapName : null,
       };
-      await clone.image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
+      await queueFlattenRequest(clone.image, request);
     }
     if (clone.advisoryLock) await clone.image.unlock(lockCookie(r.runId));
     return request;

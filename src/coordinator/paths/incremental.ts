@@ -50,8 +50,9 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
   const made = verdict?.ok ? await fromPrevious(ctx, a, s, inc, verdict.pairing, { marker, record }) : await fullCopy(ctx, a, s, inc, { marker, record });
   const pairing: Pairing = { v: 1, snap: s.snapName, snapId, target: identity, imageId, at: new Date().toISOString() };
   await pair(ctx, s, pairing);
-  await r.step('unmark-target', () => store.clearPending(imageId));
   const { glance, location } = await register(ctx, a, 'store', { location: made.location, sizeBytes: made.sizeBytes, checksums: made.checksums }, marker);
+  // The mark comes off only once Glance holds the location (as in copy.ts): gc keeps a registered image.
+  await r.step('unmark-target', () => store.clearPending(imageId));
   // Registered: the snapshot and its pairing are the disk's common point now, whatever happens next.
   s.snapUndo?.release();
   await unrecordRun(ctx, s);

@@ -9,3 +9,5 @@ export const PENDING_KEY = 'snapstore.pending';
 export const BASE_KEY = 'snapstore.base';
 /** Metadata every snapstore key starts with: librbd copies a base's metadata into its clone, and they are not the clone's. */
 export const OWN_KEY_PREFIX = 'snapstore.';
+/** RADOS object in the store's pool whose omap indexes the pending images (see pending-index.ts). */
+export const PENDING_INDEX_OBJECT = 'snapstore_pending';

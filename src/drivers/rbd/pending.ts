@@ -1,12 +1,13 @@
-// RbdStore's bookkeeping of unfinished images: the pending mark (image metadata, see layout.ts), the scan
-// gc runs over the pool, and `discard`. All of it goes through one Ioctx on the store's pool, opened by the
+// RbdStore's bookkeeping of unfinished images: the pending mark (image metadata, see layout.ts) and its
+// index (pending-index.ts), the listing gc runs over it, and `discard`. All of it goes through one Ioctx on the store's pool, opened by the
 // connection allowed to open clones whose parent lives in the disks' pool (RbdStoreConfig.parentReader):
 // librbd opens a clone's parent with the clone, and Glance's user often may not read that pool.
 import type { Image, Ioctx } from '../../ceph/index.js';
 import { hasCode } from '../../errors.js';
 import type { PendingEntry } from '../../store.js';
 import { ceph, unlessMissing } from './errors.js';
-import { PENDING_KEY } from './layout.js';
+import { PENDING_KEY, RBD_SNAPSHOT } from './layout.js';
+import { decodeIndexEntry, indexDrop, indexGet, indexList, indexPut } from './pending-index.js';
 
 /**
  * A killed process's watch on an image lingers until the OSD times it out (osd_client_watch_timeout, 30 s
@@ -33,16 +34,26 @@ async function withOpenImage<T, M>(io: Ioctx, name: string, readOnly: boolean, m
   }
 }
 
-/** Sets the mark through an open handle (the store's own, or the clone path's). */
-export async function setMark(image: Image, marker: string): Promise<void> {
-  const what = `marking ${image.ioctx.pool}/${image.name} pending`;
-  await ceph(what, contextOf(image.ioctx, image.name), () => image.metadataSet(PENDING_KEY, marker));
+/**
+ * Sets the mark through an open handle (the store's own, or the clone path's): index entry, metadata, and
+ * the entry again (see pending-index.ts). `indexed`: add already wrote the entry (with the mark, as
+ * `creating`), which must stay until the metadata holds the mark.
+ */
+export async function setMark(image: Image, marker: string, indexed = false): Promise<void> {
+  const io = image.ioctx;
+  if (!indexed) await indexPut(io, image.name);
+  const what = `marking ${io.pool}/${image.name} pending`;
+  await ceph(what, contextOf(io, image.name), () => image.metadataSet(PENDING_KEY, marker));
+  await indexPut(io, image.name);
 }
 
-/** Removes the mark through an open handle; no mark is fine. */
+/** Removes the mark through an open handle, then its index entry (unless marked again meanwhile); no mark is fine. */
 export async function removeMark(image: Image): Promise<void> {
-  const what = `clearing the pending mark of ${image.ioctx.pool}/${image.name}`;
-  await unlessMissing(what, contextOf(image.ioctx, image.name), undefined, () => image.metadataRemove(PENDING_KEY));
+  const io = image.ioctx;
+  const entry = await indexGet(io, image.name);
+  const what = `clearing the pending mark of ${io.pool}/${image.name}`;
+  await unlessMissing(what, contextOf(io, image.name), undefined, () => image.metadataRemove(PENDING_KEY));
+  if (entry !== null) await indexDrop(io, image.name, entry);
 }
 
 /** @throws StoreNotFound when there is no such image. */
@@ -56,27 +67,68 @@ export async function markImage(io: Ioctx, name: string, marker: string): Promis
 }
 
 export async function clearMark(io: Ioctx, name: string): Promise<void> {
-  await withOpenImage(io, name, false, undefined, removeMark);
+  const found = await withOpenImage(io, name, false, false, async (image) => {
+    await removeMark(image);
+    return true;
+  });
+  if (!found) await dropEntry(io, name);
+}
+
+/** Drops `name`'s index entry, whatever it says (its image is gone). */
+async function dropEntry(io: Ioctx, name: string): Promise<void> {
+  const entry = await indexGet(io, name);
+  if (entry !== null) await indexDrop(io, name, entry);
 }
 
 export async function readMark(io: Ioctx, name: string): Promise<string | null> {
-  const what = `reading the pending mark of ${io.pool}/${name}`;
-  return withOpenImage(io, name, true, null, (image) => ceph(what, contextOf(io, name), () => image.metadataGet(PENDING_KEY)));
+  return withOpenImage(io, name, true, null, async (image) => markOf(image, await indexGet(io, name)));
 }
 
-/** Every marked image of the pool; images removed while the scan runs are skipped. */
-export async function listMarks(io: Ioctx, locationOf: (name: string) => string): Promise<PendingEntry[]> {
-  const names = await ceph(`listing pool ${io.pool}`, { pool: io.pool }, () => io.listImages());
+/**
+ * The mark of an open image: its metadata, or — when `add` was killed between creating it and writing the
+ * metadata — the mark its `creating` index entry carries. A finished image (it has `snap`) never counts as
+ * such: an entry left by an `add` that found the name taken must not claim someone else's image.
+ */
+async function markOf(image: Image, entryText: string | null): Promise<string | null> {
+  const what = `reading the pending mark of ${image.ioctx.pool}/${image.name}`;
+  const context = contextOf(image.ioctx, image.name);
+  const marker = await ceph(what, context, () => image.metadataGet(PENDING_KEY));
+  if (marker !== null || entryText === null) return marker;
+  const creating = decodeIndexEntry(entryText)?.creating;
+  if (creating === undefined) return null;
+  return (await ceph(what, context, () => image.snapExists(RBD_SNAPSHOT))) ? null : creating;
+}
+
+/**
+ * Every marked image the index names (see pending-index.ts), sorted by id; only those images are opened.
+ * Entries whose image is gone or unmarked are dropped on the way. `scanAll` also visits every image
+ * of the pool, for marks written by versions before the index (gc --scan-images), and indexes those.
+ */
+export async function listMarks(io: Ioctx, locationOf: (name: string) => string, scanAll = false): Promise<PendingEntry[]> {
+  const index = await indexList(io);
+  const names = [...index.keys()];
+  if (scanAll) names.push(...(await ceph(`listing pool ${io.pool}`, { pool: io.pool }, () => io.listImages())).filter((n) => !index.has(n)));
   const found: PendingEntry[] = [];
+  await inParallel(names, async (name) => {
+    const entry = index.get(name) ?? null;
+    const marker = await withOpenImage(io, name, true, null, (image) => markOf(image, entry));
+    if (marker !== null) {
+      found.push({ imageId: name, location: locationOf(name), marker });
+      if (entry === null) await indexPut(io, name);
+    } else if (entry !== null) {
+      // Checked just now: gone or unmarked. A mark written since changed the entry, and keeps it.
+      await indexDrop(io, name, entry);
+    }
+  });
+  return found.sort((x, y) => (x.imageId < y.imageId ? -1 : x.imageId > y.imageId ? 1 : 0));
+}
+
+async function inParallel(names: string[], each: (name: string) => Promise<void>): Promise<void> {
   let next = 0;
   const worker = async () => {
-    for (let name = names[next++]; name !== undefined; name = names[next++]) {
-      const marker = await readMark(io, name);
-      if (marker !== null) found.push({ imageId: name, location: locationOf(name), marker });
-    }
+    for (let name = names[next++]; name !== undefined; name = names[next++]) await each(name);
   };
   await Promise.all(Array.from({ length: Math.min(SCAN_PARALLEL, names.length) }, worker));
-  return found.sort((x, y) => (x.imageId < y.imageId ? -1 : x.imageId > y.imageId ? 1 : 0));
 }
 
 /**
@@ -92,8 +144,12 @@ export async function discardImage(io: Ioctx, name: string): Promise<boolean> {
     }
     return true;
   });
-  if (!found) return false;
+  if (!found) {
+    await dropEntry(io, name);
+    return false;
+  }
   await whileWatched(() => removeWithSnapshots(io, name, what));
+  await dropEntry(io, name);
   return true;
 }
 

@@ -25,6 +25,7 @@ import {
   type CloneTarget,
   type IncrementalTarget,
   type GetOptions,
+  type ListPendingOptions,
   type PendingEntry,
   type Store,
   type StoreCapabilities,
@@ -208,9 +209,13 @@ export class RbdStore implements Store {
     return readMark(await this.markIoctx(), checkImageId(imageId));
   }
 
-  async listPending(): Promise<PendingEntry[]> {
+  /**
+   * Reads the store's index of pending images and opens only those (see pending-index.ts). `scanAll` also
+   * opens every image of the pool, for marks written by versions before the index (and indexes them).
+   */
+  async listPending(options: ListPendingOptions = {}): Promise<PendingEntry[]> {
     const fsid = (await this.cluster()).fsid;
-    return listMarks(await this.markIoctx(), (name) => formatRbdLocation(fsid, this.pool, name, RBD_SNAPSHOT));
+    return listMarks(await this.markIoctx(), (name) => formatRbdLocation(fsid, this.pool, name, RBD_SNAPSHOT), options.scanAll);
   }
 
   async discard(imageId: string): Promise<boolean> {

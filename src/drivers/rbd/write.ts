@@ -7,14 +7,16 @@
 // what `rbd import` keeps in flight), so the store takes what the cluster can absorb (writesInFlightFor). A sparse source's holes are skipped with thin provisioning (the image is
 // new, so they are unallocated already) and written as zeros without. An unknown size starts at 0 and grows (doubling steps, as glance_store
 // does) and is trimmed to the exact size at the end. Any failure, an abort included, removes the image (and
-// its snapshot, and its pending mark with it) again.
+// its snapshot, and its pending mark with it) again; when that fails too, the error says so (withCleanupFailure).
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { ErrorContext } from '../../errors.js';
-import type { AddOptions, AddResult, StoreSource } from '../../store.js';
+import { StoreError, type AddOptions, type AddResult, type StoreSource } from '../../store.js';
 import { BufferPool, chunked, isHoleRun, nonZeroRuns, type Chunk, type HoleRun } from '../common.js';
 import { checksumFields, createImageHasher, type ImageHasher } from '../hashing.js';
 import { ceph, mapRbdError } from './errors.js';
-import { PENDING_KEY, RBD_SNAPSHOT } from './layout.js';
+import { RBD_SNAPSHOT } from './layout.js';
+import { setMark } from './pending.js';
+import { indexDrop, indexGet, indexPut } from './pending-index.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -52,17 +54,25 @@ export async function writeImage(
   const { data, size, options } = input;
   const what = `storing image ${io.pool}/${imageId}`;
   const context = { pool: io.pool, image: imageId };
-  // Not inside the try below: an image that already exists is someone else's and must not be removed.
-  await ceph(`${what}: creating the image`, context, () => io.createImage(imageId, size ?? 0, { order: settings.order }));
+  const marker = options.pending;
+  // The index entry, carrying the mark, comes before the image: a kill between librbd's create and the
+  // metadata write below leaves an image the index names with its mark (pending-index.ts).
+  const indexed = marker === undefined ? null : await indexPut(io, imageId, marker);
+  try {
+    await ceph(`${what}: creating the image`, context, () => io.createImage(imageId, size ?? 0, { order: settings.order }));
+  } catch (err) {
+    // An image that already exists is someone else's and must not be removed; nor may our entry name it.
+    if (indexed !== null) await indexDrop(io, imageId, indexed).catch(() => {});
+    throw err;
+  }
   let image: Image | null = null;
   let writer: ChunkWriter | null = null;
   const hasher = createImageHasher({ checksums: options.checksums, size });
   try {
     const img = await ceph(what, context, () => io.openImage(imageId));
     image = img;
-    const marker = options.pending;
     // Marked before any byte is written, so a kill from here on leaves a marked image for gc to find.
-    if (marker !== undefined) await ceph(`${what}: marking it pending`, context, () => img.metadataSet(PENDING_KEY, marker));
+    if (marker !== undefined) await setMark(img, marker, true);
     writer = new ChunkWriter(img, settings, what, context);
     const total = await writer.writeAll(data, size, hasher, options.signal);
     const digests = await hasher.digest();
@@ -76,15 +86,18 @@ export async function writeImage(
     // Writes already handed to librbd cannot be recalled: let them finish before closing and removing.
     await writer?.settle();
     await image?.close().catch(() => {});
-    await removeCreated(io, imageId);
-    throw err;
+    const left = await removeCreated(io, imageId);
+    throw left === null ? err : withCleanupFailure(err, left, marker !== undefined, what, context);
   } finally {
     await hasher.close();
   }
 }
 
-/** Best-effort removal of an image `add` created (and possibly snapshotted) before failing. */
-async function removeCreated(io: Ioctx, name: string): Promise<void> {
+/**
+ * Removes an image `add` created (and possibly snapshotted) before failing, then its index entry; returns
+ * why that failed (null: removed). The mark goes with the image, so a failure leaves it marked for gc.
+ */
+async function removeCreated(io: Ioctx, name: string): Promise<unknown> {
   try {
     const image = await io.openImage(name);
     try {
@@ -96,9 +109,28 @@ async function removeCreated(io: Ioctx, name: string): Promise<void> {
       await image.close();
     }
     await io.removeImage(name);
-  } catch {
-    // Reported through the original error; what remains is visible to `rbd ls`, and (marked) to gc.
+  } catch (err) {
+    return err;
   }
+  const entry = await indexGet(io, name).catch(() => null);
+  // A stale entry left here is harmless: listPending drops it once it sees the image gone.
+  if (entry !== null) await indexDrop(io, name, entry).catch(() => {});
+  return null;
+}
+
+/**
+ * The error `add` failed with, saying also that removing the partial image failed (context
+ * `cleanupFailed`, `imageLeft`): the caller's error keeps its class and code, and an operator learns
+ * that an image stays, and whether gc will find it (it does when it was marked pending).
+ */
+function withCleanupFailure(err: unknown, cleanup: unknown, marked: boolean, what: string, context: ErrorContext): StoreError {
+  const original = err instanceof StoreError ? err : mapRbdError(err, what, context);
+  const left = `${context.pool}/${context.image}`;
+  Object.assign(original.context, {
+    cleanupFailed: cleanup instanceof Error ? cleanup.message : String(cleanup),
+    imageLeft: marked ? `${left} (marked pending: gc removes it)` : `${left} (not marked: remove it with \`rbd rm\`)`,
+  });
+  return original;
 }
 
 /** Feeds chunks of the input to aio writes, at most `writesInFlight` chunks at once, growing the image as needed. */
