@@ -16,7 +16,9 @@ export interface Invocation {
   imageId?: string;
   name?: string;
   mode: 'auto' | 'direct' | 'copy';
-  flatten: 'sync' | 'background';
+  flatten: 'sync' | 'background' | 'never';
+  chainSoft?: number;
+  chainHard?: number;
   checksums: 'auto' | 'inline' | 'off';
   once: boolean;
   status: boolean;
@@ -32,10 +34,15 @@ export const USAGE = `usage: snapstore <command> [options]
 
 commands:
   snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
-                    [--image-id ID] [--name NAME] [--mode auto|direct|copy] [--flatten sync|background]
+                    [--image-id ID] [--name NAME] [--mode auto|direct|copy]
+                    [--flatten sync|background|never] [--chain-soft N] [--chain-hard N]
                     [--checksums auto|inline|off]
                     --flatten background: usable at once (clone format 2), flattened later by ceph-mgr's
                     task queue (rbd_support), or by a flattener when the mgr refuses or is silent
+                    --flatten never: a linked snapshot, a clone of the disk's snapshot for good (clone
+                    format 2; Ceph finishes deletes in either order; \`check\` lists what it needs);
+                    flattened in the background past --chain-soft (default 4) images deep, before
+                    registering past --chain-hard (default 8)
                     --checksums: whether a copy computes Glance's md5/sha512 (auto: only for a Glance
                     older than image API 2.17, which cannot compute them itself; costs CPU per byte)
   check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why; changes nothing
@@ -127,6 +134,8 @@ function parseOptions(argv: string[]) {
       name: { type: 'string' },
       mode: { type: 'string' },
       flatten: { type: 'string' },
+      'chain-soft': { type: 'string' },
+      'chain-hard': { type: 'string' },
       checksums: { type: 'string' },
       once: { type: 'boolean' },
       status: { type: 'boolean' },
@@ -169,7 +178,9 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
     imageId,
     name: values.name,
     mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
-    flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
+    flatten: oneOf('flatten', values.flatten, ['sync', 'background', 'never'] as const, 'sync'),
+    chainSoft: nonNegativeInt('chain-soft', values['chain-soft']),
+    chainHard: nonNegativeInt('chain-hard', values['chain-hard']),
     checksums: oneOf('checksums', values.checksums, ['auto', 'inline', 'off'] as const, 'auto'),
     once: values.once ?? false,
     status: values.status ?? false,

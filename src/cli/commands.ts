@@ -100,6 +100,13 @@ function renderPlan(plan: Plan): string {
     lines.push(`background flatten by ${by.via === 'mgr' ? 'ceph-mgr (rbd_support task queue)' : "snapstore's flattener"}: ${by.reason}`);
     if (by.fix) lines.push(`        fix: ${by.fix}`);
   }
+  if (plan.linked) {
+    lines.push(`linked (--flatten never): ${plan.linked.possible ? 'possible' : 'NOT possible'}`);
+    for (const r of plan.linked.reasons) {
+      lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
+      if (r.fix) lines.push(`        fix: ${r.fix}`);
+    }
+  }
   return lines.join('\n');
 }
 
@@ -109,6 +116,9 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     c.snapshot(source, {
       mode: inv.mode,
       flatten: inv.flatten,
+      ...(inv.chainSoft !== undefined || inv.chainHard !== undefined
+        ? { chainLimits: { ...(inv.chainSoft !== undefined ? { soft: inv.chainSoft } : {}), ...(inv.chainHard !== undefined ? { hard: inv.chainHard } : {}) } }
+        : {}),
       checksums: inv.checksums,
       signal,
       ...(inv.imageId ? { imageId: inv.imageId } : {}),
@@ -123,6 +133,7 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     `size ${result.sizeBytes} bytes`,
     ...(result.fallbackReason ? [`copy because: ${result.fallbackReason}`] : []),
     ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
+    ...(result.chain ? [`linked: reads through ${result.chain.depth} image(s)${result.chain.limit === 'none' ? ', never flattened' : ` (past the ${result.chain.limit} chain limit: flattened ${result.chain.limit === 'hard' ? 'before registering' : 'in the background'})`}`] : []),
     ...(result.flatten === 'queued' ? [`flatten queued with ceph-mgr as task ${result.flattenTask ?? '?'} (it is usable now)`] : []),
     ...(result.flatten === 'pending'
       ? [`flatten pending: \`snapstore flattener\` finishes it (it is usable now)${result.flattenerReason ? `; not ceph-mgr because ${result.flattenerReason}` : ''}`]

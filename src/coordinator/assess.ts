@@ -5,6 +5,7 @@ import { isNotFound } from './classify.js';
 import type { Assessment, RbdSource, Services } from './context.js';
 import { SourceNotFoundError } from './errors.js';
 import { storeReadsSource } from './instant.js';
+import { linkedCheck } from './linked.js';
 import { decidePlan, type CapsProbe } from './plan.js';
 import { probeTargetPool } from './probe.js';
 import { isRbdSource } from './source-kind.js';
@@ -45,6 +46,7 @@ export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct'
   const sourceCluster = { fsid: session.fsid, user: session.user };
   const plan = decidePlan({ source: src, sourceCluster, target, capsProbe, cloneFormat, features, snapProtected, fileFormat: null, glance });
   if (plan.instant.possible && where) plan.instant = await storeUserReads(svc, src, where.pool);
+  if (where && mode !== 'copy') plan.linked = await linkedCheck(svc, session, src, where.pool, plan);
   return { disk: true, src, canonical, plan, session, targetFsid };
 }
 

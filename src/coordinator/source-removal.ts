@@ -6,6 +6,7 @@ import type { CephCluster, Ioctx } from '../ceph/index.js';
 import { errorText } from './events.js';
 import { DEFAULT_STALE_LOCK_MS, flattenImage, mgrView, type FlattenerEvent, type MgrView } from './flattener.js';
 import { FLATTEN_KEY, SourceInUseError, diskSource, encodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { TRASH_OPTION, linkedDependants, movesParentToTrash } from './linked.js';
 import { queueMgrFlatten, taskState } from './mgr-flatten.js';
 import { withImage } from './rbd-util.js';
 import { isRbdSource } from './source-kind.js';
@@ -18,6 +19,12 @@ export interface SourceRemovalReport {
   flattened: string[];
   /** Trashed snapstore snapshots of the disk that no clone used any more, removed. */
   removedTrashedSnapshots: number;
+  /**
+   * Linked snapshots (`flatten: 'never'`) of the disk: they stay clones of it, and need nothing here when
+   * the deleting client has rbd_move_parent_to_trash_on_remove (the disk moves to the RBD trash, and
+   * librbd — or `snapstore gc` — removes it with its last linked image).
+   */
+  linked: string[];
 }
 
 export interface SourceRemovalOptions {
@@ -59,8 +66,16 @@ export async function prepareSourceRemoval(session: CephCluster, targetPool: str
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }
+  const linked = isRbdSource(src) ? await linkedDependants(io, src.pool, src.image, flattened) : [];
+  if (linked.length > 0 && !movesParentToTrash(session)) {
+    throw new SourceInUseError(
+      `${source} is in use: ${linked.length} linked snapshot(s) in pool ${targetPool} are clones of it (${linked.join(', ')}), and client.${session.user} ` +
+        `would fail to delete it: set "${TRASH_OPTION} = true" in its ceph.conf section (then deleting it moves it to the RBD trash), or flatten them (snapstore flattener)`,
+      { source, clones: linked },
+    );
+  }
   const removedTrashedSnapshots = isRbdSource(src) ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
-  return { source, flattened: [...flattened], removedTrashedSnapshots };
+  return { source, flattened: [...flattened], removedTrashedSnapshots, linked };
 }
 
 /** Queues with the mgr the dependents it does not have (never queued, or its task gone); a refusal leaves them to flattenRound. */
