@@ -54,7 +54,8 @@ commands:
                     run journal does not hold; at least two lease periods, default 3600] [--scan-images:
                     also open every disk for records of versions before the journal]
   flattener [IMAGE_ID...]
-                    flatten instant snapshots queued in the image pool (or only those images),
+                    flatten instant snapshots queued in the image pool (or only those images;
+                    a linked snapshot named here is flattened too: detached on demand),
                     polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
                     [--status: show each queued flatten (ceph-mgr: queued, running %, failed) and exit]
                     [--stale-lock-seconds N: break a lock this old when its holder's death cannot be

@@ -17,6 +17,7 @@ import { isNotFound } from './classify.js';
 import { errorText } from './events.js';
 import { flattenStatus, type FlattenStatus } from './flatten-status.js';
 import { FLATTEN_KEY, decodeFlattenRequest, pendingFlattens, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { queueLinkedFlatten } from './linked.js';
 import { cancelMgrTask, listMgrTasks, mgrVerdict, type MgrTask } from './mgr-flatten.js';
 import { takeFlattenLease } from './journal/flatten-lease.js';
 import type { JournalEntry } from './journal/journal.js';
@@ -40,7 +41,10 @@ export interface FlattenerOptions {
   storeUser?: Pick<RbdTargetConfig, 'confPath' | 'user' | 'keyring' | 'connectTimeoutMs'>;
   /** A lock older than this is broken even when its owner cannot be proven dead (another host). Default 1 hour. */
   staleLockMs?: number;
-  /** Only these images (ids in the target pool); default every image with a flatten request. */
+  /**
+   * Only these images (ids in the target pool); default every image with a flatten request. A linked
+   * snapshot (`flatten: 'never'`) named here is queued and flattened too: detached on demand.
+   */
   images?: string[];
   /** `run()` looks for new work this often. Default 5 s. */
   pollMs?: number;
@@ -298,6 +302,8 @@ export class Flattener {
     const io = await session.pool(this.opts.target.pool);
     const report: FlattenReport = { flattened: [], skipped: [], failed: [] };
     const mgr = await this.mgr();
+    // Images named on purpose that are linked snapshots (flatten: never) are detached on demand.
+    for (const name of this.opts.images ?? []) await queueLinkedFlatten(session, io, name);
     for (const { image } of await this.pending()) {
       if (opts.signal?.aborted) break;
       const started = performance.now();

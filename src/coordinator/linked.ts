@@ -18,8 +18,10 @@ import { loadNative } from '../ceph/index.js';
 import { SnapstoreError } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import type { RbdSource, Services } from './context.js';
-import { SET_MIN_COMPAT } from './instant.js';
+import { FLATTEN_KEY, SET_MIN_COMPAT, decodeFlattenRequest, encodeFlattenRequest, type FlattenRequest } from './instant.js';
+import { newRunId } from './names.js';
 import { blockersText, type DetailedPlan } from './plan.js';
+import { withImage } from './rbd-util.js';
 import type { Plan, Reason } from './types.js';
 
 /** Clone depths (images read through, the disk's own chain included) that trigger a flatten. */
@@ -231,4 +233,26 @@ export async function linkedDependants(io: Ioctx, pool: string, image: string, q
 /** Whether `session`'s client moves a disk with linked images to the trash when it deletes it. */
 export function movesParentToTrash(session: CephCluster): boolean {
   return confValue(session, TRASH_OPTION) === 'true';
+}
+
+/**
+ * Queues a flatten of the linked image `name` (a flatten request, as an instant snapshot leaves one) so
+ * that a flattener detaches it on demand; false when it has no parent or is queued already.
+ */
+export async function queueLinkedFlatten(session: CephCluster, io: Ioctx, name: string): Promise<boolean> {
+  return withImage(io, name, {}, false, async (image) => {
+    if (decodeFlattenRequest(await image.metadataGet(FLATTEN_KEY))) return false;
+    const parent = await image.parentInfo();
+    if (!parent) return false;
+    const request: FlattenRequest = {
+      v: 1,
+      requestedAt: new Date().toISOString(),
+      runId: newRunId(),
+      source: `rbd://${session.fsid}/${parent.pool}/${parent.image}`,
+      // librbd removes the parent's trashed snapshot (and a trashed parent) when its last clone detaches.
+      sourceSnap: null,
+    };
+    await image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
+    return true;
+  });
 }

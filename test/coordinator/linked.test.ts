@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { Cluster } from 'ceph-rbd-napi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
-import { FLATTEN_KEY, type CoordinatorEvent } from '../../src/coordinator/index.js';
+import { FLATTEN_KEY, Flattener, type CoordinatorEvent } from '../../src/coordinator/index.js';
 import { withFaults, type FaultPoint, type StepName } from '../../src/coordinator/faults.js';
 import { RbdStore } from '../../src/drivers/rbd.js';
 import { ownPools, type OwnUser } from '../support/own-pools.js';
@@ -255,6 +255,43 @@ describe('linked snapshots: deletes in either order leave nothing', () => {
     expect((await trashOf(a(), pools.vms)).map((e) => e.name)).toContain(disk.name);
     await rbdAs(conf, nova, ['rm', '--no-progress', `${pools.vms}/${disk.name}-child`]);
     expect((await trashOf(a(), pools.vms)).map((e) => e.name)).not.toContain(disk.name);
+  });
+});
+
+describe('linked snapshots: removing the disk, detaching on demand', () => {
+  it('prepareSourceRemoval reports the linked images and needs nothing else with the trash option; without it, IN_USE naming the option', async () => {
+    const disk = await makeDisk(a());
+    const result = await linkedSnapshot(a(), disk.uri, 'writes-disks');
+    for (const trash of [true, false]) {
+      const c = coordinator({ source: source(a(), trash), target: target(a(), 'writes-disks') });
+      try {
+        const outcome = await c.prepareSourceRemoval(disk.uri).catch((e: unknown) => e);
+        if (trash) expect(outcome).toMatchObject({ linked: [result.imageId], flattened: [] });
+        else expect(outcome).toMatchObject({ code: 'IN_USE', message: expect.stringContaining('rbd_move_parent_to_trash_on_remove = true') });
+      } finally {
+        await c.close();
+      }
+    }
+    await novaDeletes(a(), disk.name);
+    await storeDeletes(a(), 'writes-disks', result.location);
+  });
+
+  it('a flattener named the image detaches it: no parent left, the trashed disk gone with it, content kept', async () => {
+    const nothing = await pools.leftovers.snapshot();
+    const disk = await makeDisk(a());
+    const before = await exportMd5(a(), `${pools.vms}/${disk.name}`);
+    const result = await linkedSnapshot(a(), disk.uri, 'reads-disks');
+    await novaDeletes(a(), disk.name);
+    const f = new Flattener({ source: source(a()), target: { pool: pools.images }, images: [result.imageId] });
+    try {
+      expect(await f.runOnce()).toMatchObject({ flattened: [result.imageId], failed: [] });
+    } finally {
+      await f.close();
+    }
+    expect(await trashOf(a(), pools.vms)).toEqual([]);
+    expect(await exportMd5(a(), `${pools.images}/${result.imageId}@snap`)).toBe(before);
+    await storeDeletes(a(), 'reads-disks', result.location);
+    await pools.leftovers.expectUnchanged(nothing);
   });
 });
 
