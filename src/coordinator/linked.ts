@@ -19,6 +19,8 @@ import { SnapstoreError } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import type { RbdSource, Services } from './context.js';
 import { FLATTEN_KEY, SET_MIN_COMPAT, decodeFlattenRequest, encodeFlattenRequest, type FlattenRequest } from './instant.js';
+import { errorText } from './events.js';
+import { MGR_ANSWER_MS, MgrSilent, mgrJson } from './mgr-flatten.js';
 import { newRunId } from './names.js';
 import { blockersText, type DetailedPlan } from './plan.js';
 import { withImage } from './rbd-util.js';
@@ -97,6 +99,8 @@ export interface LinkedFacts {
   sourceConf: string;
   /** Whether the store's user may read / write the disks' pool (null: no store user to ask). */
   storeUser: { user: string; reads: boolean; writes: boolean } | null;
+  /** What ceph-mgr says of a `rbd trash purge schedule` on the disks' pool (asked only when it matters). */
+  purgeSchedule?: PurgeSchedule;
   diskPool: string;
   targetPool: string;
 }
@@ -145,14 +149,25 @@ function storeUserReasons(f: LinkedFacts): Reason[] {
   // Informational (ok either way): who finishes the removal of a deleted disk once its last image goes.
   const cleanup: Reason = s.writes
     ? { code: 'LINKED_PARENT_CLEANUP', ok: true, message: `client.${s.user} can write pool ${f.diskPool}: deleting the last image of a deleted disk removes the disk from the trash too` }
-    : {
-        code: 'LINKED_PARENT_CLEANUP',
-        ok: true,
-        message:
-          `warning: client.${s.user} may only read pool ${f.diskPool}: when it deletes the last image of a disk nova already deleted, librbd cannot remove ` +
-          `the disk from ${f.diskPool}'s trash, and it stays there (data and all) until \`snapstore gc\` (as the disks' user) removes it — run gc regularly`,
-        fix: `snapstore gc (regularly), or ceph auth caps client.${s.user} mon 'profile rbd' osd 'profile rbd pool=${f.targetPool}, profile rbd pool=${f.diskPool}'`,
-      };
+    : f.purgeSchedule?.covered
+      ? {
+          code: 'LINKED_PARENT_CLEANUP',
+          ok: true,
+          message:
+            `client.${s.user} may only read pool ${f.diskPool}, so deleting the last image of a deleted disk leaves the disk in the trash, ` +
+            `but ${f.purgeSchedule.why}: it removes such disks on that schedule (and \`snapstore gc\` does too)`,
+        }
+      : {
+          code: 'LINKED_PARENT_CLEANUP',
+          ok: true,
+          message:
+            `warning: client.${s.user} may only read pool ${f.diskPool}: when it deletes the last image of a disk nova already deleted, librbd cannot remove ` +
+            `the disk from ${f.diskPool}'s trash, and it stays there (data and all) until \`snapstore gc\` (as the disks' user) removes it — run gc regularly` +
+            (f.purgeSchedule ? `; ${f.purgeSchedule.why}` : ''),
+          fix:
+            `snapstore gc (regularly), or rbd trash purge schedule add --pool ${f.diskPool} 1h, ` +
+            `or ceph auth caps client.${s.user} mon 'profile rbd' osd 'profile rbd pool=${f.targetPool}, profile rbd pool=${f.diskPool}'`,
+        };
   return [reads, cleanup];
 }
 
@@ -188,9 +203,11 @@ export async function poolAccess(session: CephCluster, pool: string, disk: strin
 export async function linkedCheck(svc: Services, session: CephCluster, src: RbdSource, targetPool: string, plan: DetailedPlan): Promise<NonNullable<Plan['linked']>> {
   const direct = plan.method === 'direct';
   let storeUser: LinkedFacts['storeUser'] = null;
+  let purgeSchedule: PurgeSchedule | undefined;
   if (direct) {
     const su = await svc.storeUserSession();
     if (su) storeUser = { user: su.user, ...(await poolAccess(su, src.pool, src.image)) };
+    if (storeUser?.reads && !storeUser.writes) purgeSchedule = await purgeScheduleOf(session, src.pool);
   }
   const reasons = linkedReasons({
     directBlockers: direct ? null : blockersText(plan),
@@ -201,6 +218,7 @@ export async function linkedCheck(svc: Services, session: CephCluster, src: RbdS
     storeUser,
     diskPool: src.pool,
     targetPool,
+    ...(purgeSchedule ? { purgeSchedule } : {}),
   });
   return { possible: reasons.every((r) => r.ok), reasons };
 }
@@ -255,4 +273,38 @@ export async function queueLinkedFlatten(session: CephCluster, io: Ioctx, name: 
     await image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
     return true;
   });
+}
+
+export interface PurgeSchedule {
+  covered: boolean;
+  why: string;
+}
+
+/**
+ * Whether ceph-mgr's `rbd trash purge schedule` covers `pool` (a schedule on the pool or on every pool),
+ * asked as `session`'s user (`rbd trash purge schedule ls`). Trash purge removes a trashed
+ * disk whose last clone is gone, as gc does.
+ */
+export async function purgeScheduleOf(session: CephCluster, pool: string): Promise<PurgeSchedule> {
+  const ask = (level: string) =>
+    mgrJson(session, { prefix: 'rbd trash purge schedule list', level_spec: level, format: 'json' }, MGR_ANSWER_MS).then(
+      (listed) => Object.values((listed ?? {}) as Record<string, { name?: unknown; schedule?: Array<{ interval?: unknown }> }>),
+      (err: unknown) => `asked as client.${session.user}: ${err instanceof MgrSilent ? err.reason : errorText(err)}`,
+    );
+  // The pool's level first (a cap like `mgr 'profile rbd pool=vms'` allows that), then every pool's.
+  const own = await ask(`${pool}/`);
+  const global = typeof own !== 'string' && own.some((l) => l.name === `${pool}/`) ? own : await ask('');
+  const levels = [own, global].flatMap((x) => (typeof x === 'string' ? [] : x));
+  const hit = levels.find((l) => l.name === `${pool}/`) ?? levels.find((l) => l.name === '');
+  if (!hit) {
+    const unknown = [own, global].filter((x): x is string => typeof x === 'string');
+    return {
+      covered: false,
+      why: unknown.length
+        ? `whether a ceph-mgr rbd trash purge schedule covers pool ${pool} is unknown (${unknown[0]})`
+        : `no ceph-mgr rbd trash purge schedule covers pool ${pool}`,
+    };
+  }
+  const every = (hit.schedule ?? []).map((x) => String(x.interval)).join(', ');
+  return { covered: true, why: `ceph-mgr's rbd trash purge schedule covers pool ${pool}${hit.name === '' ? ' (set for every pool)' : ''}${every ? ` every ${every}` : ''}` };
 }
