@@ -134,7 +134,8 @@ function linkedPossible(a: Assessment, method: 'direct' | 'copy'): void {
   const failed = linked?.reasons.filter((r) => !r.ok) ?? [];
   const why = failed.length ? failed.map((r) => r.message).join('; ') : method === 'copy' ? 'it was asked for with the copy mode' : 'the source is not an RBD disk cloned into the store';
   const fixes = failed.flatMap((r) => (r.fix ? [r.fix] : []));
-  throw new ModeNotPossibleError(`a linked snapshot (flatten: never) of ${a.canonical} is not possible: ${why}`, {
+  const fixText = fixes.length ? `; fix: ${fixes.join('; ')}` : '';
+  throw new ModeNotPossibleError(`a linked snapshot (flatten: never) of ${a.canonical} is not possible: ${why}${fixText}`, {
     source: a.canonical,
     ...(fixes.length ? { fix: fixes.join('; ') } : {}),
   });

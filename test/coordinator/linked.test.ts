@@ -6,7 +6,10 @@
 // clone v2, without nova's trash option, or when the store's user cannot read the disks.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Cluster } from 'ceph-rbd-napi';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -33,9 +36,11 @@ beforeAll(async () => {
     const plain = pools.conf(cluster);
     const nova = pools.nova(cluster).user;
     const trash = `${plain}.trash`;
-    writeFileSync(trash, readFileSync(plain, 'utf8').replace(`[client.${nova}]\n`, `[client.${nova}]\nrbd_move_parent_to_trash_on_remove = true\n`));
-    confs.set(cluster.fsid, { trash, plain });
     const ro = { user: `glance-ro-${pools.images}`, keyring: `${plain}.glance-ro.keyring` };
+    const text = readFileSync(plain, 'utf8').replace(`[client.${nova}]\n`, `[client.${nova}]\nrbd_move_parent_to_trash_on_remove = true\n`);
+    // The read-only store user's keyring is named here too, for the CLI (config files name only a user).
+    writeFileSync(trash, `${text}\n[client.${ro.user}]\nkeyring = ${ro.keyring}\n`);
+    confs.set(cluster.fsid, { trash, plain });
     await ceph(cluster, ['auth', 'get-or-create', `client.${ro.user}`, 'mon', 'profile rbd', 'osd', `profile rbd pool=${pools.images}, profile rbd-read-only pool=${pools.vms}`, '-o', ro.keyring]);
     readOnlyStore.set(cluster.fsid, ro);
   }
@@ -377,6 +382,50 @@ describe('linked snapshots: bounded chains', () => {
         all.push(x);
       }
     }
+    await pools.leftovers.expectUnchanged(nothing);
+  });
+});
+
+describe('linked snapshots: the CLI', () => {
+  const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+  const snapstore = (args: string[]) =>
+    run(process.execPath, [cli, ...args]).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+    );
+  function configs(trash: boolean): string[] {
+    const dir = mkdtempSync(join(tmpdir(), 'linked-cli-'));
+    const nova = join(dir, 'nova.conf');
+    const glance = join(dir, 'glance-api.conf');
+    const conf = source(a(), trash).confPath;
+    writeFileSync(nova, `[libvirt]\nimages_rbd_pool = ${pools.vms}\nimages_rbd_ceph_conf = ${conf}\nrbd_user = ${pools.nova(a()).user}\n`);
+    writeFileSync(glance, `[glance_store]\ndefault_store = rbd\nrbd_store_pool = ${pools.images}\nrbd_store_user = ${readOnlyStore.get(a().fsid)!.user}\nrbd_store_ceph_conf = ${confs.get(a().fsid)!.trash}\n`);
+    return ['--config', nova, '--config', glance];
+  }
+
+  it('check lists the preconditions; snapshot --flatten never says never and depth 1; refused with exit 2 without the trash option; delete and nova leave nothing', async () => {
+    const nothing = await pools.leftovers.snapshot();
+    const disk = await makeDisk(a());
+    const spec = `${pools.vms}/${disk.name}`;
+    const check = await snapstore(['check', spec, ...configs(true)]);
+    expect(check.stdout).toContain('linked (--flatten never): possible');
+    expect(check.stdout).toMatch(/ok +LINKED_TRASH_ON_REMOVE/);
+    const refused = await snapstore(['snapshot', spec, '--flatten', 'never', ...configs(false)]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('MODE_NOT_POSSIBLE');
+    expect(refused.stderr).toContain('rbd_move_parent_to_trash_on_remove = true');
+    const badLimits = await snapstore(['snapshot', spec, '--flatten', 'never', '--chain-soft', '0', ...configs(true)]);
+    expect(badLimits.code).toBe(2);
+    const r = await snapstore(['snapshot', spec, '--flatten', 'never', '--json', ...configs(true)]);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { location: string; flatten: string; chain: unknown };
+    expect(result).toMatchObject({ flatten: 'never', chain: { depth: 1, limit: 'none' } });
+    await novaDeletes(a(), disk.name);
+    expect((await snapstore(['delete', result.location, ...configs(true)])).code).toBe(0);
+    // The read-only store user left the disk in the trash: gc (as nova, from nova.conf) removes it.
+    const gc = await snapstore(['gc', '--json', ...configs(true)]);
+    expect(gc.code).toBe(0);
+    expect((JSON.parse(gc.stdout) as { removed: Array<{ kind: string }> }).removed).toEqual([expect.objectContaining({ kind: 'trashed-disk' })]);
     await pools.leftovers.expectUnchanged(nothing);
   });
 });

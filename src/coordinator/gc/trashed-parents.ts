@@ -5,6 +5,8 @@
 //  - librbd moved there because of clones (USER_PARENT),
 //  - snapstore made a parent of: every snapshot it has left is a trashed `snapstore-<uuid>` one,
 //  - no image of the store's clone pool still hangs from (librbd would refuse anyway: EBUSY).
+// No age or lease applies: such an entry is what librbd itself removes the moment it can, and nothing can
+// make it a parent again (a trashed snapshot cannot be cloned), so removing it races with nothing.
 import type { Image, Ioctx } from '../../ceph/index.js';
 import { SnapstoreError, hasCode } from '../../errors.js';
 import { isNotFound } from '../classify.js';
@@ -31,7 +33,6 @@ export async function scanTrashedParents(scan: Scan): Promise<void> {
       scan.ctx.emit({ type: 'gc', action: 'kept', leftover, why: 'linked images still use it' });
       continue;
     }
-    if (!scan.qualifies(leftover, null)) continue;
     scan.add([{ leftover, remove: () => removeFromTrash(io, entry.id) }]);
   }
 }
