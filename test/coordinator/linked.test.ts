@@ -4,12 +4,13 @@
 // (trash included) — with the image store's user allowed to write the disks' pool (Ceph finishes by
 // itself) or only to read it (then `snapstore gc` does). Refused (exit class 2, nothing created) without
 // clone v2, without nova's trash option, or when the store's user cannot read the disks.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { Cluster } from 'ceph-rbd-napi';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -427,5 +428,38 @@ describe('linked snapshots: the CLI', () => {
     expect(gc.code).toBe(0);
     expect((JSON.parse(gc.stdout) as { removed: Array<{ kind: string }> }).removed).toEqual([expect.objectContaining({ kind: 'trashed-disk' })]);
     await pools.leftovers.expectUnchanged(nothing);
+  });
+});
+
+describe('linked snapshots: kill -9, then gc', () => {
+  const child = fileURLToPath(new URL('./fixtures/snapshot-child.mjs', import.meta.url));
+  const coordinatorModule = fileURLToPath(new URL('../../dist/coordinator/index.js', import.meta.url));
+
+  it.each(['finalize', 'unmark-clone'] as const)('killed as %s starts: gc leaves nothing, the disk unchanged', async (step) => {
+    const disk = await makeDisk(a());
+    const before = await exportMd5(a(), `${pools.vms}/${disk.name}`);
+    const nothing = await pools.leftovers.snapshot();
+    const args = { options: { source: source(a()), target: target(a(), 'reads-disks') }, source: disk.uri, snapshot: { flatten: 'never' }, freezeOnStep: step };
+    const proc = spawn(process.execPath, [child, coordinatorModule, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise((r) => proc.on('exit', r));
+    await new Promise<void>((resolve, reject) => {
+      createInterface({ input: proc.stdout! }).on('line', (line) => {
+        const e = JSON.parse(line) as { type: string; step?: string; state?: string };
+        if (e.type === 'step' && e.step === step && e.state === 'start') resolve();
+        if (e.type === 'finished') reject(new Error('the child finished before the kill point'));
+      });
+    });
+    proc.kill('SIGKILL');
+    await exited;
+    const gc = coordinator({ source: source(a()), target: target(a(), 'reads-disks') });
+    try {
+      const report = await gc.gc({ olderThanMs: 0 });
+      expect(report.removed.map((l) => l.kind)).toEqual(expect.arrayContaining(['clone', 'run-record']));
+    } finally {
+      await gc.close();
+    }
+    await pools.leftovers.expectUnchanged(nothing);
+    expect(await exportMd5(a(), `${pools.vms}/${disk.name}`)).toBe(before);
+    await novaDeletes(a(), disk.name);
   });
 });
