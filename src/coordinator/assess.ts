@@ -16,7 +16,8 @@ import { sniffFile } from './paths/file-source.js';
 
 type SourceFacts = { features: { layering: boolean; deepFlatten: boolean }; snapProtected: boolean | null };
 
-export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct' | 'copy'): Promise<Assessment> {
+/** `linked`: also probe what a linked snapshot needs (check always does; a snapshot only for `flatten: 'never'`). */
+export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct' | 'copy', linked = true): Promise<Assessment> {
   const glance = !svc.glance ? 'none' : svc.learned.glanceRefusesLocations ? 'refused' : 'assumed';
   const store = await svc.store();
   const where = (await store.clones?.where()) ?? null;
@@ -46,7 +47,7 @@ export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct'
   const sourceCluster = { fsid: session.fsid, user: session.user };
   const plan = decidePlan({ source: src, sourceCluster, target, capsProbe, cloneFormat, features, snapProtected, fileFormat: null, glance });
   if (plan.instant.possible && where) plan.instant = await storeUserReads(svc, src, where.pool);
-  if (where && mode !== 'copy') plan.linked = await linkedCheck(svc, session, src, where.pool, plan);
+  if (linked && where && mode !== 'copy') plan.linked = await linkedCheck(svc, session, src, where.pool, plan);
   return { disk: true, src, canonical, plan, session, targetFsid };
 }
 

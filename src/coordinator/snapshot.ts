@@ -47,7 +47,7 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
   const { mode, flatten } = validateOptions(opts);
   const src = parseSource(source, svc.sourceConfig?.pool);
   if (opts.signal?.aborted) throw new SnapshotCancelledError({ source }, opts.signal.reason);
-  const a = await assess(svc, src, mode);
+  const a = await assess(svc, src, mode, flatten.mode === 'never');
   svc.emit({ type: 'plan', source: a.canonical, plan: publicPlan(a.plan) });
   const raw = a.plan.reasons.find((r) => r.code === 'RAW_FORMAT' && !r.ok);
   if (raw) throw new BadSourceError(`${a.canonical}: ${raw.message}`, { source: a.canonical });

@@ -76,14 +76,15 @@ async function makeDisk(cluster: ClusterInfo, sizeMiB = 32): Promise<{ name: str
   return { name, uri: `rbd://${cluster.fsid}/${pools.vms}/${name}`, data };
 }
 
-/** Writes as nova (a guest writing to its disk). */
-async function writeAs(cluster: ClusterInfo, spec: string, offset: number, data: Buffer): Promise<void> {
+/** Writes as nova (a guest writing to its disk); `data: null` discards that range (a guest's TRIM). */
+async function writeAs(cluster: ClusterInfo, spec: string, offset: number, data: Buffer | null, length = 0): Promise<void> {
   const [pool, name] = spec.split('/') as [string, string];
   const nova = await Cluster.connect({ confPath: source(cluster).confPath, ...pools.nova(cluster) });
   try {
     const io = await nova.openIoctx(pool);
     const image = await io.openImage(name);
-    await image.write(offset, data);
+    if (data) await image.write(offset, data);
+    else await image.discard(offset, length);
     await image.flush();
     await image.close();
     await io.close();
@@ -206,12 +207,14 @@ describe('linked snapshots: deletes in either order leave nothing', () => {
     await pools.leftovers.expectUnchanged(nothing);
   });
 
-  it('disk first (to the trash, the image still reads it), then the image with a store user that may write the disks: Ceph finishes', async () => {
+  it('disk first (overwritten, discarded, then to the trash; the image still reads it as it was), then the image with a store user that may write the disks: Ceph finishes', async () => {
     const nothing = await pools.leftovers.snapshot();
     const disk = await makeDisk(a());
     const before = await exportMd5(a(), `${pools.vms}/${disk.name}`);
     const result = await linkedSnapshot(a(), disk.uri, 'writes-disks');
     await writeAs(a(), `${pools.vms}/${disk.name}`, 0, randomBytes(4 * 1024 * 1024));
+    await writeAs(a(), `${pools.vms}/${disk.name}`, 4 * 1024 * 1024, null, 4 * 1024 * 1024);
+    expect(await exportMd5(a(), `${pools.vms}/${disk.name}`)).not.toBe(before);
     await novaDeletes(a(), disk.name);
     expect(await trashOf(a(), pools.vms)).toEqual([expect.objectContaining({ name: disk.name, source: 'user_parent' })]);
     expect(await exportMd5(a(), `${pools.images}/${result.imageId}@snap`)).toBe(before);
