@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
-import { Cluster } from 'ceph-rbd-napi';
+import { Cluster, PermissionError } from 'ceph-rbd-napi';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
 import { FLATTEN_KEY, Flattener, type CoordinatorEvent } from '../../src/coordinator/index.js';
@@ -326,6 +326,33 @@ describe('linked snapshots: failures', () => {
       const err = await c.snapshot(disk.uri, { flatten: 'never' }).catch((e: unknown) => e);
       expect(fired).toBe(true);
       expect(err).toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step, method: 'direct' }) });
+    } finally {
+      await c.close();
+    }
+    await pools.leftovers.expectUnchanged(nothing);
+    await novaDeletes(a(), disk.name);
+  });
+});
+
+describe('linked snapshots: fallback', () => {
+  it('a clone the source user may not make falls back to the copy path: a stand-alone image, nothing of the first attempt left', async () => {
+    const disk = await makeDisk(a());
+    const before = await exportMd5(a(), `${pools.vms}/${disk.name}`);
+    const nothing = await pools.leftovers.snapshot();
+    let fired = false;
+    const c = coordinator(
+      withFaults({ source: source(a()), target: target(a(), 'writes-disks') }, (p) => {
+        if (fired || p.step !== 'clone' || p.when !== 'before') return;
+        fired = true;
+        throw new PermissionError('injected EPERM at clone', { errno: 1, call: 'rbd_clone3' });
+      }),
+    );
+    try {
+      const result = await c.snapshot(disk.uri, { flatten: 'never' });
+      expect(result).toMatchObject({ method: 'copy', flatten: 'done', fallbackReason: expect.stringContaining('may not write the target pool') });
+      expect(result.chain).toBeUndefined();
+      expect(await exportMd5(a(), `${pools.images}/${result.imageId}@snap`)).toBe(before);
+      await storeDeletes(a(), 'writes-disks', result.location);
     } finally {
       await c.close();
     }
