@@ -71,7 +71,7 @@ export interface NativeIoctx {
   trashList(): Promise<NativeTrashEntry[]>;
   trashRemove(id: string, force: boolean, listener?: ProgressListener, token?: CancelToken): Promise<void>;
   trashRestore(id: string, name: string): Promise<void>;
-  openImage(name: string, readOnly: boolean, snapshot?: string): Promise<NativeImage>;
+  openImage(name: string, readOnly: boolean, snapshot?: string, byId?: boolean): Promise<NativeImage>;
   close(): Promise<void>;
 }
 

@@ -213,6 +213,25 @@ export class Ioctx {
   }
 
   /**
+   * Opens an image by its id (`ParentInfo.imageId`, `TrashEntry.id`): the only way to open an image in
+   * the RBD trash, e.g. a disk moved there while clones still use its snapshots. Implements
+   * rbd_aio_open_by_id, or rbd_aio_open_by_id_read_only with `readOnly`.
+   * @throws {NotFoundError} no image with that id (or no such snapshot)
+   */
+  openImageById(id: string, opts: OpenImageOptions = {}): Promise<Image> {
+    const readOnly = Boolean(opts.readOnly);
+    const snapshot = opts.snapshot ?? null;
+    const call = readOnly ? 'rbd_aio_open_by_id_read_only' : 'rbd_aio_open_by_id';
+    const object = this.#spec(id, snapshot ?? undefined);
+    return this.#life.run(call, object, async () => {
+      checkName(id, 'id', call, object);
+      if (snapshot !== null) checkName(snapshot, 'snapshot', call, object);
+      const native = await this.#native.openImage(id, readOnly, snapshot ?? undefined, true);
+      return newImage(this, native, id, readOnly, snapshot);
+    });
+  }
+
+  /**
    * Idempotent. Waits for this ioctx's in-flight calls, then drops its reference; rados_ioctx_destroy
    * runs once every Image opened through it is closed too.
    */

@@ -298,14 +298,17 @@ Napi::Value NativeIoctx::TrashRestore(const Napi::CallbackInfo& info) {
   });
 }
 
-// openImage(name, readOnly, snapshot | undefined) -> Promise<NativeImage>
-// rbd_aio_open / rbd_aio_open_read_only: the open is a completion, no thread waits for it.
+// openImage(name, readOnly, snapshot | undefined, byId) -> Promise<NativeImage>
+// rbd_aio_open / rbd_aio_open_read_only, or with byId rbd_aio_open_by_id / rbd_aio_open_by_id_read_only
+// (the only way to open an image in the RBD trash): the open is a completion, no thread waits for it.
 Napi::Value NativeIoctx::OpenImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].As<Napi::String>().Utf8Value();
   bool readOnly = info[1].ToBoolean();
   std::string snap = OptString(info[2]);
-  const char* call = readOnly ? "rbd_aio_open_read_only" : "rbd_aio_open";
+  bool byId = info.Length() > 3 && info[3].ToBoolean();
+  const char* call = byId ? (readOnly ? "rbd_aio_open_by_id_read_only" : "rbd_aio_open_by_id")
+                          : (readOnly ? "rbd_aio_open_read_only" : "rbd_aio_open");
   std::string object = Spec(name, snap);
   if (!h_) return Rejected(env, EBADF, call, object);
   IoctxHandle* h = h_;
@@ -321,8 +324,13 @@ Napi::Value NativeIoctx::OpenImage(const Napi::CallbackInfo& info) {
       &promise);
   *opSlot = op;
   const char* snapArg = snap.empty() ? nullptr : snap.c_str();
-  int r = readOnly ? rbd_aio_open_read_only(h->io, name.c_str(), &op->openedImage, snapArg, op->completion())
-                   : rbd_aio_open(h->io, name.c_str(), &op->openedImage, snapArg, op->completion());
+  int r;
+  if (byId)
+    r = readOnly ? rbd_aio_open_by_id_read_only(h->io, name.c_str(), &op->openedImage, snapArg, op->completion())
+                 : rbd_aio_open_by_id(h->io, name.c_str(), &op->openedImage, snapArg, op->completion());
+  else
+    r = readOnly ? rbd_aio_open_read_only(h->io, name.c_str(), &op->openedImage, snapArg, op->completion())
+                 : rbd_aio_open(h->io, name.c_str(), &op->openedImage, snapArg, op->completion());
   if (r < 0) op->SubmitFailed(env, r);
   return promise;
 }

@@ -16,7 +16,9 @@ export interface Invocation {
   imageId?: string;
   name?: string;
   mode: 'auto' | 'direct' | 'copy';
-  flatten: 'sync' | 'background';
+  flatten: 'sync' | 'background' | 'never';
+  chainSoft?: number;
+  chainHard?: number;
   checksums: 'auto' | 'inline' | 'off';
   incremental: boolean;
   keepCommonPoints?: number;
@@ -34,10 +36,15 @@ export const USAGE = `usage: snapstore <command> [options]
 
 commands:
   snapshot SOURCE   snapshot an instance disk or image into the configured store (+ Glance)
-                    [--image-id ID] [--name NAME] [--mode auto|direct|copy] [--flatten sync|background]
+                    [--image-id ID] [--name NAME] [--mode auto|direct|copy]
+                    [--flatten sync|background|never] [--chain-soft N] [--chain-hard N]
                     [--checksums auto|inline|off] [--incremental [--keep-common-points N]]
                     --flatten background: usable at once (clone format 2), flattened later by ceph-mgr's
                     task queue (rbd_support), or by a flattener when the mgr refuses or is silent
+                    --flatten never: a linked snapshot, a clone of the disk's snapshot for good (clone
+                    format 2; Ceph finishes deletes in either order; \`check\` lists what it needs);
+                    flattened in the background past --chain-soft (default 4) images deep, before
+                    registering past --chain-hard (default 8)
                     --checksums: whether a copy computes Glance's md5/sha512 (auto: only for a Glance
                     older than image API 2.17, which cannot compute them itself; costs CPU per byte)
                     --incremental: on the copy path, keep a snapshot of the disk as the common point
@@ -54,7 +61,8 @@ commands:
                     also open every disk and every image for records and marks of versions before the
                     journal and the pending indexes, and index what it finds]
   flattener [IMAGE_ID...]
-                    flatten instant snapshots queued in the image pool (or only those images),
+                    flatten instant snapshots queued in the image pool (or only those images;
+                    a linked snapshot named here is flattened too: detached on demand),
                     polling until SIGINT/SIGTERM [--once: flatten what is pending now, then exit]
                     [--status: show each queued flatten (ceph-mgr: queued, running %, failed) and exit]
                     [--stale-lock-seconds N: break a lock this old when its holder's death cannot be
@@ -142,6 +150,8 @@ function parseOptions(argv: string[]) {
       name: { type: 'string' },
       mode: { type: 'string' },
       flatten: { type: 'string' },
+      'chain-soft': { type: 'string' },
+      'chain-hard': { type: 'string' },
       checksums: { type: 'string' },
       incremental: { type: 'boolean' },
       'keep-common-points': { type: 'string' },
@@ -186,7 +196,9 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
     imageId,
     name: values.name,
     mode: oneOf('mode', values.mode, ['auto', 'direct', 'copy'] as const, 'auto'),
-    flatten: oneOf('flatten', values.flatten, ['sync', 'background'] as const, 'sync'),
+    flatten: oneOf('flatten', values.flatten, ['sync', 'background', 'never'] as const, 'sync'),
+    chainSoft: nonNegativeInt('chain-soft', values['chain-soft']),
+    chainHard: nonNegativeInt('chain-hard', values['chain-hard']),
     checksums: oneOf('checksums', values.checksums, ['auto', 'inline', 'off'] as const, 'auto'),
     incremental: values.incremental ?? false,
     keepCommonPoints: positiveInt('keep-common-points', values['keep-common-points']),

@@ -105,6 +105,13 @@ function renderPlan(plan: Plan): string {
     const what = inc.possible ? `yes, from image ${inc.from} (about ${inc.bytesExpected} bytes to send)` : 'no';
     lines.push(`incremental (--incremental): ${what}: ${inc.reason}`);
   }
+  if (plan.linked) {
+    lines.push(`linked (--flatten never): ${plan.linked.possible ? 'possible' : 'NOT possible'}`);
+    for (const r of plan.linked.reasons) {
+      lines.push(`  ${r.ok ? 'ok  ' : 'NO  '} ${r.code}: ${r.message}`);
+      if (r.fix) lines.push(`        fix: ${r.fix}`);
+    }
+  }
   return lines.join('\n');
 }
 
@@ -114,6 +121,9 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     c.snapshot(source, {
       mode: inv.mode,
       flatten: inv.flatten,
+      ...(inv.chainSoft !== undefined || inv.chainHard !== undefined
+        ? { chainLimits: { ...(inv.chainSoft !== undefined ? { soft: inv.chainSoft } : {}), ...(inv.chainHard !== undefined ? { hard: inv.chainHard } : {}) } }
+        : {}),
       checksums: inv.checksums,
       ...(inv.incremental ? { incremental: true } : {}),
       ...(inv.keepCommonPoints !== undefined ? { keepCommonPoints: inv.keepCommonPoints } : {}),
@@ -132,6 +142,7 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
     ...(result.incremental ? [`incremental from image ${result.incremental.from}: ${result.incremental.bytesSent} bytes sent`] : []),
     ...(result.commonPoint ? [`common point kept: ${result.commonPoint}`] : []),
     ...(result.glance ? [`glance image ${result.glance.id} is ${result.glance.status}`] : []),
+    ...(result.chain ? [`linked: reads through ${result.chain.depth} image(s)${result.chain.limit === 'none' ? ', never flattened' : ` (past the ${result.chain.limit} chain limit: flattened ${result.chain.limit === 'hard' ? 'before registering' : 'in the background'})`}`] : []),
     ...(result.flatten === 'queued' ? [`flatten queued with ceph-mgr as task ${result.flattenTask ?? '?'} (it is usable now)`] : []),
     ...(result.flatten === 'pending'
       ? [`flatten pending: \`snapstore flattener\` finishes it (it is usable now)${result.flattenerReason ? `; not ceph-mgr because ${result.flattenerReason}` : ''}`]

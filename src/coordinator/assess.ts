@@ -6,6 +6,7 @@ import { clusterVersions, versionReasons } from './cluster-versions.js';
 import type { Assessment, RbdSource, Services } from './context.js';
 import { SourceNotFoundError } from './errors.js';
 import { storeReadsSource } from './instant.js';
+import { linkedCheck } from './linked.js';
 import { decidePlan, type CapsProbe } from './plan.js';
 import { probeTargetPool } from './probe.js';
 import { isRbdSource } from './source-kind.js';
@@ -16,8 +17,16 @@ import { sniffFile } from './paths/file-source.js';
 
 type SourceFacts = { features: { layering: boolean; deepFlatten: boolean }; featureNames: string[]; snapProtected: boolean | null };
 
-/** `versions`: also say which Ceph each cluster runs and what differs (`check` only; two mon commands a side). */
-export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct' | 'copy', versions = false): Promise<Assessment> {
+/**
+ * `versions`: also say which Ceph each cluster runs and what differs (`check` only; two mon commands a side).
+ * `linked`: also probe what a linked snapshot needs (check always does; a snapshot only for `flatten: 'never'`).
+ */
+export async function assess(
+  svc: Services,
+  src: Source,
+  mode: 'auto' | 'direct' | 'copy',
+  { versions = false, linked = true }: { versions?: boolean; linked?: boolean } = {},
+): Promise<Assessment> {
   const glance = !svc.glance ? 'none' : svc.learned.glanceRefusesLocations ? 'refused' : 'assumed';
   const store = await svc.store();
   const where = (await store.clones?.where()) ?? null;
@@ -48,6 +57,7 @@ export async function assess(svc: Services, src: Source, mode: 'auto' | 'direct'
   const plan = decidePlan({ source: src, sourceCluster, target, capsProbe, cloneFormat, features, snapProtected, fileFormat: null, glance });
   if (plan.instant.possible && where) plan.instant = await storeUserReads(svc, src, where.pool);
   if (versions) plan.reasons.push(...(await versionFindings(svc, session, featureNames)));
+  if (linked && where && mode !== 'copy') plan.linked = await linkedCheck(svc, session, src, where.pool, plan);
   return { disk: true, src, canonical, plan, session, targetFsid };
 }
 

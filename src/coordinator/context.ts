@@ -9,6 +9,7 @@ import type { Logger } from './events.js';
 import type { FaultInjector } from './faults.js';
 import type { DetailedPlan } from './plan.js';
 import type { FileSource, RbdSource } from './source-kind.js';
+import type { ChainLimits } from './linked.js';
 import type { StepRunner } from './steps.js';
 import type { SnapshotOptions, SnapshotResult } from './types.js';
 
@@ -72,6 +73,12 @@ export interface RunContext {
   glanceImage: GlanceTarget | null;
   /** Stops the run (as a cancel would, rolling back): another process took over its journal lease. */
   leaseLost?: AbortController;
+}
+
+/** When the direct path flattens: now, later (queued), or — linked — only past a chain limit. */
+export interface FlattenChoice {
+  mode: 'sync' | 'background' | 'never';
+  limits: ChainLimits;
 }
 
 /** What a path returns; the coordinator adds how it got there. */

@@ -96,7 +96,7 @@ export class SnapshotCoordinator {
         target: () => this.storeUser.get(),
       });
       if (broken) return broken;
-      const a = await assess(this.svc, src, 'auto', true);
+      const a = await assess(this.svc, src, 'auto', { versions: true });
       // A store that does not open leaves the incremental question unanswered, not the plan.
       const incremental = await this.store.get().then((store) => incrementalCheck(store, a), () => null);
       const plan: Plan = { ...publicPlan(a.plan), ...(incremental ? { incremental } : {}) };

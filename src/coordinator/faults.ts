@@ -13,6 +13,7 @@ export const DIRECT_STEPS = [
   'glance-create',
   'snap-create',
   'snap-protect',
+  'chain-depth',
   'clone',
   'mark-clone',
   'flatten',

@@ -19,6 +19,7 @@ import { flattenStatus, type FlattenStatus } from './flatten-status.js';
 import { dequeueFlatten, pendingFlattens, type QueuedFlatten } from './flatten-queue.js';
 import { takeLock } from './flatten-lock.js';
 import { FLATTEN_KEY, decodeFlattenRequest, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
+import { queueLinkedFlatten } from './linked.js';
 import { cancelMgrTask, listMgrTasks, mgrVerdict, type MgrTask } from './mgr-flatten.js';
 import { takeFlattenLease } from './journal/flatten-lease.js';
 import type { Lease } from './journal/lease.js';
@@ -40,7 +41,10 @@ export interface FlattenerOptions {
   storeUser?: Pick<RbdTargetConfig, 'confPath' | 'user' | 'keyring' | 'connectTimeoutMs'>;
   /** A lock older than this is broken even when its owner cannot be proven dead (another host). Default 1 hour. */
   staleLockMs?: number;
-  /** Only these images (ids in the target pool); default every image with a flatten request. */
+  /**
+   * Only these images (ids in the target pool); default every image with a flatten request. A linked
+   * snapshot (`flatten: 'never'`) named here is queued and flattened too: detached on demand.
+   */
   images?: string[];
   /**
    * The first pass also opens every image of the pool, for clones queued by versions before the journal
@@ -244,6 +248,8 @@ export class Flattener {
     const io = await session.pool(this.opts.target.pool);
     const report: FlattenReport = { flattened: [], skipped: [], failed: [] };
     const mgr = await this.mgr();
+    // Images named on purpose that are linked snapshots (flatten: never) are detached on demand.
+    for (const name of this.opts.images ?? []) await queueLinkedFlatten(session, io, name);
     for (const { image } of await this.pending()) {
       if (opts.signal?.aborted) break;
       const started = performance.now();

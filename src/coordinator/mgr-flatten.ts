@@ -52,7 +52,7 @@ export function mgrCapFix(user: string, osdCaps: string, pool: string): string {
 /** Sessions whose mgr did not answer lately: snapshots then go to the flattener at once. */
 const silentMgr = new WeakMap<CephCluster, { until: number; reason: string }>();
 
-async function mgrJson(session: CephCluster, cmd: Record<string, string>, timeoutMs: number): Promise<unknown> {
+export async function mgrJson(session: CephCluster, cmd: Record<string, string>, timeoutMs: number): Promise<unknown> {
   const silent = silentMgr.get(session);
   if (silent && silent.until > Date.now()) throw new MgrSilent(silent.reason);
   const inactive = await noActiveMgr(session, timeoutMs);
@@ -100,7 +100,7 @@ const mgrMapSeen = new WeakMap<CephCluster, { until: number; inactive: string | 
 const probeSeen = new WeakMap<CephCluster, Map<string, { until: number; outcome: MgrCheckOutcome }>>();
 
 /** Internal marker: the mgr is known not to answer (not an error that leaves this module). */
-class MgrSilent {
+export class MgrSilent {
   constructor(readonly reason: string) {}
 }
 

@@ -6,7 +6,7 @@ import { InternalError, SnapstoreError } from '../errors.js';
 import { checkImageId } from '../location.js';
 import { assess } from './assess.js';
 import { directFallback, isLocationsNotAllowed, isNotFound, type Fallback } from './classify.js';
-import type { Assessment, DirectAssessment, GlanceTarget, PathResult, Services, Sink } from './context.js';
+import type { Assessment, DirectAssessment, FlattenChoice, GlanceTarget, PathResult, Services, Sink } from './context.js';
 import {
   BadSourceError,
   CleanupFailedError,
@@ -21,6 +21,7 @@ import { copy } from './paths/copy.js';
 import { direct } from './paths/direct.js';
 import { incremental, incrementalTarget } from './paths/incremental.js';
 import { checkTargetFree } from './paths/target.js';
+import { checkChainLimits } from './linked.js';
 import { blockersText, type DetailedPlan } from './plan.js';
 import { parseSource } from './source.js';
 import { stallBoundMs } from './stall.js';
@@ -29,6 +30,7 @@ import type { Plan, SnapshotOptions, SnapshotResult } from './types.js';
 import type { Store } from '../store.js';
 
 type Mode = 'auto' | 'direct' | 'copy';
+type FlattenMode = NonNullable<SnapshotOptions['flatten']>;
 
 /** The state of a snapshot across its attempts. */
 interface Attempt {
@@ -39,26 +41,26 @@ interface Attempt {
 }
 
 export function publicPlan(plan: DetailedPlan): Plan {
-  return { method: plan.method, reasons: plan.reasons, instant: plan.instant };
+  return { method: plan.method, reasons: plan.reasons, instant: plan.instant, ...(plan.linked ? { linked: plan.linked } : {}) };
 }
 
 export async function runSnapshot(svc: Services, source: string, opts: SnapshotOptions): Promise<SnapshotResult> {
   const started = performance.now();
-  const { mode, background } = validateOptions(opts);
+  const { mode, flatten } = validateOptions(opts);
   const src = parseSource(source, svc.sourceConfig?.pool);
   if (opts.signal?.aborted) throw new SnapshotCancelledError({ source }, opts.signal.reason);
-  const a = await assess(svc, src, mode);
+  const a = await assess(svc, src, mode, { linked: flatten.mode === 'never' });
   svc.emit({ type: 'plan', source: a.canonical, plan: publicPlan(a.plan) });
   const raw = a.plan.reasons.find((r) => r.code === 'RAW_FORMAT' && !r.ok);
   if (raw) throw new BadSourceError(`${a.canonical}: ${raw.message}`, { source: a.canonical });
 
   const attempt: Attempt = {
-    ...chooseMethod(a, mode, background),
+    ...chooseMethod(a, mode, flatten.mode),
     sink: svc.glance && svc.learned.glanceRefusesLocations ? 'glance' : 'store',
     imageId: opts.imageId ?? randomUUID(),
   };
   for (;;) {
-    const partial = await runAttempt(svc, a, attempt, opts, mode, background);
+    const partial = await runAttempt(svc, a, attempt, opts, mode, flatten);
     if (partial === null) continue;
     const { queued, fullReason, incremental: made, ...rest } = partial.result;
     const result: SnapshotResult = {
@@ -67,29 +69,38 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
       fallbackReason: [attempt.fallbackReason, fullReason].filter((t) => t).join('; ') || null,
       incremental: made ?? null,
       seconds: (performance.now() - started) / 1000,
-      ...flattenState(attempt.method === 'direct' && background, queued),
+      ...(attempt.method === 'direct' ? flattenState(flatten.mode, queued, partial.result.chain) : { flatten: 'done' as const }),
     };
     svc.emit({ type: 'result', runId: partial.runId, result });
     return result;
   }
 }
 
-/** How the result reports the flatten: done, queued with the mgr, or pending for snapstore's flattener. */
-function flattenState(background: boolean, queued: PathResult['queued']): Pick<SnapshotResult, 'flatten' | 'flattenTask' | 'flattenerReason'> {
-  if (!background) return { flatten: 'done' };
+/**
+ * How the result reports the flatten: done, queued with the mgr, pending for snapstore's flattener, or —
+ * linked — never (unless the chain passed a limit).
+ */
+function flattenState(
+  mode: FlattenMode,
+  queued: PathResult['queued'],
+  chain: SnapshotResult['chain'],
+): Pick<SnapshotResult, 'flatten' | 'flattenTask' | 'flattenerReason'> {
+  if (mode === 'never' && chain?.limit === 'none') return { flatten: 'never' };
+  if (mode === 'sync' || chain?.limit === 'hard') return { flatten: 'done' };
   if (queued?.via === 'mgr') return { flatten: 'queued', flattenTask: queued.taskId };
   return { flatten: 'pending', ...(queued ? { flattenerReason: queued.reason } : {}) };
 }
 
-function validateOptions(opts: SnapshotOptions): { mode: Mode; background: boolean } {
+function validateOptions(opts: SnapshotOptions): { mode: Mode; flatten: FlattenChoice } {
   const mode = opts.mode ?? 'auto';
   if (mode !== 'auto' && mode !== 'direct' && mode !== 'copy') {
     throw new SnapstoreError('INVALID_ARGUMENT', `mode must be auto, direct or copy, not ${JSON.stringify(mode)}`);
   }
   const flatten = opts.flatten ?? 'sync';
-  if (flatten !== 'sync' && flatten !== 'background') {
-    throw new SnapstoreError('INVALID_ARGUMENT', `flatten must be sync or background, not ${JSON.stringify(flatten)}`);
+  if (flatten !== 'sync' && flatten !== 'background' && flatten !== 'never') {
+    throw new SnapstoreError('INVALID_ARGUMENT', `flatten must be sync, background or never, not ${JSON.stringify(flatten)}`);
   }
+  const limits = checkChainLimits(opts.chainLimits);
   const checksums = opts.checksums ?? 'auto';
   if (checksums !== 'auto' && checksums !== 'inline' && checksums !== 'off') {
     throw new SnapstoreError('INVALID_ARGUMENT', `checksums must be auto, inline or off, not ${JSON.stringify(checksums)}`);
@@ -99,10 +110,10 @@ function validateOptions(opts: SnapshotOptions): { mode: Mode; background: boole
   if (keep !== undefined && !(Number.isSafeInteger(keep) && keep >= 1)) {
     throw new SnapstoreError('INVALID_ARGUMENT', `keepCommonPoints must be a whole number of at least 1, not ${JSON.stringify(keep)}`);
   }
-  return { mode, background: flatten === 'background' };
+  return { mode, flatten: { mode: flatten, limits } };
 }
 
-function chooseMethod(a: Assessment, mode: Mode, background: boolean): Pick<Attempt, 'method' | 'fallbackReason'> {
+function chooseMethod(a: Assessment, mode: Mode, flatten: FlattenMode): Pick<Attempt, 'method' | 'fallbackReason'> {
   let choice: Pick<Attempt, 'method' | 'fallbackReason'>;
   if (mode === 'copy') {
     choice = { method: 'copy', fallbackReason: null };
@@ -113,13 +124,28 @@ function chooseMethod(a: Assessment, mode: Mode, background: boolean): Pick<Atte
   } else {
     choice = { method: 'copy', fallbackReason: blockersText(a.plan) };
   }
-  if (background && (choice.method !== 'direct' || !a.plan.instant.possible)) {
+  if (flatten === 'never') linkedPossible(a, choice.method);
+  if (flatten === 'background' && (choice.method !== 'direct' || !a.plan.instant.possible)) {
     throw new ModeNotPossibleError(`an instant snapshot (flatten: background) of ${a.canonical} is not possible: ${a.plan.instant.reason}`, {
       source: a.canonical,
       ...(a.plan.instant.fix ? { fix: a.plan.instant.fix } : {}),
     });
   }
   return choice;
+}
+
+/** MODE_NOT_POSSIBLE, with every precondition that failed and its fix, unless a linked snapshot can be made. */
+function linkedPossible(a: Assessment, method: 'direct' | 'copy'): void {
+  const linked = a.plan.linked;
+  if (method === 'direct' && linked?.possible) return;
+  const failed = linked?.reasons.filter((r) => !r.ok) ?? [];
+  const why = failed.length ? failed.map((r) => r.message).join('; ') : method === 'copy' ? 'it was asked for with the copy mode' : 'the source is not an RBD disk cloned into the store';
+  const fixes = failed.flatMap((r) => (r.fix ? [r.fix] : []));
+  const fixText = fixes.length ? `; fix: ${fixes.join('; ')}` : '';
+  throw new ModeNotPossibleError(`a linked snapshot (flatten: never) of ${a.canonical} is not possible: ${why}${fixText}`, {
+    source: a.canonical,
+    ...(fixes.length ? { fix: fixes.join('; ') } : {}),
+  });
 }
 
 /** What the direct path needs, which a plan that chose it guarantees. */
@@ -142,7 +168,7 @@ async function runAttempt(
   attempt: Attempt,
   opts: SnapshotOptions,
   mode: Mode,
-  background: boolean,
+  flatten: FlattenChoice,
 ): Promise<{ result: PathResult; runId: string } | null> {
   const { method, sink, imageId } = attempt;
   const store = await svc.store();
@@ -161,7 +187,7 @@ async function runAttempt(
     const inc = method === 'copy' && a.disk ? incrementalTarget(store, a, sink, opts) : null;
     const result =
       method === 'direct'
-        ? await direct(ctx, await directAssessment(store, a), background)
+        ? await direct(ctx, await directAssessment(store, a), flatten)
         : inc && a.disk
           ? await incremental(ctx, a, inc, opts.keepCommonPoints ?? 1)
           : await copy(ctx, a, sink);

@@ -7,6 +7,7 @@ import { errorText } from './events.js';
 import { DEFAULT_STALE_LOCK_MS, flattenImage, mgrView, type FlattenerEvent, type MgrView } from './flattener.js';
 import { FLATTEN_KEY, SourceInUseError, diskSource, encodeFlattenRequest, removeUnusedTrashedSnapshots, type FlattenRequest } from './instant.js';
 import { pendingFlattens } from './flatten-queue.js';
+import { TRASH_OPTION, linkedDependants, movesParentToTrash } from './linked.js';
 import { queueMgrFlatten, taskState } from './mgr-flatten.js';
 import { removeCommonPoints } from './incremental/pairing.js';
 import { withImage } from './rbd-util.js';
@@ -22,6 +23,12 @@ export interface SourceRemovalReport {
   removedTrashedSnapshots: number;
   /** The disk's common points (incremental snapshots, any target store) removed with their pairings. */
   removedCommonPoints: string[];
+  /**
+   * Linked snapshots (`flatten: 'never'`) of the disk: they stay clones of it, and need nothing here when
+   * the deleting client has rbd_move_parent_to_trash_on_remove (the disk moves to the RBD trash, and
+   * librbd — or `snapstore gc` — removes it with its last linked image).
+   */
+  linked: string[];
 }
 
 export interface SourceRemovalOptions {
@@ -63,9 +70,17 @@ export async function prepareSourceRemoval(session: CephCluster, targetPool: str
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
   }
+  const linked = isRbdSource(src) ? await linkedDependants(io, src.pool, src.image, flattened) : [];
+  if (linked.length > 0 && !movesParentToTrash(session)) {
+    throw new SourceInUseError(
+      `${source} is in use: ${linked.length} linked snapshot(s) in pool ${targetPool} are clones of it (${linked.join(', ')}), and client.${session.user} ` +
+        `would fail to delete it: set "${TRASH_OPTION} = true" in its ceph.conf section (then deleting it moves it to the RBD trash), or flatten them (snapstore flattener)`,
+      { source, clones: linked },
+    );
+  }
   const removedTrashedSnapshots = isRbdSource(src) ? await removeUnusedTrashedSnapshots(await session.pool(src.pool), src.image) : 0;
   const removedCommonPoints = isRbdSource(src) ? await removeCommonPoints(await session.pool(src.pool), src.image) : [];
-  return { source, flattened: [...flattened], removedTrashedSnapshots, removedCommonPoints };
+  return { source, flattened: [...flattened], removedTrashedSnapshots, removedCommonPoints, linked };
 }
 
 /** Queues with the mgr the dependents it does not have (never queued, or its task gone); a refusal leaves them to flattenRound. */

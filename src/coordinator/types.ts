@@ -18,6 +18,11 @@ export interface Plan {
   incremental?: IncrementalCheck;
   /** Whether an instant snapshot (`flatten: 'background'`) is possible, and why (not). */
   instant: InstantCheck;
+  /**
+   * Whether a linked snapshot (`flatten: 'never'`) is possible: each precondition with ok/NO and its fix
+   * (`LINKED_*` codes; `LINKED_PARENT_CLEANUP` is a warning, ok either way). Absent for a file source.
+   */
+  linked?: { possible: boolean; reasons: Reason[] };
 }
 
 export interface IncrementalCheck {
@@ -53,7 +58,12 @@ export interface SnapshotOptions {
    * exist (an instant snapshot; needs clone format 2 and the direct path, else MODE_NOT_POSSIBLE) and leave
    * the flatten to a Flattener (`snapstore flattener`), queued in the clone's RBD metadata.
    */
-  flatten?: 'sync' | 'background';
+  flatten?: 'sync' | 'background' | 'never';
+  /**
+   * `flatten: 'never'` only: clone depths past which the new image is flattened after all — in the
+   * background past `soft` (default 4), before it is registered past `hard` (default 8), as ceph-csi does.
+   */
+  chainLimits?: { soft?: number; hard?: number };
   /**
    * Whether the copy path computes Glance's checksum (md5) and os_hash_value (sha512) as it copies:
    * `auto` (default) only when they would otherwise be missing, i.e. when the image is registered with a
@@ -101,7 +111,13 @@ export interface SnapshotResult {
    * it (`flattenTask` is the task id); `pending` — snapstore's flattener must (`flattenerReason` says why the
    * mgr was not used).
    */
-  flatten: 'done' | 'queued' | 'pending';
+  flatten: 'done' | 'queued' | 'pending' | 'never';
+  /**
+   * Linked snapshots (`flatten: 'never'`): how many images the new image reads through (1: a clone of a
+   * plain disk), and the limit it passed — `soft`: its flatten was queued (`flatten` queued/pending),
+   * `hard`: it was flattened before it was registered (`flatten` done). `flatten: 'never'` when none.
+   */
+  chain?: { depth: number; limit: 'none' | 'soft' | 'hard' };
   /** The ceph-mgr task flattening the image (`ceph rbd task list`), when `flatten` is `queued`. */
   flattenTask?: string;
   /** Why the mgr does not flatten it, when `flatten` is `pending`. */
@@ -110,7 +126,7 @@ export interface SnapshotResult {
 
 /** Something a killed run left behind. */
 export interface Leftover {
-  kind: 'source-snapshot' | 'clone' | 'target' | 'glance-image' | 'run-record' | 'probe-image';
+  kind: 'source-snapshot' | 'clone' | 'target' | 'glance-image' | 'run-record' | 'probe-image' | 'trashed-disk';
   /** `rbd://fsid/pool/image[/snap]`, `file:///…`, `glance:<id>`, or `rbd://fsid/pool/image#<metadata key>`. */
   location: string;
   runId: string | null;

@@ -104,7 +104,8 @@ describe.each([
   });
 
   const steps: StepName[] = DIRECT_STEPS.filter((s) => {
-    if (s === 'unrecord') return false;
+    // chain-depth: linked snapshots only (test/coordinator/linked.test.ts).
+    if (s === 'unrecord' || s === 'chain-depth') return false;
     if (!withGlance && s.startsWith('glance-')) return false;
     if (CLONE_FORMAT[clusterName] === 2 && (s === 'snap-protect' || s === 'snap-unprotect')) return false;
     return true;

@@ -287,6 +287,28 @@ describe('Ioctx', () => {
     await nothingLeft();
   });
 
+  it('opens an image by id (what a parent names), also one in the trash, which no name opens', async () => {
+    const img = name('by-id');
+    await vms.createImage(img, 4 * MiB);
+    const byName = await vms.openImage(img);
+    await byName.write(0, Buffer.from('by id'));
+    await byName.close();
+    await vms.trashMove(img, 3600);
+    const entry = (await vms.trashList()).find((e) => e.name === img)!;
+    await expectError(vms.openImage(img), rbd.NotFoundError, { call: 'rbd_aio_open' });
+    const trashed = await vms.openImageById(entry.id, { readOnly: true });
+    expect((await trashed.read(0, 5)).toString()).toBe('by id');
+    await expectError(trashed.write(0, Buffer.from('x')), rbd.ReadOnlyError);
+    await trashed.close();
+    const writable = await vms.openImageById(entry.id);
+    expect(await writable.size()).toBe(4 * MiB);
+    await writable.close();
+    await expectError(vms.openImageById(`${entry.id}ff`), rbd.NotFoundError, { call: 'rbd_aio_open_by_id' });
+    await expectError(vms.openImageById(`${entry.id}ff`, { readOnly: true }), rbd.NotFoundError, { call: 'rbd_aio_open_by_id_read_only' });
+    await vms.trashRemove(entry.id, { force: true });
+    await nothingLeft();
+  });
+
   it('rejects calls after close with ClosedError; close is idempotent', async () => {
     const io = await cluster.openIoctx(VMS());
     await Promise.all([io.close(), io.close()]);

@@ -11,7 +11,8 @@
 //  - pending-targets.ts: images the target store lists as pending (Store.listPending), removed with
 //    Store.discard;
 //  - probes.ts: `snapstore-probe-<uuidv7>` scratch images where the store keeps clones;
-//  - trashed.ts: trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots).
+//  - trashed.ts: trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots);
+//  - trashed-parents.ts: disks in the RBD trash that linked snapshots kept and whose last one is gone.
 // Clones queued for a background flatten (`snapstore.flatten`, no pending marker; queued.ts) are finished
 // snapshots with pending work — with ceph-mgr's task queue or snapstore's flattener — reported as kept.
 // A leftover of a run the journal holds qualifies by its lease (liveness.ts); any other when it is at least
@@ -25,6 +26,7 @@ import { scanQueued } from './queued.js';
 import { scanSourcePool } from './run-records.js';
 import { Scan, type GcContext, type Removal } from './scan.js';
 import { removeTrashed } from './trashed.js';
+import { scanTrashedParents } from './trashed-parents.js';
 
 export type { GcContext } from './scan.js';
 
@@ -53,6 +55,7 @@ export async function collectGarbage(outer: GcContext, opts: GcOptions): Promise
   await scanPendingTargets(scan);
   await scanProbes(scan);
   await scanQueued(scan);
+  await scanTrashedParents(scan);
 
   const found = scan.groups.flat().map((r) => r.leftover);
   for (const leftover of found) ctx.emit({ type: 'gc', action: 'found', leftover });

@@ -1,11 +1,13 @@
 // The direct path: the data never leaves Ceph. A snapshot of the disk, a clone of it where the target store
 // keeps clones (as the source user, who may read its parent), a flatten (or, for an instant snapshot, a
-// flatten queued with ceph-mgr's task queue or, failing that, for snapstore's Flattener), the store's finalize (what makes the clone one of its images), and the
-// location registered with Glance.
+// flatten queued with ceph-mgr's task queue or, failing that, for snapstore's Flattener; for a linked
+// snapshot none, unless its chain passed a limit: see linked.ts), the store's finalize (what makes the
+// clone one of its images), and the location registered with Glance.
 import type { Image, Ioctx } from '../../ceph/index.js';
-import type { DirectAssessment, PathResult, RunContext } from '../context.js';
+import type { DirectAssessment, FlattenChoice, PathResult, RunContext } from '../context.js';
 import { queueFlattenRequest } from '../flatten-queue.js';
 import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
+import { chainOf } from '../linked.js';
 import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 import { RUN_KEY_PREFIX, encodeMark, lockCookie, pendingMarker } from '../names.js';
 import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
@@ -19,7 +21,7 @@ interface Clone {
   advisoryLock: boolean;
 }
 
-export async function direct(ctx: RunContext, a: DirectAssessment, background: boolean): Promise<PathResult> {
+export async function direct(ctx: RunContext, a: DirectAssessment, flatten: FlattenChoice): Promise<PathResult> {
   const { imageId } = ctx;
   const { fsid } = a.where;
   const s = await recordRun(ctx, a, 'direct', await ctx.store.locationOf(imageId));
@@ -27,14 +29,18 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
   await takeSourceSnapshot(ctx, a, s);
   const protectedHere = s.ownSnap && a.cloneFormat === 1;
   if (protectedHere) await ctx.r.step('snap-protect', async () => (await s.handle.get()).snapProtect(s.snapName));
+  // Linked: how deep the new image's chain would be (the disk may itself be a clone of a linked image).
+  const chain = flatten.mode === 'never' ? await ctx.r.step('chain-depth', async () => chainOf(a.session, await s.handle.get(), flatten.limits)) : undefined;
   await s.handle.close();
 
-  const clone = await makeClone(ctx, a, s, await a.session.pool(a.where.pool), background);
-  // Background: no flatten here; the source snapshot, removed below, waits in the snapshot trash.
-  if (!background) await flattenClone(ctx, clone.image, stallBoundMs(a.session));
+  const later = flatten.mode === 'background' || chain?.limit === 'soft';
+  const clone = await makeClone(ctx, a, s, await a.session.pool(a.where.pool), flatten.mode !== 'sync');
+  // Background and linked: no flatten here (but past the hard limit); the source snapshot, removed below,
+  // waits in the snapshot trash.
+  if (flatten.mode === 'sync' || chain?.limit === 'hard') await flattenClone(ctx, clone.image, stallBoundMs(a.session));
   await dropSourceSnapshot(ctx, s, protectedHere);
   const location = await ctx.r.step('finalize', () => a.clones.finalize(imageId, clone.image));
-  const request = await releaseClone(ctx, a, s, clone, background);
+  const request = await releaseClone(ctx, a, s, clone, later);
   const sizeBytes = await clone.image.size();
   const marker = encodeMark(pendingMarker(ctx.r.runId, 'direct', a.canonical, s.snapName));
   const glance = await registerLocation(ctx, location, { expectedFsid: fsid, marker });
@@ -44,7 +50,7 @@ export async function direct(ctx: RunContext, a: DirectAssessment, background: b
   await unrecordRun(ctx, s);
   // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
   const queued = request ? await queueFlatten(ctx, a, clone.image, request) : undefined;
-  return { imageId, location, sizeBytes, glance, checksums: null, ...(queued ? { queued } : {}) };
+  return { imageId, location, sizeBytes, glance, checksums: null, ...(queued ? { queued } : {}), ...(chain ? { chain } : {}) };
 }
 
 /**
@@ -71,12 +77,12 @@ async function queueFlatten(ctx: RunContext, a: DirectAssessment, clone: Image, 
 }
 
 /** Clones the source snapshot into the target pool and marks the clone pending, through one open handle. */
-async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dstIo: Ioctx, background: boolean): Promise<Clone> {
+async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dstIo: Ioctx, unflattened: boolean): Promise<Clone> {
   const { r, imageId } = ctx;
   const cloneUndo = r.undo(`remove clone ${a.where.pool}/${imageId}`, () => whileBusy(() => removeImageFully(dstIo, imageId)));
   try {
     await r.step('clone', () =>
-      s.io.clone(a.src.image, s.snapName, dstIo, imageId, { format: a.cloneFormat, ...(background ? { features: INSTANT_CLONE_FEATURES } : {}) }),
+      s.io.clone(a.src.image, s.snapName, dstIo, imageId, { format: a.cloneFormat, ...(unflattened ? { features: INSTANT_CLONE_FEATURES } : {}) }),
     );
   } catch (err) {
     // Someone else's image of that name: not ours to remove.
@@ -131,16 +137,16 @@ async function flattenClone(ctx: RunContext, clone: Image, boundMs: number): Pro
 }
 
 /**
- * The clone is finished: (background) it is queued for its flatten, and the run's lock comes off. The
- * run's mark stays until Glance holds the location (see direct()); a flattener may flatten the clone
- * meanwhile, which is what would happen anyway, and a run killed before its end leaves a marked clone gc
- * removes, breaking that flattener's lock.
+ * The clone is finished: (background, or linked past the soft limit) it is queued for its flatten, and
+ * the run's lock comes off. The run's mark stays until Glance holds the location (see direct()); a
+ * flattener may flatten the clone meanwhile, which is what would happen anyway, and a run killed before
+ * its end leaves a marked clone gc removes, breaking that flattener's lock.
  */
-async function releaseClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, background: boolean): Promise<FlattenRequest | null> {
+async function releaseClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, clone: Clone, queue: boolean): Promise<FlattenRequest | null> {
   const { r } = ctx;
   return r.step('unlock-clone', async () => {
     let request: FlattenRequest | null = null;
-    if (background) {
+    if (queue) {
       request = {
         v: 1,
         requestedAt: new Date().toISOString(),
