@@ -12,7 +12,8 @@
         "src/ioctx.cc",
         "src/image.cc",
         "src/rados.cc",
-        "src/mgr.cc"
+        "src/mgr.cc",
+        "src/group.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
