@@ -12,11 +12,11 @@ import { encodeMark, pendingMarker } from '../names.js';
 import type { SnapshotResult } from '../types.js';
 import { fileStream } from './file-source.js';
 import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
-import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
+import { dropSourceSnapshot, openSnapshotReader, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
 import { targetText } from './target.js';
 
 /** What the copy step wrote, and where. */
-interface Copied {
+export interface Copied {
   location: string;
   sizeBytes: number;
   checksums: SnapshotResult['checksums'];
@@ -29,7 +29,7 @@ interface Data {
 }
 
 /** What the copy reads: a snapshot of an RBD source the run holds, or a file. */
-type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: false; a: FileAssessment };
+export type From = { disk: true; a: RbdAssessment; s: SourceRun } | { disk: false; a: FileAssessment };
 
 export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<PathResult> {
   const { svc, imageId } = ctx;
@@ -53,7 +53,7 @@ export async function copy(ctx: RunContext, a: Assessment, sink: Sink): Promise<
 }
 
 /** The `copy` step: the source's bytes into the store, or up to Glance. */
-async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string): Promise<Copied> {
+export async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string): Promise<Copied> {
   const { r, opts, svc, imageId } = ctx;
   let reader: Image | null = null;
   r.always('close snapshot reader', async () => {
@@ -73,7 +73,7 @@ async function copyData(ctx: RunContext, from: From, sink: Sink, marker: string)
     copied = await r.step('copy', async () => {
       let source: Data;
       if (from.disk) {
-        reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
+        reader = await openSnapshotReader(from.s, from.a.src.image);
         source = await rbdData(ctx, from.a, reader, sink, progress);
       } else {
         const path = from.a.src.path;
