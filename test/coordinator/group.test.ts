@@ -186,7 +186,7 @@ describe('all or nothing: a failure at each step', () => {
     ...(['record', 'glance-create', 'copy', 'glance-add-location'] as StepName[]).map((s) => [s, 'before', 2] as [StepName, FaultPoint['when'], number]),
     ['copy', 'progress', 2],
   ];
-  it.each(before)('%s (%s, disk %i): SNAPSHOT_FAILED, every image removed, the disks as they were', async (step, when, nth) => {
+  it.each(before)('%s (%s, occurrence %i): SNAPSHOT_FAILED, every image removed, the disks as they were', async (step, when, nth) => {
     const snap = await own.leftovers.snapshot();
     fault = failAt(step, when, nth);
     events = [];

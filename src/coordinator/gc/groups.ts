@@ -8,7 +8,10 @@
 import type { CephCluster } from '../../ceph/index.js';
 import { decodeGroup, GROUP_ENTRY_PREFIX, groupEntryKey, type GroupMember } from '../journal/group-entry.js';
 import { decodeEntry, JOURNAL_OBJECT, judge, RunJournal, runEntryKey } from '../journal/index.js';
-import { decodePendingMarker, runKey } from '../names.js';
+import type { GlanceClient } from '../../glance/client.js';
+import { GlanceNotFound } from '../../glance/errors.js';
+import { GLANCE_GROUP_PROPERTY } from '../group/member.js';
+import { decodePendingMarker, GLANCE_RUN_PROPERTY, runKey, type Owner } from '../names.js';
 import { ignoreNotFound, withImage } from '../rbd-util.js';
 import { removeGroupLeftovers } from '../group/ceph.js';
 import { markedSource } from './removals.js';
@@ -33,11 +36,13 @@ export async function scanGroups(scan: Scan): Promise<void> {
       continue;
     }
     const group: Removal[] = [];
-    if (g.committed) {
-      for (const m of g.members) {
+    for (const m of g.members) {
+      if (g.committed) {
         scan.finishing.add(m.runId);
         scan.verdicts.set(m.runId, { take: false, why: `its group snapshot ${g.groupId} committed: gc finishes it` });
         group.push(finishMember(scan, session, config.pool, m));
+      } else if (m.glanceId && scan.ctx.glance) {
+        group.push(uncommittedGlanceImage(scan.ctx.glance, g.groupId, m, entry.owner));
       }
     }
     const cephGroup = { pool: g.pool, name: g.group, temporary: g.temporary, snap: g.snap };
@@ -48,6 +53,28 @@ export async function scanGroups(scan: Scan): Promise<void> {
     group.push({ leftover, remove: () => journal.swap(key, text, null) });
     scan.add(group);
   }
+}
+
+/**
+ * A disk's Glance image of a group that never committed: registered (active) already, yet not a finished
+ * snapshot — the run-record scanner keeps active images, so the group removes it, when it carries both the
+ * group's and the disk's run's id.
+ */
+function uncommittedGlanceImage(glance: GlanceClient, groupId: string, m: GroupMember, owner: Owner): Removal {
+  return {
+    leftover: toLeftover('glance-image', `glance:${m.glanceId}`, m.runId, owner, null),
+    remove: async () => {
+      const id = m.glanceId as string;
+      try {
+        const image = await glance.getImage(id);
+        if (image[GLANCE_GROUP_PROPERTY] !== groupId || image[GLANCE_RUN_PROPERTY] !== m.runId) return;
+      } catch (err) {
+        if (err instanceof GlanceNotFound) return;
+        throw err;
+      }
+      await glance.deleteImage(id, { ignoreMissing: true });
+    },
+  };
 }
 
 /** A committed group's disk: what its run had left to do after the commit, done (each part idempotent). */
