@@ -13,7 +13,8 @@
         "src/image.cc",
         "src/objects.cc",
         "src/rados.cc",
-        "src/mgr.cc"
+        "src/mgr.cc",
+        "src/group.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"

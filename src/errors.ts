@@ -20,6 +20,7 @@ export const ERROR_CATALOG = {
   INVALID_IMAGE_ID: { exit: 2, meaning: 'an image id cannot name an image (empty, `/`, `..`, control characters)' },
   INVALID_RANGE: { exit: 2, meaning: 'a read range lies outside the image or is not a non-negative integer' },
   BAD_DATA: { exit: 2, meaning: 'the data handed to a store is not a stream or iterable of bytes' },
+  GROUP_CONFLICT: { exit: 2, meaning: 'a group snapshot needs its disks in one RBD group or in none; some are in another group (or in none)' },
   MODE_NOT_POSSIBLE: { exit: 2, meaning: 'the path asked for (direct, instant) cannot be taken; `check` says why' },
   SOURCE_NOT_FOUND: { exit: 2, meaning: 'the disk, snapshot or file named by the source does not exist' },
   TARGET_EXISTS: { exit: 2, meaning: 'the image id is already taken in the target store' },

@@ -15,6 +15,12 @@ export function withStat(stat: NativeStat): ImageStat {
 }
 
 let construct: (ioctx: Ioctx, native: NativeImage, name: string, readOnly: boolean, snapshot: string | null) => Image;
+let internals: (image: Image) => { native: NativeImage; life: Lifecycle; spec: string; setSnapshot: (name: string | null) => void };
+
+/** For group.ts: the native handle and lifecycle its image calls run on (not exported from the package). */
+export function imageInternals(image: Image): { native: NativeImage; life: Lifecycle; spec: string; setSnapshot: (name: string | null) => void } {
+  return internals(image);
+}
 
 /** For Ioctx.openImage: the only way to make an Image (not exported from the package). */
 export function newImage(ioctx: Ioctx, native: NativeImage, name: string, readOnly: boolean, snapshot: string | null): Image {
@@ -32,6 +38,14 @@ export class Image {
 
   static {
     construct = (ioctx, native, name, readOnly, snapshot) => new Image(INTERNAL, ioctx, native, name, readOnly, snapshot);
+    internals = (image) => ({
+      native: image.#native,
+      life: image.#life,
+      spec: image.#spec(),
+      setSnapshot: (name) => {
+        image.#snapshot = name;
+      },
+    });
   }
 
   /** Use {@link Ioctx.openImage}. */

@@ -49,6 +49,7 @@ export {
 export { FEATURES, featureBits, featureNames, type FeatureName } from './features.js';
 export { Image } from './image.js';
 export { Ioctx } from './ioctx.js';
+export * from './group.js';
 export * from './rados.js';
 export type { MgrCommandOptions, MgrCommandResult } from './mgr.js';
 export type * from './types.js';

@@ -8,6 +8,7 @@
 
 #include "addon.h"
 #include "cluster.h"
+#include "group.h"
 #include "handles.h"
 #include "image.h"
 #include "ioctx.h"
@@ -67,6 +68,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("CancelToken", cancel);
   exports.Set("trimMemory", Napi::Function::New(env, TrimMemory, "trimMemory"));
   RegisterRados(env, exports);
+  RegisterGroup(env, exports);
   exports.Set("mgrCommand", Napi::Function::New(env, MgrCommand, "mgrCommand"));
   exports.Set("monCommand", Napi::Function::New(env, MonCommand, "monCommand"));
   return exports;

@@ -34,6 +34,8 @@ class NativeImage : public Napi::ObjectWrap<NativeImage> {
   // Constructed only from C++ with an External<ImageHandle> whose reference it adopts.
   explicit NativeImage(const Napi::CallbackInfo& info);
   ~NativeImage() override;
+  // The handle calls in other files (group.cc) use; null once closed.
+  ImageHandle* handle() const { return h_; }
 
  private:
   Napi::Value Size(const Napi::CallbackInfo& info);

@@ -30,6 +30,8 @@ export interface Invocation {
   dryRun: boolean;
   olderThanSeconds?: number;
   scanImages: boolean;
+  /** snapshot/check of several disks at one point in time (one Ceph group snapshot). */
+  group: boolean;
 }
 
 export const USAGE = `usage: snapstore <command> [options]
@@ -52,6 +54,11 @@ commands:
                     (--keep-common-points: how many the disk keeps per store, default 1)
   check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why, and whether an
                     --incremental one would send only what changed (from which image, how many bytes)
+  snapshot SOURCE SOURCE... --group
+                    the disks at one point in time (one Ceph group snapshot), each its own image, all or
+                    nothing [--name NAME] [--mode auto|copy] [--checksums auto|inline|off]
+  check SOURCE... --group
+                    say which path each disk of a group snapshot would take, and why
   add FILE|-        store a file (or stdin) as a new image [--image-id ID] [--size BYTES]
   get LOCATION      write an image to stdout or -o FILE
   size LOCATION     print an image's size in bytes
@@ -163,6 +170,7 @@ function parseOptions(argv: string[]) {
       'dry-run': { type: 'boolean' },
       'older-than': { type: 'string' },
       'scan-images': { type: 'boolean' },
+      group: { type: 'boolean' },
     },
   });
 }
@@ -178,7 +186,9 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
   }
   const cmd = command as CommandName;
   const [count, what] = POSITIONALS[cmd];
-  if (count >= 0 && rest.length !== count) {
+  const group = values.group ?? false;
+  if (group) checkGroupUsage(cmd, rest, values);
+  else if (count >= 0 && rest.length !== count) {
     throw new UsageError(
       count === 0 ? `${cmd} takes no arguments, got "${rest.join(' ')}"` : `${cmd} needs exactly one ${what}, got ${rest.length}`,
     );
@@ -210,5 +220,14 @@ function invocationOf(parsed: ReturnType<typeof parseOptions>): Invocation | 'he
     dryRun: values['dry-run'] ?? false,
     olderThanSeconds: threshold('older-than', values['older-than']),
     scanImages: values['scan-images'] ?? false,
+    group,
   };
+}
+
+/** --group: snapshot or check, of one SOURCE or more; no option that names one image. */
+function checkGroupUsage(cmd: CommandName, rest: string[], values: ReturnType<typeof parseOptions>['values']): void {
+  if (cmd !== 'snapshot' && cmd !== 'check') throw new UsageError(`--group is for snapshot and check, not ${cmd}`);
+  if (rest.length === 0) throw new UsageError(`${cmd} --group needs at least one SOURCE`);
+  if (values['image-id'] !== undefined) throw new UsageError('--image-id names one image; a group snapshot makes one per disk');
+  if (values.flatten === 'background') throw new UsageError('--flatten background is not possible for a group snapshot (its disks are copied)');
 }

@@ -12,6 +12,7 @@ import { storeFromConfig } from '../drivers/index.js';
 import type { Store } from '../store.js';
 import type { Invocation } from './args.js';
 import { describeGlance, openGlance, type GlanceAccess } from './glance.js';
+import { checkGroup, snapshotGroup } from './group.js';
 import { UsageError, type Output } from './output.js';
 
 /** The command's one positional argument (args.ts has checked that there is exactly one). */
@@ -116,6 +117,7 @@ function renderPlan(plan: Plan): string {
 }
 
 async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Promise<void> {
+  if (inv.group) return snapshotGroup(inv, out, signal, (fn) => withCoordinator(inv, out, fn));
   const source = theArgument(inv);
   const result = await withCoordinator(inv, out, (c) =>
     c.snapshot(source, {
@@ -152,6 +154,7 @@ async function snapshot(inv: Invocation, out: Output, signal: AbortSignal): Prom
 }
 
 async function check(inv: Invocation, out: Output): Promise<void> {
+  if (inv.group) return checkGroup(inv, out, (fn) => withCoordinator(inv, out, fn));
   const { plan, glance } = await withCoordinator(inv, out, async (c, g) => ({
     plan: await c.check(theArgument(inv)),
     glance: g && { endpoint: g.endpoint, endpointFrom: g.endpointFrom, credentials: g.credentials, serviceToken: g.serviceToken },

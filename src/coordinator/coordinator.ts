@@ -11,6 +11,9 @@ import { CoordinatorClosedError, NotConfiguredError } from './errors.js';
 import { safeLogger, type CoordinatorEvent } from './events.js';
 import { faultsOf } from './faults.js';
 import { incrementalCheck } from './incremental/check.js';
+import { checkGroup } from './group/check.js';
+import { runGroupSnapshot } from './group/run.js';
+import type { GroupPlan, GroupSnapshotOptions, GroupSnapshotResult } from './group/types.js';
 import { prepareSourceRemoval, type SourceRemovalReport } from './source-removal.js';
 import { collectGarbage } from './gc/index.js';
 import { connectionFindings } from './connection-findings.js';
@@ -120,6 +123,28 @@ export class SnapshotCoordinator {
         await releaseMemory();
       }
     });
+  }
+
+  /**
+   * Snapshots several disks of one cluster at one point in time (one Ceph group snapshot), each into an
+   * image of its own, all sharing `groupId` (Glance property `snapstore_group`). All or nothing: when any
+   * disk fails, every image of the group is removed and the disks are left as they were. See group/run.ts.
+   * @throws GROUP_CONFLICT (disks in different RBD groups), MODE_NOT_POSSIBLE (`mode: 'direct'`), and what
+   *   snapshot() throws
+   */
+  async snapshotGroup(sources: string[], opts: GroupSnapshotOptions = {}): Promise<GroupSnapshotResult> {
+    return this.track(async () => {
+      try {
+        return await runGroupSnapshot(this.svc, sources, opts);
+      } finally {
+        await releaseMemory();
+      }
+    });
+  }
+
+  /** Which path each disk would take within a group snapshot, and why (changes nothing). */
+  async checkGroup(sources: string[]): Promise<GroupPlan> {
+    return this.track(() => checkGroup(this.svc, sources));
   }
 
   /** Finds (and unless `dryRun`, removes) what killed runs left behind. */

@@ -6,8 +6,8 @@ import type { Leftover, Plan, SnapshotResult } from './types.js';
 
 export type CoordinatorEvent =
   | { type: 'plan'; source: string; plan: Plan }
-  | { type: 'run'; runId: string; path: 'direct' | 'copy'; source: string; imageId: string }
-  | { type: 'step'; runId: string; path: 'direct' | 'copy'; step: StepName; state: 'start' | 'done' | 'failed'; ms?: number; error?: string }
+  | { type: 'run'; runId: string; path: 'direct' | 'copy' | 'group'; source: string; imageId: string }
+  | { type: 'step'; runId: string; path: 'direct' | 'copy' | 'group'; step: StepName; state: 'start' | 'done' | 'failed'; ms?: number; error?: string }
   | { type: 'progress'; runId: string; phase: string; done: number; total: number }
   | { type: 'fallback'; runId: string; code: string; reason: string }
   | { type: 'undo'; runId: string; what: string; state: 'done' | 'failed'; error?: string }

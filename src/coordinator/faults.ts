@@ -59,10 +59,19 @@ export const INCREMENTAL_STEPS = [
   'prune',
 ] as const;
 
-export type StepName = (typeof DIRECT_STEPS)[number] | (typeof COPY_STEPS)[number] | (typeof INCREMENTAL_STEPS)[number];
+
+/**
+ * The steps of a group snapshot's own run (group/run.ts) around its disks' copy runs: the journal entry, the
+ * temporary group and its images, the group snapshot, the commit (from here on the group is finished, not
+ * removed), and taking the group snapshot and the temporary group down again.
+ */
+export const GROUP_STEPS = ['group-record', 'group-create', 'group-add', 'group-snap', 'group-snap-remove', 'group-remove', 'group-commit', 'group-unrecord'] as const;
+
+export type StepName = (typeof DIRECT_STEPS)[number] | (typeof COPY_STEPS)[number] | (typeof INCREMENTAL_STEPS)[number]
+  | (typeof GROUP_STEPS)[number];
 
 export interface FaultPoint {
-  path: 'direct' | 'copy';
+  path: 'direct' | 'copy' | 'group';
   step: StepName;
   /**
    * `before`: the step's operation has not run. `after`: it ran and succeeded, but the step is made to fail

@@ -22,5 +22,7 @@ export type { SourceRemovalReport } from './source-removal.js';
 export type { FlattenStatus, FlattenStatusEntry } from './flatten-status.js';
 export { FLATTEN_KEY, SourceInUseError, type FlattenRequest } from './instant.js';
 export type { StepName } from './faults.js';
+export { GLANCE_GROUP_PROPERTY } from './group/member.js';
+export type { GroupDiskPlan, GroupImageResult, GroupPlan, GroupSnapshotOptions, GroupSnapshotResult } from './group/types.js';
 export { PROBE_PREFIX, RUN_KEY_PREFIX, SNAP_PREFIX } from './names.js';
 export type { GcOptions, GcReport, IncrementalCheck, InstantCheck, Leftover, Plan, Reason, SnapshotOptions, SnapshotResult } from './types.js';

@@ -42,7 +42,7 @@ export interface UndoFailure {
 
 export interface StepContext {
   runId: string;
-  path: 'direct' | 'copy';
+  path: 'direct' | 'copy' | 'group';
   emit: Logger;
   faults?: FaultInjector | undefined;
   signal?: AbortSignal | undefined;

@@ -88,6 +88,10 @@ describe('snapstore usage', () => {
     ['a bad --image-id', ['add', '-', '--image-id', '../etc', '--config', fileStoreConf]],
     ['a bad --size', ['add', '-', '--size', '-3', '--config', fileStoreConf]],
     ['no --config', ['size', 'file:///tmp/x']],
+    ['--group on another command', ['gc', '--group', '--config', novaConf]],
+    ['--group without a SOURCE', ['snapshot', '--group', '--config', novaConf]],
+    ['--group with --image-id', ['snapshot', 'a', 'b', '--group', '--image-id', 'x', '--config', novaConf]],
+    ['--group with --flatten background', ['snapshot', 'a', 'b', '--group', '--flatten', 'background', '--config', novaConf]],
   ];
   for (const [what, args] of bad) {
     it(`rejects ${what} with one line and exit 2`, async () => expectCleanFailure(await snapstore(args), 2, 'USAGE'));
@@ -185,6 +189,35 @@ describe('snapstore check and snapshot', () => {
       await leftovers.expectUnchanged(nothing);
     } finally {
       await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
+    }
+  });
+
+  it('check --group says copy for each disk and why; snapshot --group makes one image per disk with the group id', async () => {
+    const names = [await disk(), await disk()];
+    const sources = names.map((n) => `rbd://${a.fsid}/vms/${n}`);
+    const nothing = await leftovers.snapshot();
+    try {
+      const plan = await snapstore(['check', ...sources, '--group', '--config', novaConf, '--config', env.glance.conf, '--json']);
+      expect(plan.code).toBe(0);
+      const p = JSON.parse(plan.stdout) as { possible: boolean; disks: Array<{ source: string; method: string; reasons: Array<{ code: string }> }> };
+      expect(p.possible).toBe(true);
+      expect(p.disks.map((d) => [d.source, d.method])).toEqual(sources.map((s) => [s, 'copy']));
+      expect(p.disks[0]!.reasons.map((r) => r.code)).toContain('GROUP_SNAP_CLONE');
+
+      const r = await snapstore(['snapshot', ...sources, '--group', '--name', 'g', '--config', novaConf, '--config', env.glance.conf, '--json']);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      const result = JSON.parse(r.stdout) as { groupId: string; images: Array<SnapshotResult & { source: string }> };
+      expect(result.images.map((i) => i.source)).toEqual(sources);
+      for (const img of result.images) {
+        const g = (await (await fetch(`${env.glance.url}/v2/images/${img.imageId}`)).json()) as Record<string, unknown>;
+        expect(g.snapstore_group).toBe(result.groupId);
+      }
+      await leftovers.expectUnchanged(nothing, result.images.flatMap((i) => resultLeaves(i, env.glance.url)));
+      for (const img of result.images) await deleteGlanceImage(env.glance.url, img.imageId);
+      await leftovers.expectUnchanged(nothing);
+    } finally {
+      for (const n of names) await rbd(a, ['rm', '--no-progress', `vms/${n}`], 'nova');
     }
   });
 

@@ -13,12 +13,15 @@
 //  - probes.ts: `snapstore-probe-<uuidv7>` scratch images where the store keeps clones;
 //  - trashed.ts: trashed `snapstore-<uuid>` snapshots no clone uses any more (instant snapshots);
 //  - trashed-parents.ts: disks in the RBD trash that linked snapshots kept and whose last one is gone.
+//  - groups.ts (first): group snapshots whose lease ran out — their group snapshot and temporary group; a
+//    committed group's disks are finished, not removed (journal-runs.ts leaves them to it).
 // Clones queued for a background flatten (`snapstore.flatten`, no pending marker; queued.ts) are finished
 // snapshots with pending work — with ceph-mgr's task queue or snapstore's flattener — reported as kept.
 // A leftover of a run the journal holds qualifies by its lease (liveness.ts); any other when it is at least
 // `olderThanMs` old and its owner is not a live process on this host (another host or PID namespace: by age).
 import { errorText } from '../events.js';
 import type { GcOptions, GcReport, Leftover } from '../types.js';
+import { scanGroups } from './groups.js';
 import { scanJournal } from './journal-runs.js';
 import { scanPendingTargets } from './pending-targets.js';
 import { scanProbes } from './probes.js';
@@ -50,6 +53,7 @@ export async function collectGarbage(outer: GcContext, opts: GcOptions): Promise
   const [source, store] = await Promise.all([ctx.source?.session() ?? null, ctx.store()]);
   const scan = new Scan(ctx, source, store, Date.now(), olderThanMs, opts.scanImages ?? false);
   // The journal first: its leases decide for every leftover of the runs it holds, whatever scan finds it.
+  await scanGroups(scan);
   await scanJournal(scan);
   if (opts.scanImages) await scanSourcePool(scan);
   await scanPendingTargets(scan);

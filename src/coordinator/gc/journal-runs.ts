@@ -22,6 +22,7 @@ export async function scanJournal(scan: Scan): Promise<void> {
       scan.ctx.emit({ type: 'gc-skipped', location: `journal ${key}`, why: 'not a journal entry snapstore wrote' });
       continue;
     }
+    if (scan.finishing.has(record.runId)) continue;
     const verdict = judge(entry, scan.now);
     scan.verdicts.set(record.runId, verdict);
     const leftover = toLeftover('run-record', `rbd://${session.fsid}/${config.pool}/${JOURNAL_OBJECT}#${key}`, record.runId, entry.owner, Date.parse(record.startedAt));

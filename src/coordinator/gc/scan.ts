@@ -55,6 +55,9 @@ export class Scan {
    */
   readonly verdicts = new Map<string, Verdict>();
 
+  /** Runs of committed group snapshots that gc finishes (gc/groups.ts): journal-runs.ts leaves them alone. */
+  readonly finishing = new Set<string>();
+
   /**
    * Whether `leftover` may be removed: its run's journal entry decides when there is one; otherwise it is
    * old enough and `owner` (when it has one) is not running here.

@@ -12,6 +12,7 @@ import type { Ioctx } from '../../ceph/index.js';
 import { loadNative } from '../../ceph/index.js';
 import { SnapstoreError } from '../../errors.js';
 import type { Owner, RunRecord } from '../names.js';
+import type { GroupRecord } from './group-entry.js';
 
 /** The journal object's name in the pool. */
 export const JOURNAL_OBJECT = 'snapstore.journal';
@@ -31,6 +32,8 @@ export interface JournalEntry {
   leaseUntil: string;
   /** A run's record: what it may have created. */
   record?: RunRecord;
+  /** A group snapshot's record (`group.<groupId>` entries, group-entry.ts). */
+  group?: GroupRecord;
   /** The run failed and gave up what it could not undo: gc may take it at once. */
   abandoned?: boolean;
 }

@@ -89,6 +89,26 @@ export class Lease {
     }
   }
 
+  /**
+   * Applies `change` to the entry now, renewing the lease with it; unlike renew() a failure is thrown (a
+   * change that must be on record before the work goes on, e.g. a group's commit).
+   * @throws JournalConflict when another process took the entry over
+   */
+  async update(change: Partial<JournalEntry>): Promise<void> {
+    const apply = async (): Promise<void> => {
+      if (this.#lost) throw new JournalConflict(`journal entry ${this.key} was taken over`);
+      const next: JournalEntry = { ...this.#entry, ...change, leaseUntil: new Date(Date.now() + leaseMs()).toISOString() };
+      const text = JSON.stringify(next);
+      await this.journal.swap(this.key, this.#text, text);
+      this.#entry = next;
+      this.#text = text;
+    };
+    const done = this.#renewing.then(apply);
+    // The timer's renewals queue behind this one whatever its outcome.
+    this.#renewing = done.catch(() => {});
+    await done;
+  }
+
   /** Stops renewing (idempotent); the entry stays until release() or until its lease runs out. */
   stop(): void {
     if (this.#timer) clearInterval(this.#timer);

@@ -13,7 +13,7 @@ import type { SnapshotResult } from '../types.js';
 import { StallWatch, stallBoundMs } from '../stall.js';
 import { fileStream, recordFileRun, unrecordFileRun } from './file-source.js';
 import { createGlanceImage, registerLocation, wantChecksums } from './glance.js';
-import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
+import { dropSourceSnapshot, openSnapshotReader, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
 import { targetText } from './target.js';
 
 /** What the copy step wrote, and where. */
@@ -89,7 +89,7 @@ export async function copyData(ctx: RunContext, from: From, sink: Sink, marker: 
   async function copyOnce(): Promise<Copied> {
     let source: Data;
     if (from.disk) {
-      reader = await from.s.io.openImage(from.a.src.image, { readOnly: true, snapshot: from.s.snapName });
+      reader = await openSnapshotReader(from.s, from.a.src.image);
       source = await rbdData(ctx, from.a, reader, sink, progress);
     } else {
       const path = from.a.src.path;

@@ -9,8 +9,11 @@ import { errorText } from '../events.js';
 import { GLANCE_RUN_PROPERTY } from '../names.js';
 import type { SnapshotResult } from '../types.js';
 
-/** Creates the Glance image when the run makes its own (the caller did not name an existing one). */
-export async function createGlanceImage(ctx: RunContext, name: string): Promise<void> {
+/**
+ * Creates the Glance image when the run makes its own (the caller did not name an existing one); `extra`
+ * properties go with the run's own (a group snapshot's shared id).
+ */
+export async function createGlanceImage(ctx: RunContext, name: string, extra: Record<string, string> = {}): Promise<void> {
   const { r, imageId } = ctx;
   const glance = ctx.svc.glance;
   if (!glance || !ctx.glanceImage?.created) return;
@@ -27,7 +30,7 @@ export async function createGlanceImage(ctx: RunContext, name: string): Promise<
         name,
         diskFormat: 'raw',
         containerFormat: 'bare',
-        properties: { [GLANCE_RUN_PROPERTY]: r.runId },
+        properties: { ...extra, [GLANCE_RUN_PROPERTY]: r.runId },
       });
     } catch (err) {
       if (!glanceRefusedRequest(err)) undo();

@@ -1,7 +1,7 @@
 // The steps both paths take on an RBD source: open it and write the run record (see names.ts) before
 // anything is created, take the source snapshot, remove it again once the target stands alone, and remove
 // the record last.
-import type { Ioctx } from '../../ceph/index.js';
+import { loadNative, type Image, type Ioctx } from '../../ceph/index.js';
 import type { RunContext, RbdAssessment } from '../context.js';
 import { encodeMark, pendingMarker, runKey, sourceSnapName, type RunRecord } from '../names.js';
 import { ignoreNotFound, removeSnapshot } from '../rbd-util.js';
@@ -18,6 +18,8 @@ export interface SourceRun {
   snapName: string;
   /** Whether the run takes (and later removes) `snapName` itself. */
   ownSnap: boolean;
+  /** A disk of a group snapshot: the snapshot's id (a group snapshot has no name an open could find). */
+  snapId?: bigint;
   /** Undoes the snapshot the run took, until it is removed by the normal flow. */
   snapUndo: UndoHandle | null;
   /** The run's lease on its journal entry (none for a source opened read-only). */
@@ -56,6 +58,19 @@ export async function recordRun(ctx: RunContext, a: RbdAssessment, method: 'dire
     await image.metadataSet(key, encodeMark(record));
   });
   return { io, handle, snapName, ownSnap, snapUndo: null, lease };
+}
+
+/** Opens the snapshot the run reads, read-only: by name, or by id when it is a group snapshot. */
+export async function openSnapshotReader(s: SourceRun, image: string): Promise<Image> {
+  if (s.snapId === undefined) return s.io.openImage(image, { readOnly: true, snapshot: s.snapName });
+  const reader = await s.io.openImage(image, { readOnly: true });
+  try {
+    await (await loadNative()).snapSetById(reader, s.snapId);
+  } catch (err) {
+    await reader.close();
+    throw err;
+  }
+  return reader;
 }
 
 /** Takes the run's own source snapshot (none when the source names an existing one). */
