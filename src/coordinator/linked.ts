@@ -13,12 +13,13 @@
 // depth (counted through rbd_get_parent) has a soft limit, past which the new image is flattened in the
 // background (queued like an instant snapshot), and a hard limit, past which it is flattened before it is
 // registered.
+import { queueFlattenRequest } from './flatten-queue.js';
 import type { CephCluster, Image, Ioctx } from '../ceph/index.js';
 import { loadNative } from '../ceph/index.js';
 import { SnapstoreError } from '../errors.js';
 import { isNotFound, isPermission } from './classify.js';
 import type { RbdSource, Services } from './context.js';
-import { FLATTEN_KEY, SET_MIN_COMPAT, decodeFlattenRequest, encodeFlattenRequest, type FlattenRequest } from './instant.js';
+import { FLATTEN_KEY, SET_MIN_COMPAT, decodeFlattenRequest, type FlattenRequest } from './instant.js';
 import { errorText } from './events.js';
 import { MGR_ANSWER_MS, MgrSilent, mgrJson } from './mgr-flatten.js';
 import { newRunId } from './names.js';
@@ -270,7 +271,8 @@ export async function queueLinkedFlatten(session: CephCluster, io: Ioctx, name: 
       // librbd removes the parent's trashed snapshot (and a trashed parent) when its last clone detaches.
       sourceSnap: null,
     };
-    await image.metadataSet(FLATTEN_KEY, encodeFlattenRequest(request));
+    // Through the queue's index (flatten-queue.ts): a flattener's poll reads the index, not every image.
+    await queueFlattenRequest(image, request);
     return true;
   });
 }
