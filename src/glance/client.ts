@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici';
 import { GlanceError, GlanceInvalidResponse } from './errors.js';
 import { downloadImage, uploadImage } from './data.js';
 import { addLocationByPatch, addLocationByPost, type ImageCalls } from './location-calls.js';
+import { listLocations } from './location-task.js';
 import { assertRbdLocationFsid } from './locations.js';
 import { imagePath } from './paths.js';
 import { GlanceTransport } from './transport.js';
@@ -17,6 +18,7 @@ import type {
   GlanceImage,
   ImageApiVersion,
   ImageDownload,
+  ImageLocation,
   ImagePatchOperation,
   ListImagesOptions,
   RawRequest,
@@ -221,6 +223,11 @@ export class GlanceClient {
     };
     if (await this.supportsLocationsApi()) return addLocationByPost(calls, imageId, url, options);
     return addLocationByPatch(calls, imageId, url, options);
+  }
+
+  /** `GET /v2/images/{id}/locations` (image API 2.17+; allowed to the `service` role by default policy). */
+  listLocations(imageId: string, options: { signal?: AbortSignal } = {}): Promise<ImageLocation[]> {
+    return listLocations(this.transport, imageId, options.signal);
   }
 
   // ---- raw ------------------------------------------------------------------------------------------------

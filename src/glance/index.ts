@@ -13,6 +13,7 @@ export {
   GlanceRangeNotSupported,
   GlanceRequestFailed,
   GlanceServerError,
+  GlanceServiceRoleRequired,
   GlanceTimeout,
   GlanceTokenUnavailable,
   GlanceTooLarge,
@@ -24,5 +25,6 @@ export {
   bodyExcerpt,
   type GlanceErrorDetails,
 } from './errors.js';
+export { GlanceLocationImportFailed } from './location-task.js';
 export * from './locations.js';
 export type * from './types.js';

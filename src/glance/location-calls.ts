@@ -7,6 +7,7 @@ import {
   GlanceForbidden,
   type GlanceError,
 } from './errors.js';
+import { awaitLocationRecorded } from './location-task.js';
 import { imagePath } from './paths.js';
 import type { GlanceTransport } from './transport.js';
 import type { AddLocationOptions, AddLocationResult, GlanceImage, ImagePatchOperation, ValidationDataOutcome } from './types.js';
@@ -103,7 +104,7 @@ export async function addLocationByPost(
     service: true,
   });
   await sent.res.body.dump();
-  const image = await images.get(imageId, options.signal);
+  const image = await awaitLocationRecorded(images.transport, images.get, imageId, options.signal);
   const requested = hashes || options.checksum !== undefined;
   return { image, api: 'post', validationData: { status: requested ? 'deferred' : 'not-requested' } };
 }
