@@ -21,12 +21,12 @@ const rootScript = fileURLToPath(new URL('../../scripts/trixie-root.sh', import.
  * Makes the trixie root when it is not made yet (~1 min debootstrap + ~2.5 min packages, once per machine;
  * a no-op afterwards). When it cannot be made, throws with what is missing (trixie-root.sh says which).
  */
-export async function ensureTrixieRoot(): Promise<void> {
+export async function ensureTrixieRoot(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   try {
-    await run('bash', [rootScript, 'ensure'], { timeout: 900_000 });
+    await run('bash', [rootScript, 'ensure'], { timeout: 900_000, env });
   } catch (err) {
     const said = (err as { stderr?: string }).stderr?.trim();
-    const check = await run('bash', [rootScript, 'check']).then(
+    const check = await run('bash', [rootScript, 'check'], { env }).then(
       () => '',
       (e: { stderr?: string }) => e.stderr?.trim() ?? '',
     );
@@ -86,9 +86,3 @@ export async function hashedImage(bed: KeystoneBed, id: string, boundMs = 120_00
   }
 }
 
-/** A disk `<own vms>/<name>` of `sizeMiB` with `data` written at its start only (the rest a hole). */
-export async function sparseDisk(pools: OwnPools, cluster: ClusterInfo, name: string, sizeMiB: number, data: Uint8Array): Promise<string> {
-  const source = await diskWith(pools, cluster, name, data);
-  await rbd(cluster, ['resize', '--no-progress', '--size', `${sizeMiB}M`, `${pools.vms}/${name}`]);
-  return source;
-}
