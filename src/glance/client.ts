@@ -208,8 +208,9 @@ export class GlanceClient {
 
   /**
    * Registers `url` as a location of the image. Uses `POST /v2/images/{id}/locations` when the server has
-   * image API 2.17+, else PATCH `add /locations/-` (which needs `show_multiple_locations = True`: otherwise
-   * LocationsNotAllowed). Checksums given are sent as the location's validation_data; when Glance refuses
+   * image API 2.17+ (then waits for Glance's location task: GlanceLocationImportFailed when it fails;
+   * GlanceServiceRoleRequired when neither token carries the `service` role), else PATCH `add /locations/-`
+   * (which needs `show_multiple_locations = True`: otherwise LocationsNotAllowed). Checksums given are sent as the location's validation_data; when Glance refuses
    * them the location is registered without them and `validationData` says why (not an error).
    */
   async addLocation(imageId: string, url: string, options: AddLocationOptions = {}): Promise<AddLocationResult> {
