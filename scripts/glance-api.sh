@@ -4,7 +4,7 @@
 #
 #   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL]
 #                                              [--pool POOL] [--user USER] [--ceph-conf PATH] [--trixie]
-#                                              [--rbd-store ID:POOL:USER:CEPH_CONF]...
+#                                              [--rbd-store ID:POOL:USER:CEPH_CONF]... [--workers N]
 #   scripts/glance-api.sh stop DIR
 #
 # --trixie runs Debian 13's glance-api 30 (Epoxy, image API 2.17) and glance-manage from the root that
@@ -15,6 +15,10 @@
 #
 # --rbd-store ID:POOL:USER:CEPH_CONF (with --multi-store, repeatable) adds an rbd backend `ID` on another
 # pool or cluster beside `ceph` and `local` (multi-store on two clusters).
+#
+# --workers N (default 1): API worker processes. Glance 30 hashes a new location (POST /locations) in a
+# green thread that never yields: the worker doing it answers nothing else until it is done, so a test
+# that talks to Glance while it hashes needs a second worker.
 #
 # --pool, --user and --ceph-conf (defaults `images`, `glance`, CEPH_DIR/ceph.conf) put the rbd store on a
 # pool of a test's own, as a user restricted to it, with a ceph.conf copy naming that user's keyring
@@ -35,7 +39,7 @@
 # by the PID recorded in DIR/glance-api.pid.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] [--pool POOL] [--user USER] [--ceph-conf PATH] [--trixie] [--rbd-store ID:POOL:USER:CEPH_CONF]... | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] [--pool POOL] [--user USER] [--ceph-conf PATH] [--trixie] [--rbd-store ID:POOL:USER:CEPH_CONF]... [--workers N] | stop DIR" >&2; exit 2; }
 
 # The [keystone_authtoken] section for --keystone (empty without it).
 keystone_section() {
@@ -113,7 +117,7 @@ trixie_prefix() {
 
 cmd_start() {
   local dir=$1 port=$2 ceph_dir=$3; shift 3
-  local multiple=True size_cap=1099511627776 multi=0 keystone='' pool=images user=glance ceph_conf='' trixie=0
+  local multiple=True size_cap=1099511627776 multi=0 keystone='' pool=images user=glance ceph_conf='' trixie=0 workers=1
   local extra=()
   while [[ $# -gt 0 ]]; do
     case $1 in
@@ -125,6 +129,7 @@ cmd_start() {
       --user) [[ ${2:-} =~ ^[A-Za-z0-9._-]+$ ]] || usage; user=$2; shift ;;
       --ceph-conf) [[ -n ${2:-} ]] || usage; ceph_conf=$2; shift ;;
       --trixie) trixie=1 ;;
+      --workers) [[ ${2:-} =~ ^[1-9]$ ]] || usage; workers=$2; shift ;;
       --rbd-store) [[ ${2:-} =~ ^[A-Za-z0-9_-]+:[A-Za-z0-9._-]+:[A-Za-z0-9._-]+:/[^:]+$ ]] || usage; extra+=("$2"); shift ;;
       *) usage ;;
     esac
@@ -156,6 +161,7 @@ cmd_start() {
   fi
   local conf=$dir/glance-api.conf
   write_conf "$conf" "$dir" "$port" "$multiple" "$size_cap" "$multi" "$keystone" "$paste" "$pool" "$user" "${confs[@]}" -- "${extra[@]}"
+  sed -i "s/^workers = 1\$/workers = $workers/" "$conf"
   "${run[@]}" glance-manage --config-file "$conf" db_sync >"$dir/db_sync.log" 2>&1
   setsid "${run[@]}" glance-api --config-file "$conf" >"$dir/glance-api.out" 2>&1 </dev/null &
   echo $! >"$dir/glance-api.pid"

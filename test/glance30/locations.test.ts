@@ -18,7 +18,7 @@ let bed: KeystoneBed | undefined;
 
 beforeAll(async () => {
   await ensureTrixieRoot();
-  bed = await startKeystoneBed(cluster, pools, { glanceArgs: ['--trixie'] });
+  bed = await startKeystoneBed(cluster, pools, { glanceArgs: ['--trixie', '--workers', '2'] });
 }, 900_000);
 
 afterAll(async () => {
@@ -159,7 +159,8 @@ describe.sequential('Glance 30 (image API 2.17) behind Keystone', () => {
     const name = uniqueName('g30-delhash');
     const before = await pools.leftovers.snapshot(glanceOf(ks()));
     // 256 GiB and thin: Glance reads (and hashes) every byte of it, holes included, for minutes; the
-    // delete below comes while that runs, whatever the machine's speed.
+    // delete below comes while that runs, whatever the machine's speed. The worker hashing answers nothing
+    // meanwhile (its green thread never yields): the other worker (--workers 2) answers these calls.
     await rbd(cluster, ['create', '--size', '256G', `${pools.images}/${name}`]);
     await rbd(cluster, ['snap', 'create', `${pools.images}/${name}@snap`]);
     await rbd(cluster, ['snap', 'protect', `${pools.images}/${name}@snap`]);
