@@ -1,8 +1,9 @@
 // Glance 30 (Epoxy, image API 2.17) for real, from the Debian 13 root, behind a real Keystone: registration
 // by `POST /v2/images/{id}/locations` through the coordinator with the member's token plus nova's service
 // token, and without it (a typed exit-2 error, nothing left); Glance's background hashing (and `checksums:
-// auto` sending none); the GET locations API; 409 while another location task holds the image; 413 from
-// image_size_cap; deleting an image while Glance still hashes it.
+// auto` sending none); the GET locations API (the `service` role in the user's own token); 409 while
+// another location task holds the image; deleting an image while Glance still hashes it (409, in use).
+// 413, image_size_cap and multi-store: multi-store.test.ts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GlanceConflict, GlanceForbidden, type GlanceClient } from '../../src/glance/index.js';
 import { coordinator, rbdTarget, sourceConfig } from '../coordinator/helpers.js';
