@@ -86,3 +86,12 @@ export async function hashedImage(bed: KeystoneBed, id: string, boundMs = 120_00
   }
 }
 
+
+/** Waits until Glance no longer has image `id` (bounded: a hang is a failure). */
+export async function imageGone(bed: KeystoneBed, id: string, boundMs: number): Promise<void> {
+  const deadline = Date.now() + boundMs;
+  while ((await glanceImage(bed, id)) !== null) {
+    if (Date.now() > deadline) throw new Error(`Glance still has image ${id} after ${boundMs} ms`);
+    await sleep(500);
+  }
+}
