@@ -3,8 +3,22 @@
 # a cluster started by ceph-cluster.sh, as client.glance, thin provisioning on.
 #
 #   scripts/glance-api.sh start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL]
-#                                              [--pool POOL] [--user USER] [--ceph-conf PATH]
+#                                              [--pool POOL] [--user USER] [--ceph-conf PATH] [--trixie]
+#                                              [--rbd-store ID:POOL:USER:CEPH_CONF]... [--workers N]
 #   scripts/glance-api.sh stop DIR
+#
+# --trixie runs Debian 13's glance-api 30 (Epoxy, image API 2.17) and glance-manage from the root that
+# scripts/trixie-root.sh makes (it must be made: `trixie-root.sh ensure`), instead of the system's Glance 25
+# (Zed, 2.16). Everything it reads is bind-mounted into the root at the same path: DIR, CEPH_DIR and the
+# directories of every ceph.conf and keyring it names. The PID recorded is the server's own: setsid,
+# trixie-root.sh, unshare, bash and chroot all exec in place (none forks), so stop works the same.
+#
+# --rbd-store ID:POOL:USER:CEPH_CONF (with --multi-store, repeatable) adds an rbd backend `ID` on another
+# pool or cluster beside `ceph` and `local` (multi-store on two clusters).
+#
+# --workers N (default 1): API worker processes. Glance 30 hashes a new location (POST /locations) in a
+# green thread that never yields: the worker doing it answers nothing else until it is done, so a test
+# that talks to Glance while it hashes needs a second worker.
 #
 # --pool, --user and --ceph-conf (defaults `images`, `glance`, CEPH_DIR/ceph.conf) put the rbd store on a
 # pool of a test's own, as a user restricted to it, with a ceph.conf copy naming that user's keyring
@@ -25,7 +39,7 @@
 # by the PID recorded in DIR/glance-api.pid.
 set -euo pipefail
 
-usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] [--pool POOL] [--user USER] [--ceph-conf PATH] | stop DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start DIR PORT CEPH_DIR [--no-multiple-locations] [--size-cap BYTES] [--multi-store] [--keystone URL] [--pool POOL] [--user USER] [--ceph-conf PATH] [--trixie] [--rbd-store ID:POOL:USER:CEPH_CONF]... [--workers N] | stop DIR" >&2; exit 2; }
 
 # The [keystone_authtoken] section for --keystone (empty without it).
 keystone_section() {
@@ -65,9 +79,46 @@ cmd_stop() {
   rm -f "$dir/glance-api.pid"
 }
 
+# The rbd store options of one backend: POOL USER CEPH_CONF.
+rbd_options() {
+  cat <<EOF
+rbd_store_pool = $1
+rbd_store_user = $2
+rbd_store_ceph_conf = $3
+rbd_store_chunk_size = 8
+rbd_thin_provisioning = True
+rados_connect_timeout = 10
+EOF
+}
+
+# An absolute path of a readable file, or exit 2 naming it.
+readable_file() {
+  [[ -r $1 ]] || { echo "cannot read $1" >&2; exit 2; }
+  echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+}
+
+# The directories a ceph.conf points at (its own, and each absolute keyring's): bound into the trixie root.
+ceph_dirs() {
+  local conf=$1 k
+  dirname "$conf"
+  for k in $(sed -nE 's/^[[:space:]]*keyring[[:space:]]*=[[:space:]]*([^[:space:]]+).*/\1/p' "$conf"); do
+    if [[ $k == /* && -e $k ]]; then dirname "$k"; fi
+  done
+}
+
+# Prints the trixie-root.sh exec prefix (NUL-separated) binding DIR, CEPH_DIR and the ceph.confs' directories.
+trixie_prefix() {
+  local root_sh=$1; shift
+  local d
+  printf '%s\0' "$root_sh" exec
+  for d in $(printf '%s\n' "$@" | sort -u); do printf '%s\0' --bind "$d"; done
+  printf '%s\0' --
+}
+
 cmd_start() {
   local dir=$1 port=$2 ceph_dir=$3; shift 3
-  local multiple=True size_cap=1099511627776 multi=0 keystone='' pool=images user=glance ceph_conf=''
+  local multiple=True size_cap=1099511627776 multi=0 keystone='' pool=images user=glance ceph_conf='' trixie=0 workers=1
+  local extra=()
   while [[ $# -gt 0 ]]; do
     case $1 in
       --no-multiple-locations) multiple=False ;;
@@ -77,46 +128,85 @@ cmd_start() {
       --pool) [[ ${2:-} =~ ^[A-Za-z0-9._-]+$ ]] || usage; pool=$2; shift ;;
       --user) [[ ${2:-} =~ ^[A-Za-z0-9._-]+$ ]] || usage; user=$2; shift ;;
       --ceph-conf) [[ -n ${2:-} ]] || usage; ceph_conf=$2; shift ;;
+      --trixie) trixie=1 ;;
+      --workers) [[ ${2:-} =~ ^[1-9]$ ]] || usage; workers=$2; shift ;;
+      --rbd-store) [[ ${2:-} =~ ^[A-Za-z0-9_-]+:[A-Za-z0-9._-]+:[A-Za-z0-9._-]+:/[^:]+$ ]] || usage; extra+=("$2"); shift ;;
       *) usage ;;
     esac
     shift
   done
   [[ $port =~ ^[0-9]+$ ]] || usage
+  [[ ${#extra[@]} -eq 0 || $multi -eq 1 ]] || { echo "--rbd-store needs --multi-store" >&2; exit 2; }
   if [[ -n $keystone && -z ${GLANCE_KEYSTONE_PASSWORD:-} ]]; then echo "--keystone needs GLANCE_KEYSTONE_PASSWORD" >&2; exit 2; fi
   [[ -r $ceph_dir/ceph.conf ]] || { echo "no ceph.conf in $ceph_dir" >&2; exit 2; }
   mkdir -p "$dir"/{staging,image-cache,locks,tasks,local}
   dir=$(cd "$dir" && pwd)
   ceph_dir=$(cd "$ceph_dir" && pwd)
-  if [[ -z $ceph_conf ]]; then ceph_conf=$ceph_dir/ceph.conf; fi
-  [[ -r $ceph_conf ]] || { echo "cannot read $ceph_conf" >&2; exit 2; }
-  ceph_conf=$(cd "$(dirname "$ceph_conf")" && pwd)/$(basename "$ceph_conf")
+  ceph_conf=$(readable_file "${ceph_conf:-$ceph_dir/ceph.conf}")
+  local e confs=("$ceph_conf")
+  for e in "${extra[@]}"; do confs+=("$(readable_file "${e##*:}")"); done
+  # In the trixie root the commands run through trixie-root.sh exec, with everything they read bound in.
+  local run=()
+  if [[ $trixie -eq 1 ]]; then
+    local root_sh c binds=("$dir" "$ceph_dir")
+    root_sh=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/trixie-root.sh
+    "$root_sh" check || exit 1
+    for c in "${confs[@]}"; do while read -r e; do binds+=("$e"); done < <(ceph_dirs "$c"); done
+    while IFS= read -r -d '' e; do run+=("$e"); done < <(trixie_prefix "$root_sh" "${binds[@]}")
+  fi
   local paste=/etc/glance/glance-api-paste.ini
   if [[ -n $keystone ]]; then
-    sed 's/^delay_auth_decision *= *true/delay_auth_decision = false/' "$paste" >"$dir/glance-api-paste.ini"
+    "${run[@]}" sed 's/^delay_auth_decision *= *true/delay_auth_decision = false/' "$paste" >"$dir/glance-api-paste.ini"
     paste=$dir/glance-api-paste.ini
   fi
   local conf=$dir/glance-api.conf
+  write_conf "$conf" "$dir" "$port" "$multiple" "$size_cap" "$multi" "$keystone" "$paste" "$pool" "$user" "${confs[@]}" -- "${extra[@]}"
+  sed -i "s/^workers = 1\$/workers = $workers/" "$conf"
+  "${run[@]}" glance-manage --config-file "$conf" db_sync >"$dir/db_sync.log" 2>&1
+  setsid "${run[@]}" glance-api --config-file "$conf" >"$dir/glance-api.out" 2>&1 </dev/null &
+  echo $! >"$dir/glance-api.pid"
+  local i url=http://127.0.0.1:$port
+  for ((i = 0; i < 300; i++)); do
+    if curl -fsS -o /dev/null "$url/healthcheck" 2>/dev/null; then
+      printf 'url=%s\nconf=%s\nshow_multiple_locations=%s\n' "$url" "$conf" "$multiple" | tee "$dir/glance.env"
+      return 0
+    fi
+    alive "$(<"$dir/glance-api.pid")" || break
+    sleep 0.1
+  done
+  echo "glance-api did not answer on $url; see $dir/glance-api.log and $dir/glance-api.out" >&2
+  cmd_stop "$dir"
+  exit 1
+}
+
+# write_conf CONF DIR PORT MULTIPLE SIZE_CAP MULTI KEYSTONE PASTE POOL USER CEPH_CONF [EXTRA_CONF...] -- [ID:POOL:USER:CONF...]
+write_conf() {
+  local conf=$1 dir=$2 port=$3 multiple=$4 size_cap=$5 multi=$6 keystone=$7 paste=$8 pool=$9 user=${10} ceph_conf=${11}
+  shift 11
+  while [[ $1 != -- ]]; do shift; done
+  shift
   # The rbd store's options: in [glance_store] for a single store, in the store's own section for multi-store.
-  local rbd_options="rbd_store_pool = $pool
-rbd_store_user = $user
-rbd_store_ceph_conf = $ceph_conf
-rbd_store_chunk_size = 8
-rbd_thin_provisioning = True
-rados_connect_timeout = 10"
-  local backends="" stores
+  local backends="" stores e id e_pool e_user e_conf
   if [[ $multi -eq 1 ]]; then
     backends="enabled_backends = ceph:rbd, local:file"
     stores="[glance_store]
 default_backend = ceph
 [ceph]
-$rbd_options
+$(rbd_options "$pool" "$user" "$ceph_conf")
 [local]
 filesystem_store_datadir = $dir/local"
+    for e in "$@"; do
+      IFS=: read -r id e_pool e_user e_conf <<<"$e"
+      backends+=", $id:rbd"
+      stores+="
+[$id]
+$(rbd_options "$e_pool" "$e_user" "$e_conf")"
+    done
   else
     stores="[glance_store]
 stores = rbd,http
 default_store = rbd
-$rbd_options"
+$(rbd_options "$pool" "$user" "$ceph_conf")"
   fi
   cat >"$conf" <<EOF
 [DEFAULT]
@@ -149,21 +239,6 @@ filesystem_store_datadir = $dir/tasks
 $(keystone_section "$keystone")
 EOF
   chmod 600 "$conf"
-  glance-manage --config-file "$conf" db_sync >"$dir/db_sync.log" 2>&1
-  setsid glance-api --config-file "$conf" >"$dir/glance-api.out" 2>&1 </dev/null &
-  echo $! >"$dir/glance-api.pid"
-  local i url=http://127.0.0.1:$port
-  for ((i = 0; i < 300; i++)); do
-    if curl -fsS -o /dev/null "$url/healthcheck" 2>/dev/null; then
-      printf 'url=%s\nconf=%s\nshow_multiple_locations=%s\n' "$url" "$conf" "$multiple" | tee "$dir/glance.env"
-      return 0
-    fi
-    alive "$(<"$dir/glance-api.pid")" || break
-    sleep 0.1
-  done
-  echo "glance-api did not answer on $url; see $dir/glance-api.log and $dir/glance-api.out" >&2
-  cmd_stop "$dir"
-  exit 1
 }
 
 [[ $# -ge 2 ]] || usage

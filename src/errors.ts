@@ -29,6 +29,7 @@ export const ERROR_CATALOG = {
   KEYSTONE_AUTH: { exit: 2, meaning: 'Keystone refused the credentials (wrong password or secret, unknown user or project); the message names where they came from, never the secret' },
   KEYSTONE_NO_CREDENTIALS: { exit: 2, meaning: 'Glance needs a token and no credential source (library option, OS_CLOUD, OS_* variables, nova.conf [glance]) gives one' },
   KEYSTONE_NO_ENDPOINT: { exit: 2, meaning: 'the Keystone service catalog has no endpoint for the service type, interfaces and region asked for' },
+  GLANCE_SERVICE_ROLE_REQUIRED: { exit: 2, meaning: 'Glance (image API 2.17+) registers rbd/file locations only for the `service` role: send a service token ([service_user] send_service_user_token = True, or sendServiceToken)' },
   // Operational failures (exit 1)
   CEPH_UNREACHABLE: { exit: 1, meaning: 'no Ceph monitor answered within the connect timeout' },
   STORE_UNAVAILABLE: { exit: 1, meaning: 'the store backend cannot be reached or used right now' },
@@ -72,6 +73,7 @@ export const ERROR_CATALOG = {
     exit: 1,
     meaning: 'a location call got no clear answer and reading the image back did not tell whether Glance applied it; the data is kept for gc',
   },
+  GLANCE_LOCATION_IMPORT_FAILED: { exit: 1, meaning: "Glance's location task (image API 2.17) failed and left the image queued without the location" },
   GLANCE_LOCATION_FSID_MISMATCH: { exit: 1, meaning: 'Glance would record a location in another cluster than the one the data is in' },
 } as const satisfies Record<string, { exit: 1 | 2; meaning: string }>;
 

@@ -233,6 +233,8 @@ function cleanupFailed(a: Assessment, runId: string, err: unknown, failures: Arr
 
 function failedError(a: Assessment, method: 'direct' | 'copy', runId: string, err: StepFailure): SnapstoreError {
   const cause = err.cause;
+  // A configuration matter the operator must fix (exit 2), already one line naming the fix: shown as is.
+  if (cause instanceof SnapstoreError && cause.code === 'GLANCE_SERVICE_ROLE_REQUIRED') return cause;
   if (isNotFound(cause) && (err.step === 'record' || err.step === 'snap-create' || err.step === 'copy')) {
     return new SourceNotFoundError(`source ${a.canonical} disappeared during the snapshot`, { source: a.canonical, step: err.step }, cause);
   }

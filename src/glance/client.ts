@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici';
 import { GlanceError, GlanceInvalidResponse } from './errors.js';
 import { downloadImage, uploadImage } from './data.js';
 import { addLocationByPatch, addLocationByPost, type ImageCalls } from './location-calls.js';
+import { listLocations } from './location-task.js';
 import { assertRbdLocationFsid } from './locations.js';
 import { readBackLocation, type LocationState, type ReadBackOptions } from './outcome.js';
 import { imagePath } from './paths.js';
@@ -18,6 +19,7 @@ import type {
   GlanceImage,
   ImageApiVersion,
   ImageDownload,
+  ImageLocation,
   ImagePatchOperation,
   ListImagesOptions,
   RawRequest,
@@ -207,8 +209,9 @@ export class GlanceClient {
 
   /**
    * Registers `url` as a location of the image. Uses `POST /v2/images/{id}/locations` when the server has
-   * image API 2.17+, else PATCH `add /locations/-` (which needs `show_multiple_locations = True`: otherwise
-   * LocationsNotAllowed). Checksums given are sent as the location's validation_data; when Glance refuses
+   * image API 2.17+ (then waits for Glance's location task: GlanceLocationImportFailed when it fails;
+   * GlanceServiceRoleRequired when neither token carries the `service` role), else PATCH `add /locations/-`
+   * (which needs `show_multiple_locations = True`: otherwise LocationsNotAllowed). Checksums given are sent as the location's validation_data; when Glance refuses
    * them the location is registered without them and `validationData` says why (not an error).
    */
   async addLocation(imageId: string, url: string, options: AddLocationOptions = {}): Promise<AddLocationResult> {
@@ -231,6 +234,11 @@ export class GlanceClient {
    */
   readLocation(imageId: string, url: string, options: ReadBackOptions = {}): Promise<LocationState> {
     return readBackLocation((id) => this.getImage(id), imageId, url, options);
+  }
+
+  /** `GET /v2/images/{id}/locations` (image API 2.17+; allowed to the `service` role by default policy). */
+  listLocations(imageId: string, options: { signal?: AbortSignal } = {}): Promise<ImageLocation[]> {
+    return listLocations(this.transport, imageId, options.signal);
   }
 
   // ---- raw ------------------------------------------------------------------------------------------------

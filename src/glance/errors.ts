@@ -82,6 +82,17 @@ export class LocationsNotAllowed extends GlanceForbidden {
   }
 }
 
+/**
+ * Image API 2.17 refused a non-http location because neither the token nor a service token carries the
+ * `service` role (glance/api/v2/images.py add_location): a configuration matter, so exit 2.
+ */
+export class GlanceServiceRoleRequired extends GlanceForbidden {
+  constructor(details: GlanceErrorDetails, options: { cause?: unknown } = {}) {
+    super(details, options, 'GLANCE_SERVICE_ROLE_REQUIRED');
+    this.message = `${this.message}; registering an rbd or file location needs the \`service\` role: send a service token (nova.conf [service_user] send_service_user_token = True, or OpenStackAuth sendServiceToken with serviceAuth)`;
+  }
+}
+
 export class GlanceNotFound extends GlanceError {
   constructor(details: GlanceErrorDetails, options: { cause?: unknown } = {}) {
     super('GLANCE_NOT_FOUND', describe(details, 'not found'), details, options);
@@ -248,6 +259,9 @@ export function errorForResponse(details: GlanceErrorDetails & { status: number 
   const body = details.body ?? '';
   if (details.status === 403 && /not allowed to add locations if locations are invisible/i.test(body)) {
     return new LocationsNotAllowed(details);
+  }
+  if (details.status === 403 && /http store must be enabled to use location API/i.test(body)) {
+    return new GlanceServiceRoleRequired(details);
   }
   if (details.status === 400) {
     if (/invalid location/i.test(body)) return new GlanceInvalidLocation(details);

@@ -14,6 +14,7 @@ export {
   GlanceRangeNotSupported,
   GlanceRequestFailed,
   GlanceServerError,
+  GlanceServiceRoleRequired,
   GlanceTimeout,
   GlanceTokenUnavailable,
   GlanceTooLarge,
@@ -25,6 +26,7 @@ export {
   bodyExcerpt,
   type GlanceErrorDetails,
 } from './errors.js';
+export { GlanceLocationImportFailed } from './location-task.js';
 export * from './locations.js';
 export { judgeLocation, mayHaveApplied, type LocationState, type ReadBackOptions } from './outcome.js';
 export type * from './types.js';

@@ -1,6 +1,7 @@
 // Registering a location: PATCH `add /locations/-` up to image API 2.16 (validation_data with both hashes,
 // or attributes patched after), `POST /v2/images/{id}/locations` from 2.17 (Glance hashes itself). Both are
 // sent with the service token: Glance 2.17 allows non-http locations to the `service` role only.
+import { hasCode } from '../errors.js';
 import {
   GlanceBadRequest,
   GlanceConflict,
@@ -8,6 +9,7 @@ import {
   GlanceOutcomeUnknown,
   type GlanceError,
 } from './errors.js';
+import { awaitLocationRecorded } from './location-task.js';
 import { imagePath } from './paths.js';
 import type { GlanceTransport } from './transport.js';
 import type { AddLocationOptions, AddLocationResult, GlanceImage, ImagePatchOperation, ValidationDataOutcome } from './types.js';
@@ -109,8 +111,10 @@ export async function addLocationByPost(
   await sent.res.body.dump();
   let image: GlanceImage;
   try {
-    image = await images.get(imageId, options.signal);
+    image = await awaitLocationRecorded(images.transport, images.get, imageId, options.signal);
   } catch (err) {
+    // Glance's location task said it failed: a clear answer (nothing recorded), passed on as is.
+    if (hasCode(err, 'GLANCE_LOCATION_IMPORT_FAILED')) throw err;
     // Glance accepted the location (2xx): a failed read after it must not read as a refusal.
     throw new GlanceOutcomeUnknown(sent.details, 'the location was accepted, reading the image after it failed', { cause: err });
   }

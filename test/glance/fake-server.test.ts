@@ -1,7 +1,9 @@
-// What no glance-api here can be made to do — answer 401 (no keystone), 5xx on demand, stall or hang, echo a
-// token back, answer a non-JSON body, or speak image API 2.17 (Debian 12's Glance has 2.16) — played by a
-// FAKE HTTP server on 127.0.0.1; each test's name says which. Everything else runs against a real
-// glance-api (413, store ids and 206 ranges: configured-glance.test.ts).
+// What no real glance-api can be made to do on demand — answer 5xx, stall or hang mid-body, echo a token
+// back in an error page, answer a non-JSON body (a proxy's page) — played by a FAKE HTTP server on
+// 127.0.0.1; each test's name says which. Everything else runs against a real glance-api: 413, store ids
+// and 206 ranges (configured-glance.test.ts); 401 and its one retry with a fresh token (behind a real
+// Keystone, test/keystone/tokens.test.ts); image API 2.17's POST /locations, its 409, its task and the
+// service role (Glance 30, test/glance30/); the token provider asked per request (below).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -14,10 +16,10 @@ import {
   GlanceServerError,
   GlanceTimeout,
   GlanceTokenUnavailable,
-  GlanceUnauthorized,
   GlanceUnavailable,
 } from '../../src/glance/index.js';
 import { freePort } from '../../scripts/testbed.mjs';
+import { recordingDispatcher } from '../keystone/helpers.js';
 import { testbed } from '../support/testbed.js';
 
 interface Seen {
@@ -82,30 +84,6 @@ afterAll(async () => {
 });
 
 describe('GlanceClient against a FAKE server (statuses real Glance cannot produce here)', () => {
-  it('sends the static token as X-Auth-Token and maps 401 to GlanceUnauthorized without leaking it (fake: 401 needs keystone)', async () => {
-    handler = (_req, res) => json(res, 401, { message: 'The request you have made requires authentication.' });
-    const err = await client().getImage('x').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GlanceUnauthorized);
-    expect(err).toMatchObject({ code: 'GLANCE_UNAUTHORIZED', status: 401 });
-    expect(seen[0]?.headers['x-auth-token']).toBe(TOKEN);
-    expect(seen).toHaveLength(1);
-    expectNoToken(err);
-  });
-
-  it('asks a token provider before every request (fake: records the headers it was sent)', async () => {
-    let n = 0;
-    handler = (_req, res) => json(res, 200, { id: 'x', status: 'queued' });
-    const c = client({ token: async () => `tok-${++n}` });
-    await c.getImage('x');
-    await c.getImage('x');
-    expect(seen.map((s) => s.headers['x-auth-token'])).toEqual(['tok-1', 'tok-2']);
-
-    const failing = client({ token: () => Promise.reject(new Error('keystone down')) });
-    const err = await failing.getImage('x').catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(GlanceTokenUnavailable);
-    expect(seen).toHaveLength(2);
-  });
-
   it('keeps the token out of errors even when the server echoes it back in the body (fake: echoes the token)', async () => {
     handler = (req, res) => {
       res.writeHead(404, { 'content-type': 'text/html' });
@@ -199,45 +177,6 @@ describe('GlanceClient against a FAKE server (statuses real Glance cannot produc
     await expect(client().getImage('x')).rejects.toBeInstanceOf(GlanceInvalidResponse);
   });
 
-  it('with image API 2.17, registers locations by POST with the hashes, once /versions is cached (fake: image API 2.17)', async () => {
-    handler = (req, res) => {
-      if (req.url === '/versions') {
-        json(res, 200, {
-          versions: [
-            { id: 'v2.17', status: 'CURRENT' },
-            { id: 'v2.16', status: 'SUPPORTED' },
-          ],
-        });
-      } else if (req.method === 'POST' && req.url === '/v2/images/img/locations') {
-        res.writeHead(202);
-        res.end();
-      } else if (req.method === 'GET' && req.url === '/v2/images/img') {
-        json(res, 200, { id: 'img', status: 'active' });
-      } else {
-        json(res, 400, { message: `unexpected ${req.method} ${req.url}` });
-      }
-    };
-    const c = client();
-    expect(await c.supportsLocationsApi()).toBe(true);
-    const result = await c.addLocation('img', 'rbd://fsid/images/x/snap', {
-      expectedFsid: 'fsid',
-      osHashAlgo: 'sha512',
-      osHashValue: 'ab',
-    });
-    expect(result).toMatchObject({ api: 'post', validationData: { status: 'deferred' }, image: { status: 'active' } });
-    expect(seen.map((s) => `${s.method} ${s.url}`)).toEqual([
-      'GET /versions',
-      'POST /v2/images/img/locations',
-      'GET /v2/images/img',
-    ]);
-    expect(JSON.parse(seen[1]!.body)).toEqual({
-      url: 'rbd://fsid/images/x/snap',
-      validation_data: { os_hash_algo: 'sha512', os_hash_value: 'ab' },
-    });
-    // /versions is asked once per client.
-    await c.addLocation('img', 'rbd://fsid/images/x/snap');
-    expect(seen.filter((s) => s.url === '/versions')).toHaveLength(1);
-  });
 });
 
 describe('GlanceClient token hygiene against the real glance-api', () => {
@@ -254,5 +193,23 @@ describe('GlanceClient token hygiene against the real glance-api', () => {
       .catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(GlanceUnavailable);
     expectNoToken(refused);
+  });
+
+  it('asks a token provider before every request, and a failing provider sends nothing', async () => {
+    const rec = recordingDispatcher();
+    let n = 0;
+    try {
+      const c = client({ endpoint: env.glance.url, token: async () => `tok-${++n}`, dispatcher: rec.dispatcher });
+      await c.versions();
+      await c.listAllImages({ pageSize: 1, name: 'no-such-image-name' });
+      expect(rec.sent.map((s) => s.token)).toEqual(['tok-1', 'tok-2']);
+
+      const failing = client({ endpoint: env.glance.url, token: () => Promise.reject(new Error('keystone down')), dispatcher: rec.dispatcher });
+      const err = await failing.getImage('x').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(GlanceTokenUnavailable);
+      expect(rec.sent).toHaveLength(2);
+    } finally {
+      await rec.close();
+    }
   });
 });

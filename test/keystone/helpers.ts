@@ -71,7 +71,11 @@ async function startKeystone(dir: string, imageUrl: string, tokenExpiration: num
  * Starts Keystone, then Glance behind it (the catalog's `image` endpoints point at it), storing into the
  * test file's own `pools` (own-pools.ts) as their glance user: the file's leftovers probe lists them whole.
  */
-export async function startKeystoneBed(cluster: ClusterInfo, pools: OwnPools, opts: { tokenExpiration?: number } = {}): Promise<KeystoneBed> {
+export async function startKeystoneBed(
+  cluster: ClusterInfo,
+  pools: OwnPools,
+  opts: { tokenExpiration?: number; glanceArgs?: string[] } = {},
+): Promise<KeystoneBed> {
   const dir = await mkdtemp(join(tmpdir(), 'snapstore-keystone-'));
   const glancePort = await freePort();
   const glanceUrl = `http://127.0.0.1:${glancePort}`;
@@ -80,7 +84,8 @@ export async function startKeystoneBed(cluster: ClusterInfo, pools: OwnPools, op
     await startKeystone(join(dir, 'keystone'), glanceUrl, opts.tokenExpiration);
     bed.env = parseEnv(await readFile(join(dir, 'keystone', 'keystone.env'), 'utf8'));
     bed.url = bed.env.url ?? '';
-    const own = ['--pool', pools.images, '--user', pools.glance(cluster).user, '--ceph-conf', pools.conf(cluster)];
+    // glanceArgs: more glance-api.sh options (--trixie for Glance 30, --size-cap, --multi-store ...).
+    const own = ['--pool', pools.images, '--user', pools.glance(cluster).user, '--ceph-conf', pools.conf(cluster), ...(opts.glanceArgs ?? [])];
     await run('bash', [join(scripts, 'glance-api.sh'), 'start', join(dir, 'glance'), String(glancePort), cluster.dir, '--keystone', bed.url, ...own], {
       env: { ...process.env, GLANCE_KEYSTONE_PASSWORD: bed.env.glance_password ?? '' },
       timeout: 180_000,
