@@ -1,7 +1,8 @@
-// A direct snapshot survives a restart of the target OSD: stopped mid-flatten for ~25 s (longer than a
-// connect timeout of 5 s, as nova's rbd_connect_timeout often is), librados resends its ops once the OSD is
-// back, and the snapshot finishes with the disk's content. Needs a bluestore OSD (memstore loses its data on
-// restart): a cluster of this file's own.
+// A direct snapshot and a cross-cluster copy survive a restart of the target OSD: stopped mid-flatten (or
+// mid-copy) for ~25 s (longer than a connect timeout of 5 s, as nova's rbd_connect_timeout often is),
+// librados resends its ops once the OSD is back, and the snapshot finishes with the disk's content. Needs a
+// bluestore OSD (memstore loses its data on restart): a cluster of this file's own, and a second (memstore)
+// one as the copy's source.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,14 +17,19 @@ import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, re
 const OUTAGE_MS = 25_000;
 const root = mkdtempSync(join(tmpdir(), 'osd-restart-'));
 let cluster: ClusterInfo;
+let other: ClusterInfo;
 
 beforeAll(async () => {
-  cluster = await startCluster(join(root, 'cluster'), { bluestore: true, cloneV2: true });
+  [cluster, other] = await Promise.all([
+    startCluster(join(root, 'cluster'), { bluestore: true, cloneV2: true }),
+    startCluster(join(root, 'other'), {}),
+  ]);
 }, 240_000);
 
 afterAll(async () => {
   await closeAdmins();
   if (cluster) await stopCluster(cluster.dir);
+  if (other) await stopCluster(other.dir);
   rmSync(root, { recursive: true, force: true });
 }, 120_000);
 
@@ -56,6 +62,37 @@ describe('an OSD restart mid-run', () => {
       await outage.restarted?.catch(() => {});
       await c.close();
       if (id) await removeImage(cluster, `images/${id}`);
+    }
+  }, 180_000);
+
+  it("a cross-cluster copy with a 5 s connect timeout rides out a 25 s outage of the target's OSD mid-copy and finishes with the content", async () => {
+    const disk = uniqueName('osd-restart-copy');
+    const source = await makeDisk(other, disk, 64, 16);
+    const before = await exportMd5(other, `vms/${disk}`);
+    const outage: { restarted: Promise<void> | null } = { restarted: null };
+    const opts = withFaults(
+      { source: { ...sourceConfig(other), connectTimeoutMs: 5000 }, target: { ...rbdTarget(cluster), connectTimeoutMs: 5000 } },
+      (p) => {
+        // The target image's creation and every write of the copy go out while the OSD is down.
+        if (p.step === 'copy' && p.when === 'before' && !outage.restarted) outage.restarted = restartDaemon(cluster, 'osd.0', OUTAGE_MS);
+      },
+    );
+    const c = coordinator(opts);
+    let id = '';
+    try {
+      const started = Date.now();
+      const result = await c.snapshot(source, {});
+      id = result.imageId;
+      expect(result.method).toBe('copy');
+      await outage.restarted;
+      expect(outage.restarted).not.toBeNull();
+      expect(Date.now() - started).toBeGreaterThan(OUTAGE_MS);
+      expect(await exportMd5(cluster, `images/${id}@snap`)).toBe(before);
+    } finally {
+      await outage.restarted?.catch(() => {});
+      await c.close();
+      if (id) await removeImage(cluster, `images/${id}`);
+      await removeImage(other, `vms/${disk}`);
     }
   }, 180_000);
 });
