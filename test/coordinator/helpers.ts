@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Image as RbdImage } from 'ceph-rbd-napi';
 import { afterAll, expect } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
 import { SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
@@ -135,4 +136,20 @@ export async function restartDaemon(cluster: { dir: string; conf: string }, name
     const daemon = spawn(`ceph-${kind}`, ['-c', cluster.conf, '-i', id], { stdio: 'ignore' });
     daemon.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ceph-${kind} exited ${code}`))));
   });
+}
+
+/** Writes to the disk as admin through the addon (bytes at offsets, and discards). */
+export async function onDisk(cluster: ClusterInfo, disk: string, use: (image: RbdImage) => Promise<void>): Promise<void> {
+  const io = await (await adminOf(cluster)).openIoctx('vms');
+  try {
+    const image = await io.openImage(disk);
+    try {
+      await use(image);
+      await image.flush();
+    } finally {
+      await image.close();
+    }
+  } finally {
+    await io.close();
+  }
 }

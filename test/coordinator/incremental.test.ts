@@ -9,16 +9,15 @@ import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type * as rbd from 'ceph-rbd-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorEvent, SnapshotCoordinator, SnapshotResult } from '../../src/coordinator/index.js';
 import { INCREMENTAL_STEPS, withFaults, type StepName } from '../../src/coordinator/faults.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
 import { compileCoordinator } from '../support/compile-coordinator.js';
-import { adminOf, leftoversOf, type Expected, type Snapshot } from '../support/leftovers.js';
+import { leftoversOf, type Expected, type Snapshot } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
 import { type ClusterInfo, uniqueName } from '../support/testbed.js';
-import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, snaps, sourceConfig } from './helpers.js';
+import { coordinator, exportMd5, imageInfo, makeDisk, onDisk, rbdTarget, removeImage, snaps, sourceConfig } from './helpers.js';
 
 const env = ownTestbed();
 const leftovers = leftoversOf(env);
@@ -35,21 +34,6 @@ function incCoordinator(from: ClusterInfo, to: ClusterInfo, events: CoordinatorE
   return c;
 }
 
-/** Writes to the disk as admin through the addon (bytes at offsets, and discards). */
-async function onDisk(cluster: ClusterInfo, disk: string, use: (image: rbd.Image) => Promise<void>): Promise<void> {
-  const io = await (await adminOf(cluster)).openIoctx('vms');
-  try {
-    const image = await io.openImage(disk);
-    try {
-      await use(image);
-      await image.flush();
-    } finally {
-      await image.close();
-    }
-  } finally {
-    await io.close();
-  }
-}
 
 /** What a finished incremental run leaves: its image (with its record) and the disk with its common point. */
 function leaves(result: SnapshotResult, target: ClusterInfo, source: ClusterInfo, disk: string, before: Snapshot): Expected[] {

@@ -3,7 +3,8 @@
 // layering,deep-flatten). The direct and the instant path on Reef; the copy Pacific → Reef and Reef →
 // Pacific (content exact, sparse, nothing left behind); `check` naming both versions and what differs.
 // snapstore's client side is the host's Pacific librbd throughout, and the rbd/ceph CLI that checks results
-// is the host's too (a Pacific CLI against a Reef cluster). Incremental copy (issue 13) does not exist yet.
+// is the host's too (a Pacific CLI against a Reef cluster). Incremental copies both ways: only the changes
+// cross, into an image made from the previous one inside the target cluster, whichever Ceph it runs.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { Flattener, type CoordinatorEvent } from '../../src/coordinator/index.js
 import { leftoversOf, producedBy } from '../support/leftovers.js';
 import { rbd, uniqueName, type ClusterInfo } from '../support/testbed.js';
 import { requireTrixieRoot, versionsTestbed } from '../support/versions-bed.js';
-import { coordinator, exportMd5, imageInfo, makeDisk, rbdTarget, removeImage, sourceConfig, usedBytes } from '../coordinator/helpers.js';
+import { coordinator, exportMd5, imageInfo, makeDisk, onDisk, rbdTarget, removeImage, sourceConfig, usedBytes } from '../coordinator/helpers.js';
 
 const env = versionsTestbed();
 const leftovers = leftoversOf(env);
@@ -125,6 +126,49 @@ describe('copies between Pacific and Reef', () => {
         await removeImage(dst, `images/${result.imageId}`);
       } finally {
         await c.close();
+      }
+    });
+  }
+});
+
+describe('incremental copies between Pacific and Reef', () => {
+  for (const [from, to] of [
+    ['pacific', 'reef'],
+    ['reef', 'pacific'],
+  ] as const) {
+    it(`${from} → ${to}: the second snapshot sends only what changed, content exact, the first image deletable`, async () => {
+      const src = from === 'reef' ? reef : pacific;
+      const dst = to === 'reef' ? reef : pacific;
+      const disk = uniqueName(`inc-${from}`);
+      const source = await makeDisk(src, disk, 64, 8);
+      // Objects the change touches exist before the common point (librbd reports a new object whole).
+      await onDisk(src, disk, (image) => image.write(32 * MiB, Buffer.alloc(4 * MiB, 0x01)));
+      const c = coordinator({ source: sourceConfig(src), target: rbdTarget(dst) });
+      const made: string[] = [];
+      try {
+        const first = await c.snapshot(source, { incremental: true });
+        made.push(first.imageId);
+        expect(first).toMatchObject({ method: 'copy', incremental: null });
+        await onDisk(src, disk, async (image) => {
+          await image.write(32 * MiB + 4096, Buffer.alloc(MiB, 0xab));
+          await image.discard(0, 4 * MiB);
+        });
+        const md5 = await exportMd5(src, `vms/${disk}`);
+        const second = await c.snapshot(source, { incremental: true });
+        made.push(second.imageId);
+        expect(second.incremental?.from).toBe(first.imageId);
+        // The 1 MiB written crossed (to librbd's diff granularity), not the 8 MiB the disk holds.
+        expect(second.incremental?.bytesSent).toBeGreaterThanOrEqual(MiB);
+        expect(second.incremental?.bytesSent).toBeLessThan(2 * MiB);
+        expect(await exportMd5(dst, `images/${second.imageId}@snap`)).toBe(md5);
+        expect((await imageInfo(dst, `images/${second.imageId}`)).parent).toBeUndefined();
+        await removeImage(dst, `images/${first.imageId}`);
+        expect(await exportMd5(dst, `images/${second.imageId}@snap`)).toBe(md5);
+        expect((await c.prepareSourceRemoval(source)).removedCommonPoints).toHaveLength(1);
+      } finally {
+        await c.close();
+        for (const id of made) await removeImage(dst, `images/${id}`);
+        await removeImage(src, `vms/${disk}`);
       }
     });
   }
