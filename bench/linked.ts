@@ -67,16 +67,14 @@ async function measure(cluster: ClusterInfo, c: SnapshotCoordinator, store: RbdS
 }
 
 function rows(m: Measured): Array<Record<string, string | number>> {
-  const med = (mode: Mode) => ({ s: median(m.seconds[mode]), mib: median(m.bytes[mode]) / 2 ** 20 });
-  const never = med('never');
-  const background = med('background');
-  const sync = med('sync');
-  const runs = (mode: Mode) => m.seconds[mode].map((s) => s.toFixed(3)).join(' ');
-  return [
-    { mode: 'never (linked)', 'time to usable, median s': never.s, 'MiB written to the OSD, median': never.mib, runs: runs('never') },
-    { mode: 'background (instant)', 'time to usable, median s': background.s, 'MiB written to the OSD, median': background.mib, runs: `${runs('background')} (flatten not run)` },
-    { mode: 'sync', 'time to usable, median s': sync.s, 'MiB written to the OSD, median': sync.mib, runs: runs('sync') },
-  ];
+  const row = (label: string, mode: Mode, note = '') => ({
+    mode: label,
+    'time to usable, median s': median(m.seconds[mode]),
+    'bytes written to the OSD, median': median(m.bytes[mode]),
+    MiB: median(m.bytes[mode]) / 2 ** 20,
+    'runs, s': `${m.seconds[mode].map((s) => s.toFixed(3)).join(' ')}${note}`,
+  });
+  return [row('never (linked)', 'never'), row('background (instant)', 'background', ' (its flatten not run)'), row('sync', 'sync')];
 }
 
 async function main(): Promise<number> {
