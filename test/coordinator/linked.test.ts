@@ -5,22 +5,23 @@
 // itself) or only to read it (then `snapstore gc` does). Refused (exit class 2, nothing created) without
 // clone v2, without nova's trash option, or when the store's user cannot read the disks.
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { Cluster, PermissionError } from 'ceph-rbd-napi';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGlance, stopGlance, type GlanceInfo } from '../../scripts/testbed.mjs';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
 import { FLATTEN_KEY, Flattener, type CoordinatorEvent } from '../../src/coordinator/index.js';
 import { withFaults, type FaultPoint, type StepName } from '../../src/coordinator/faults.js';
 import { RbdStore } from '../../src/drivers/rbd.js';
 import { ownPools, type OwnUser } from '../support/own-pools.js';
 import { ceph, testbed, uniqueName, type ClusterInfo } from '../support/testbed.js';
-import { coordinator, exportMd5 } from './helpers.js';
+import { coordinator, deleteGlanceImage, exportMd5, glanceStatus } from './helpers.js';
 
 const run = promisify(execFile);
 const pools = ownPools('linked');
@@ -264,6 +265,71 @@ describe('linked snapshots: deletes in either order leave nothing', () => {
     expect((await trashOf(a(), pools.vms)).map((e) => e.name)).toContain(disk.name);
     await rbdAs(conf, nova, ['rm', '--no-progress', `${pools.vms}/${disk.name}-child`]);
     expect((await trashOf(a(), pools.vms)).map((e) => e.name)).not.toContain(disk.name);
+  });
+});
+
+/** Objects of `pool` (rados ls, as admin) whose names hold any of `needles` (an image's name or RBD id). */
+async function radosObjectsOf(cluster: ClusterInfo, pool: string, needles: string[]): Promise<string[]> {
+  const { stdout } = await run('rados', ['-c', cluster.conf, '--id', 'admin', '-p', pool, 'ls']);
+  return stdout.split('\n').filter((o) => o && needles.some((n) => o.includes(n)));
+}
+
+/** The RBD id of an image (its header, data and object-map objects are named by it). */
+async function rbdIdOf(cluster: ClusterInfo, pool: string, image: string): Promise<string> {
+  const { stdout } = await run('rbd', ['-c', cluster.conf, '--id', 'admin', 'info', '--format', 'json', `${pool}/${image}`]);
+  return (JSON.parse(stdout) as { id: string }).id;
+}
+
+describe('linked snapshots: through a real Glance', () => {
+  // A glance-api of this file's own, storing into the own images pool as the read-only store user (the
+  // caps instant snapshots recommend): Glance serves a linked image and deletes it through that user.
+  let dir: string | undefined;
+  let glance: GlanceInfo | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'linked-glance-'));
+    const ro = readOnlyStore.get(a().fsid)!;
+    glance = await startGlance(join(dir, 'glance'), a().dir, { pool: pools.images, user: ro.user, cephConf: confs.get(a().fsid)!.trash });
+  }, 180_000);
+  afterAll(async () => {
+    if (!dir) return;
+    await stopGlance(join(dir, 'glance'));
+    rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('image first through Glance DELETE, then the disk as nova: rbd ls, rbd trash ls --all and rados ls of both pools hold nothing of them', async () => {
+    const url = glance!.url;
+    const nothing = await pools.leftovers.snapshot({ glance: [url] });
+    const disk = await makeDisk(a());
+    const before = await exportMd5(a(), `${pools.vms}/${disk.name}`);
+    const diskId = await rbdIdOf(a(), pools.vms, disk.name);
+    const c = coordinator({ source: source(a()), target: target(a(), 'reads-disks'), glance: { endpoint: url } });
+    const result = await c.snapshot(disk.uri, { flatten: 'never' }).finally(() => c.close());
+    expect(result).toMatchObject({ method: 'direct', flatten: 'never', glance: { id: result.imageId, status: 'active' } });
+    const imageId = await rbdIdOf(a(), pools.images, result.imageId);
+    // Glance serves the linked image (read through to the disk's trashed snapshot) as the disk was.
+    const served = await fetch(`${url}/v2/images/${result.imageId}/file`);
+    expect(served.status).toBe(200);
+    expect(createHash('md5').update(Buffer.from(await served.arrayBuffer())).digest('hex')).toBe(before);
+    await deleteGlanceImage(url, result.imageId);
+    expect(await glanceStatus(url, result.imageId)).toBe('absent');
+    // The clone is gone and detached from the disk's trashed snapshot, but librbd removes that snapshot as
+    // the deleting user, which may only read the disks' pool: it stays on the disk, with no child, holding
+    // what the disk overwrites, until the disk is deleted (below), which takes it along.
+    const novaConf = source(a()).confPath;
+    const diskSnaps = JSON.parse(await rbdAs(novaConf, pools.nova(a()), ['snap', 'ls', '--all', '--format', 'json', `${pools.vms}/${disk.name}`])) as Array<{
+      id: number;
+      namespace: { type: string; original_name?: string };
+    }>;
+    expect(diskSnaps).toEqual([expect.objectContaining({ namespace: { type: 'trash', original_name: expect.stringMatching(/^snapstore-/) } })]);
+    expect(await rbdAs(novaConf, pools.nova(a()), ['children', '--all', '--snap-id', String(diskSnaps[0]!.id), `${pools.vms}/${disk.name}`])).toBe('');
+    await novaDeletes(a(), disk.name);
+    const needles = [disk.name, diskId, result.imageId, imageId];
+    for (const pool of [pools.vms, pools.images]) {
+      expect(await rbdAs(pools.conf(a()), pools.nova(a()), ['ls', pool])).not.toMatch(new RegExp(`${disk.name}|${result.imageId}`));
+      expect(await rbdAs(pools.conf(a()), pools.nova(a()), ['trash', 'ls', '--all', pool])).toBe('');
+      expect(await radosObjectsOf(a(), pool, needles), `rados ls ${pool}`).toEqual([]);
+    }
+    await pools.leftovers.expectUnchanged(nothing);
   });
 });
 
