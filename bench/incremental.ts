@@ -58,7 +58,7 @@ interface Measure {
   writtenB: number;
   /** (b) only: the part of `seconds` spent in the export-diff | import-diff pipe. */
   pipeSeconds?: number;
-  /** The incremental path: what snapstore says it read from the source, and its steps' seconds. */
+  /** snapstore's paths: its steps' seconds; the incremental path also what snapstore says it read from the source. */
   bytesSent?: number;
   steps?: Record<string, number>;
 }
