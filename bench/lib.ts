@@ -16,7 +16,9 @@ export async function rbd(cluster: ClusterInfo, args: string[], user = 'admin'):
   return stdout;
 }
 
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+/** `s` quoted for bash. */
+export const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+const q = shellQuote;
 
 /**
  * `rbd export SRC - | rbd import - DST` between two clusters, as an operator would pipe them: a shell
@@ -98,11 +100,21 @@ export async function commandPeakRss(cmd: string, args: string[]): Promise<{ std
   return { stdout: lines.slice(0, -1).join('\n'), rssMiB: Number(lines.at(-1)) / 1024 };
 }
 
+async function osdCounters(cluster: ClusterInfo): Promise<Record<string, number>> {
+  const { stdout } = await run('ceph', ['--admin-daemon', join(cluster.dir, 'run', 'osd.0.asok'), 'perf', 'dump']);
+  return (JSON.parse(stdout) as { osd: Record<string, number> }).osd;
+}
+
 /** Bytes clients wrote to the cluster's OSD so far (its op_w_in_bytes + op_rw_in_bytes perf counters). */
 export async function osdWrittenBytes(cluster: ClusterInfo): Promise<number> {
-  const { stdout } = await run('ceph', ['--admin-daemon', join(cluster.dir, 'run', 'osd.0.asok'), 'perf', 'dump']);
-  const osd = (JSON.parse(stdout) as { osd: Record<string, number> }).osd;
+  const osd = await osdCounters(cluster);
   return (osd.op_w_in_bytes ?? 0) + (osd.op_rw_in_bytes ?? 0);
+}
+
+/** Bytes clients read from the cluster's OSD so far (its op_r_out_bytes + op_rw_out_bytes perf counters). */
+export async function osdReadBytes(cluster: ClusterInfo): Promise<number> {
+  const osd = await osdCounters(cluster);
+  return (osd.op_r_out_bytes ?? 0) + (osd.op_rw_out_bytes ?? 0);
 }
 
 export interface Row {
