@@ -34,65 +34,44 @@ afterAll(async () => {
 }, 120_000);
 
 describe('an OSD restart mid-run', () => {
-  it('a direct snapshot with a 5 s connect timeout rides out a 25 s OSD outage mid-flatten and finishes with the content', async () => {
-    const disk = uniqueName('osd-restart');
-    const source = await makeDisk(cluster, disk, 64, 32);
-    const before = await exportMd5(cluster, `vms/${disk}`);
-    const outage: { restarted: Promise<void> | null } = { restarted: null };
-    const opts = withFaults(
-      { source: { ...sourceConfig(cluster), connectTimeoutMs: 5000 }, target: { ...rbdTarget(cluster, 'nova'), connectTimeoutMs: 5000 } },
-      (p) => {
-        // The flatten's ops go out while the OSD is down.
-        if (p.step === 'flatten' && p.when === 'before' && !outage.restarted) outage.restarted = restartDaemon(cluster, 'osd.0', OUTAGE_MS);
-      },
-    );
-    const c = coordinator(opts);
-    let id = '';
-    try {
-      const started = Date.now();
-      const result = await c.snapshot(source, {});
-      id = result.imageId;
-      expect(result.method).toBe('direct');
-      await outage.restarted;
-      // It did wait for the OSD: the outage was inside the run.
-      expect(Date.now() - started).toBeGreaterThan(OUTAGE_MS);
-      expect((await imageInfo(cluster, `images/${id}`)).parent).toBeUndefined();
-      expect(await exportMd5(cluster, `images/${id}@snap`)).toBe(before);
-    } finally {
-      await outage.restarted?.catch(() => {});
-      await c.close();
-      if (id) await removeImage(cluster, `images/${id}`);
-    }
-  }, 180_000);
-
-  it("a cross-cluster copy with a 5 s connect timeout rides out a 25 s outage of the target's OSD mid-copy and finishes with the content", async () => {
-    const disk = uniqueName('osd-restart-copy');
-    const source = await makeDisk(other, disk, 64, 16);
-    const before = await exportMd5(other, `vms/${disk}`);
-    const outage: { restarted: Promise<void> | null } = { restarted: null };
-    const opts = withFaults(
-      { source: { ...sourceConfig(other), connectTimeoutMs: 5000 }, target: { ...rbdTarget(cluster), connectTimeoutMs: 5000 } },
-      (p) => {
-        // The target image's creation and every write of the copy go out while the OSD is down.
-        if (p.step === 'copy' && p.when === 'before' && !outage.restarted) outage.restarted = restartDaemon(cluster, 'osd.0', OUTAGE_MS);
-      },
-    );
-    const c = coordinator(opts);
-    let id = '';
-    try {
-      const started = Date.now();
-      const result = await c.snapshot(source, {});
-      id = result.imageId;
-      expect(result.method).toBe('copy');
-      await outage.restarted;
-      expect(outage.restarted).not.toBeNull();
-      expect(Date.now() - started).toBeGreaterThan(OUTAGE_MS);
-      expect(await exportMd5(cluster, `images/${id}@snap`)).toBe(before);
-    } finally {
-      await outage.restarted?.catch(() => {});
-      await c.close();
-      if (id) await removeImage(cluster, `images/${id}`);
-      await removeImage(other, `vms/${disk}`);
-    }
-  }, 180_000);
+  // The disk's cluster, the store's, the user writing the store, and the step whose ops go out while the
+  // target's OSD is down: the flatten (direct), or the target image's creation and every write (copy).
+  const cases = [
+    { method: 'direct', step: 'flatten', what: 'a direct snapshot', during: 'mid-flatten', from: () => cluster, storeUser: 'nova' },
+    { method: 'copy', step: 'copy', what: 'a cross-cluster copy', during: "of the target's OSD mid-copy", from: () => other, storeUser: 'glance' },
+  ] as const;
+  for (const k of cases) {
+    it(`${k.what} with a 5 s connect timeout rides out a 25 s outage ${k.during} and finishes with the content`, async () => {
+      const src = k.from();
+      const disk = uniqueName(`osd-restart-${k.method}`);
+      const source = await makeDisk(src, disk, 64, k.method === 'direct' ? 32 : 16);
+      const before = await exportMd5(src, `vms/${disk}`);
+      const outage: { restarted: Promise<void> | null } = { restarted: null };
+      const opts = withFaults(
+        { source: { ...sourceConfig(src), connectTimeoutMs: 5000 }, target: { ...rbdTarget(cluster, k.storeUser), connectTimeoutMs: 5000 } },
+        (p) => {
+          if (p.step === k.step && p.when === 'before' && !outage.restarted) outage.restarted = restartDaemon(cluster, 'osd.0', OUTAGE_MS);
+        },
+      );
+      const c = coordinator(opts);
+      let id = '';
+      try {
+        const started = Date.now();
+        const result = await c.snapshot(source, {});
+        id = result.imageId;
+        expect(result.method).toBe(k.method);
+        await outage.restarted;
+        expect(outage.restarted).not.toBeNull();
+        // It did wait for the OSD: the outage was inside the run.
+        expect(Date.now() - started).toBeGreaterThan(OUTAGE_MS);
+        expect((await imageInfo(cluster, `images/${id}`)).parent).toBeUndefined();
+        expect(await exportMd5(cluster, `images/${id}@snap`)).toBe(before);
+      } finally {
+        await outage.restarted?.catch(() => {});
+        await c.close();
+        if (id) await removeImage(cluster, `images/${id}`);
+        if (src === other) await removeImage(other, `vms/${disk}`);
+      }
+    }, 180_000);
+  }
 });
