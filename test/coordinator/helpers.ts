@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import type { Image as RbdImage } from 'ceph-rbd-napi';
 import { afterAll, expect } from 'vitest';
 import type { RbdSourceConfig, RbdTargetConfig } from '../../src/config/types.js';
+import { withFaults, type StepName } from '../../src/coordinator/faults.js';
 import { SnapshotCoordinator, type CoordinatorEvent, type SnapshotCoordinatorOptions } from '../../src/coordinator/index.js';
 import { adminOf } from '../support/leftovers.js';
 import { isStopped } from '../support/own-bed.js';
-import { rbd, rbdJson, type ClusterInfo } from '../support/testbed.js';
+import { rbd, rbdJson, uniqueName, type ClusterInfo } from '../support/testbed.js';
 
 export function sourceConfig(cluster: ClusterInfo, user = 'nova'): RbdSourceConfig {
   return { confPath: cluster.conf, user, pool: 'vms', connectTimeoutMs: 10_000 };
@@ -151,5 +152,56 @@ export async function onDisk(cluster: ClusterInfo, disk: string, use: (image: Rb
     }
   } finally {
     await io.close();
+  }
+}
+
+export interface RestartCase {
+  /** The disk's cluster, and the store's (whose daemon restarts). */
+  from: ClusterInfo;
+  to: ClusterInfo;
+  /** The user writing the store (the direct path needs nova's write on images). */
+  storeUser: string;
+  daemon: 'osd.0' | 'mon.a';
+  /** The step whose operations go out while the daemon is down. */
+  step: StepName;
+  method: 'direct' | 'copy';
+  outageMs: number;
+  dataMiB: number;
+  name: string;
+}
+
+/**
+ * A snapshot of a fresh 64 MiB disk, with 5 s connect timeouts (as nova's rbd_connect_timeout often is),
+ * while the store cluster's `daemon` is stopped for `outageMs` from `step` on: it waited for the daemon
+ * (the outage was inside the run) and finished with the disk's content, flattened.
+ */
+export async function expectRidesOutRestart(k: RestartCase): Promise<void> {
+  const disk = uniqueName(k.name);
+  const source = await makeDisk(k.from, disk, 64, k.dataMiB);
+  const before = await exportMd5(k.from, `vms/${disk}`);
+  const outage: { restarted: Promise<void> | null } = { restarted: null };
+  const opts = withFaults(
+    { source: { ...sourceConfig(k.from), connectTimeoutMs: 5000 }, target: { ...rbdTarget(k.to, k.storeUser), connectTimeoutMs: 5000 } },
+    (p) => {
+      if (p.step === k.step && p.when === 'before' && !outage.restarted) outage.restarted = restartDaemon(k.to, k.daemon, k.outageMs);
+    },
+  );
+  const c = coordinator(opts);
+  let id = '';
+  try {
+    const started = Date.now();
+    const result = await c.snapshot(source, {});
+    id = result.imageId;
+    expect(result.method).toBe(k.method);
+    await outage.restarted;
+    expect(outage.restarted).not.toBeNull();
+    expect(Date.now() - started).toBeGreaterThan(k.outageMs);
+    expect((await imageInfo(k.to, `images/${id}`)).parent).toBeUndefined();
+    expect(await exportMd5(k.to, `images/${id}@snap`)).toBe(before);
+  } finally {
+    await outage.restarted?.catch(() => {});
+    await c.close();
+    if (id) await removeImage(k.to, `images/${id}`);
+    if (k.from !== k.to) await removeImage(k.from, `vms/${disk}`);
   }
 }
