@@ -75,13 +75,19 @@ export interface IncrementalTarget {
   /**
    * Makes `imageId` (of `sizeBytes`) from base `baseId` inside the backend, marked pending with `marker`,
    * and returns a writable handle of it; the caller writes what changed through it, then calls `finish`.
-   * A failure leaves nothing; after it returns, `Store.discard(imageId)` removes it.
+   * A failure leaves nothing; after it returns, `Store.discard(imageId)` removes it. `features`: those of
+   * the new image where the backend has a choice (an image left unflattened for a background flatten needs
+   * some and must lack others); the backend's defaults otherwise.
    */
-  derive(baseId: string, imageId: string, sizeBytes: number, marker: string): Promise<Image>;
+  derive(baseId: string, imageId: string, sizeBytes: number, marker: string, opts?: { features?: string[] }): Promise<Image>;
   /** Writes the record on `imageId` (through `image` when given). */
   setRecord(imageId: string, record: string, image?: Image): Promise<void>;
-  /** Makes the derived image stand alone and gives it the snapshot locations name; returns its location. */
-  finish(imageId: string, image: Image, opts?: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<string>;
+  /**
+   * Makes the derived image stand alone (unless `flatten: false`: then it still reads through to its base
+   * until someone flattens it, and the base cannot be deleted meanwhile) and gives it the snapshot
+   * locations name; returns its location.
+   */
+  finish(imageId: string, image: Image, opts?: { flatten?: boolean; signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<string>;
 }
 
 export interface CloneTarget {

@@ -51,7 +51,8 @@ commands:
                     older than image API 2.17, which cannot compute them itself; costs CPU per byte)
                     --incremental: on the copy path, keep a snapshot of the disk as the common point
                     and make the next snapshot from this one's image, sending only what changed
-                    (--keep-common-points: how many the disk keeps per store, default 1)
+                    (--keep-common-points: how many the disk keeps per store, default 1); with
+                    --flatten background that image is usable at once and flattened later, as above
   check SOURCE      say whether a snapshot of SOURCE would clone (direct) or copy, and why, and whether an
                     --incremental one would send only what changed (from which image, how many bytes)
   snapshot SOURCE SOURCE... --group

@@ -243,26 +243,31 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
   const onStop = () => stop.abort();
   signal.addEventListener('abort', onStop, { once: true });
   process.once('SIGTERM', onStop);
-  const f = new Flattener({
-    source: cfg.source,
+  const logger = (e: FlattenerEvent) => {
+    if (e.type === 'progress') out.progress('flatten', e.done, e.total);
+    else if (e.type === 'lock-broken') out.info(`broke the lock on ${e.image} held by ${e.holder}: ${e.why}`);
+    else if (e.type === 'mgr-takeover') out.info(`${e.image}: taken over from ceph-mgr: ${e.why}`);
+    else if (e.state !== 'start') {
+      out.endProgress();
+      out.info(`${e.image}: ${e.state}${e.why ? ` (${e.why})` : ''}`);
+    }
+  };
+  const common = {
     target,
     ...(inv.positionals.length ? { images: inv.positionals } : {}),
     ...(inv.scanImages ? { scanImages: true } : {}),
     storeUser: target,
     ...(inv.staleLockSeconds !== undefined ? { staleLockMs: inv.staleLockSeconds * 1000 } : {}),
-    logger: (e: FlattenerEvent) => {
-      if (e.type === 'progress') out.progress('flatten', e.done, e.total);
-      else if (e.type === 'lock-broken') out.info(`broke the lock on ${e.image} held by ${e.holder}: ${e.why}`);
-      else if (e.type === 'mgr-takeover') out.info(`${e.image}: taken over from ceph-mgr: ${e.why}`);
-      else if (e.state !== 'start') {
-        out.endProgress();
-        out.info(`${e.image}: ${e.state}${e.why ? ` (${e.why})` : ''}`);
-      }
-    },
-  });
+    logger,
+  };
+  // Instant snapshots are flattened through the disks' cluster (they read the disks). An image store in
+  // another cluster holds incremental snapshots made from earlier images there: its own user flattens those.
+  const flatteners = [new Flattener({ source: cfg.source, ...common })];
+  if (target.confPath !== cfg.source.confPath) flatteners.push(new Flattener({ source: target, ...common }));
   try {
     if (inv.status) {
-      const status = await f.status();
+      const all = await Promise.all(flatteners.map((f) => f.status()));
+      const status = { images: all.flatMap((x) => x.images), mgrError: all.find((x) => x.mgrError)?.mgrError ?? null };
       const human = [
         `${status.images.length} queued flatten(s)${status.mgrError ? ` (ceph-mgr's queue: ${status.mgrError})` : ''}`,
         ...status.images.map((i) => `  ${i.image} ${i.by === 'mgr' ? `ceph-mgr task ${i.taskId ?? '?'}` : 'flattener'}: ${i.state} — ${i.detail}`),
@@ -272,11 +277,19 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
     }
     if (!inv.once) {
       out.info(`flattener: watching pool ${target.pool}; SIGINT or SIGTERM stops it`);
-      await f.run({ signal: stop.signal });
+      await Promise.all(flatteners.map((f) => f.run({ signal: stop.signal })));
       out.result({ stopped: true }, 'flattener stopped');
       return;
     }
-    const report = await f.runOnce({ signal: stop.signal });
+    const reports = [];
+    for (const f of flatteners) reports.push(await f.runOnce({ signal: stop.signal }));
+    // An image named on the command line is in one of the clusters: the other one skips it as not queued.
+    const flattenedAll = new Set(reports.flatMap((r) => r.flattened));
+    const report = {
+      flattened: [...flattenedAll],
+      skipped: reports.flatMap((r) => r.skipped).filter((x) => !flattenedAll.has(x.image)),
+      failed: reports.flatMap((r) => r.failed),
+    };
     out.endProgress();
     if (report.failed.length > 0) {
       throw new SnapstoreError('FLATTEN_FAILED', `flattening failed for ${report.failed.map((x) => `${x.image} (${x.error})`).join('; ')}`, {
@@ -291,7 +304,7 @@ async function flattener(inv: Invocation, out: Output, signal: AbortSignal): Pro
   } finally {
     process.off('SIGTERM', onStop);
     signal.removeEventListener('abort', onStop);
-    await f.close();
+    await Promise.all(flatteners.map((f) => f.close()));
   }
 }
 

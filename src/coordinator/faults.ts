@@ -39,7 +39,8 @@ export const COPY_STEPS = [
 
 /**
  * The copy path with incremental snapshots on (paths/incremental.ts): `pairing` checks the common point,
- * then either `derive` + `copy-changes` + `finish` (made from the previous image) or `copy` + `record-base`
+ * then either `derive` + `copy-changes` + `finish` (made from the previous image; + `queue-flatten` for a
+ * background flatten) or `copy` + `record-base`
  * (a full copy); `pair` records the new common point, and `prune` (after registering) removes old ones.
  */
 export const INCREMENTAL_STEPS = [
@@ -50,6 +51,7 @@ export const INCREMENTAL_STEPS = [
   'derive',
   'copy-changes',
   'finish',
+  'queue-flatten',
   'copy',
   'record-base',
   'pair',

@@ -55,7 +55,7 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
   if (raw) throw new BadSourceError(`${a.canonical}: ${raw.message}`, { source: a.canonical });
 
   const attempt: Attempt = {
-    ...chooseMethod(a, mode, flatten.mode),
+    ...chooseMethod(a, mode, flatten.mode, opts.incremental === true),
     sink: svc.glance && svc.learned.glanceRefusesLocations ? 'glance' : 'store',
     imageId: opts.imageId ?? randomUUID(),
   };
@@ -69,7 +69,8 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
       fallbackReason: [attempt.fallbackReason, fullReason].filter((t) => t).join('; ') || null,
       incremental: made ?? null,
       seconds: (performance.now() - started) / 1000,
-      ...(attempt.method === 'direct' ? flattenState(flatten.mode, queued, partial.result.chain) : { flatten: 'done' as const }),
+      // The copy path leaves a flatten only for an incremental snapshot made from the previous image.
+      ...(attempt.method === 'direct' ? flattenState(flatten.mode, queued, partial.result.chain) : queued ? flattenState('background', queued, undefined) : { flatten: 'done' as const }),
     };
     svc.emit({ type: 'result', runId: partial.runId, result });
     return result;
@@ -113,7 +114,7 @@ function validateOptions(opts: SnapshotOptions): { mode: Mode; flatten: FlattenC
   return { mode, flatten: { mode: flatten, limits } };
 }
 
-function chooseMethod(a: Assessment, mode: Mode, flatten: FlattenMode): Pick<Attempt, 'method' | 'fallbackReason'> {
+function chooseMethod(a: Assessment, mode: Mode, flatten: FlattenMode, incremental: boolean): Pick<Attempt, 'method' | 'fallbackReason'> {
   let choice: Pick<Attempt, 'method' | 'fallbackReason'>;
   if (mode === 'copy') {
     choice = { method: 'copy', fallbackReason: null };
@@ -125,7 +126,9 @@ function chooseMethod(a: Assessment, mode: Mode, flatten: FlattenMode): Pick<Att
     choice = { method: 'copy', fallbackReason: blockersText(a.plan) };
   }
   if (flatten === 'never') linkedPossible(a, choice.method);
-  if (flatten === 'background' && (choice.method !== 'direct' || !a.plan.instant.possible)) {
+  // An incremental copy made from the previous image can leave its flatten to the background as well.
+  const laterCopy = choice.method === 'copy' && incremental && a.disk && a.src.snap === null;
+  if (flatten === 'background' && !laterCopy && (choice.method !== 'direct' || !a.plan.instant.possible)) {
     throw new ModeNotPossibleError(`an instant snapshot (flatten: background) of ${a.canonical} is not possible: ${a.plan.instant.reason}`, {
       source: a.canonical,
       ...(a.plan.instant.fix ? { fix: a.plan.instant.fix } : {}),
@@ -189,7 +192,7 @@ async function runAttempt(
       method === 'direct'
         ? await direct(ctx, await directAssessment(store, a), flatten)
         : inc && a.disk
-          ? await incremental(ctx, a, inc, opts.keepCommonPoints ?? 1)
+          ? await incremental(ctx, a, inc, opts.keepCommonPoints ?? 1, flatten.mode === 'background')
           : await copy(ctx, a, sink);
     await r.finish();
     return { result, runId };

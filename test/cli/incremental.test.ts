@@ -73,4 +73,52 @@ describe('snapstore --incremental', () => {
       await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
     }
   });
+
+  it('--flatten background across clusters: usable at once, Glance refuses to delete the first image until `flattener --once` flattens the second', async () => {
+    const [a, b] = [env.clusters.a, env.clusters.b];
+    // The disks in cluster b, the image store (Glance's) in cluster a.
+    const nova = join(dir, 'nova-b.conf');
+    writeFileSync(nova, `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${b.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
+    const cfg = ['--config', nova, '--config', env.glance.conf];
+    const name = uniqueName('cli-inc-bg');
+    const source = `rbd://${b.fsid}/vms/${name}`;
+    await rbd(b, ['create', `vms/${name}`, '--size', '32M'], 'nova');
+    const io = await (await adminOf(b)).openIoctx('vms');
+    const disk = await io.openImage(name);
+    try {
+      await disk.write(0, Buffer.alloc(8 * MiB, 0x01));
+      await disk.flush();
+      const run = async (args: string[]) => {
+        const r = await snapstore(args);
+        expect(r.stderr).toBe('');
+        expect(r.code).toBe(0);
+        return JSON.parse(r.stdout) as unknown;
+      };
+      const snapshot = ['snapshot', source, '--incremental', '--flatten', 'background', ...cfg, '--json'];
+      const first = (await run(snapshot)) as SnapshotResult;
+      expect(first).toMatchObject({ method: 'copy', incremental: null, flatten: 'done' });
+      await disk.write(4 * MiB, Buffer.alloc(MiB, 0x02));
+      await disk.flush();
+      const second = (await run(snapshot)) as SnapshotResult;
+      expect(second).toMatchObject({ incremental: { from: first.imageId, bytesSent: MiB }, flatten: 'pending', glance: { status: 'active' } });
+      const want = await exportMd5(b, `vms/${name}`);
+      expect(await exportMd5(a, `images/${second.imageId}@snap`)).toBe(want);
+
+      // glance_store cannot unprotect the first image's snap while the second reads through it: 409, nothing removed.
+      const refused = await fetch(`${env.glance.url}/v2/images/${first.imageId}`, { method: 'DELETE' });
+      expect(refused.status).toBe(409);
+      expect(await exportMd5(a, `images/${first.imageId}@snap`)).not.toBe(want);
+
+      const flattened = (await run(['flattener', '--once', ...cfg, '--json'])) as { flattened: string[] };
+      expect(flattened.flattened).toEqual([second.imageId]);
+      await deleteGlanceImage(env.glance.url, first.imageId);
+      expect(await exportMd5(a, `images/${second.imageId}@snap`)).toBe(want);
+      await deleteGlanceImage(env.glance.url, second.imageId);
+    } finally {
+      await disk.close();
+      await io.close();
+      await rbd(b, ['snap', 'purge', '--no-progress', `vms/${name}`], 'nova');
+      await rbd(b, ['rm', '--no-progress', `vms/${name}`], 'nova');
+    }
+  });
 });

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CoordinatorEvent, SnapshotCoordinator, SnapshotResult } from '../../src/coordinator/index.js';
 import { INCREMENTAL_STEPS, withFaults, type StepName } from '../../src/coordinator/faults.js';
 import { RbdStore } from '../../src/drivers/rbd/index.js';
+import { Flattener } from '../../src/coordinator/flattener.js';
 import { compileCoordinator } from '../support/compile-coordinator.js';
 import { leftoversOf, type Expected, type Snapshot } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
@@ -125,6 +126,60 @@ describe.each([
     expect(removal.removedCommonPoints).toHaveLength(1);
     expect(await snaps(src(), `vms/${disk}`)).toEqual([]);
   });
+  it('with flatten: background the new image is usable at once; its base refuses deletion until a flattener has flattened it', async () => {
+    const disk = uniqueName('inc-bg');
+    const source = await makeDisk(src(), disk, 32, 8);
+    await onDisk(src(), disk, (image) => image.write(16 * MiB, Buffer.alloc(4 * MiB, 0x01)));
+    const c = incCoordinator(src(), dst());
+    // The first is a full copy: nothing to flatten, whatever was asked.
+    const first = await c.snapshot(source, { incremental: true, flatten: 'background' });
+    expect(first).toMatchObject({ method: 'copy', incremental: null, flatten: 'done' });
+    await onDisk(src(), disk, async (image) => {
+      await image.write(16 * MiB + 4096, Buffer.alloc(MiB, 0x3c));
+      await image.discard(0, 4 * MiB);
+    });
+    const md5 = await exportMd5(src(), `vms/${disk}`);
+    const before = await leftovers.snapshot();
+    const events: CoordinatorEvent[] = [];
+    const second = await incCoordinator(src(), dst(), events).snapshot(source, { incremental: true, flatten: 'background' });
+    expect(second.incremental?.from).toBe(first.imageId);
+    // No mgr in this bed: the request stays for snapstore's flattener, and the result says why.
+    expect(second).toMatchObject({ flatten: 'pending', flattenerReason: expect.any(String) });
+    expect(events).toContainEqual(expect.objectContaining({ type: 'flatten-queued', imageId: second.imageId, via: 'flattener' }));
+    expect(events.filter((e) => e.type === 'step' && e.state === 'done').map((e) => e.type === 'step' && e.step)).toContain('queue-flatten');
+    const info = await imageInfo(dst(), `images/${second.imageId}`);
+    expect(info.parent).toMatchObject({ pool: 'images', image: first.imageId, snapshot: 'snap' });
+    expect(info.features).toEqual(expect.arrayContaining(['layering', 'deep-flatten']));
+    expect(info.features).not.toContain('exclusive-lock');
+    expect(await exportMd5(dst(), `images/${second.imageId}@snap`)).toBe(md5);
+    await leftovers.expectUnchanged(before, [
+      ...leaves(second, dst(), src(), disk, before).map((e) => ('rbd' in e && e.rbd.image === second.imageId ? { ...e, meta: ['snapstore.base', 'snapstore.flatten'] } : e)),
+    ]);
+
+    const store = await RbdStore.connect({ confPath: dst().conf, user: 'glance', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 });
+    try {
+      // While the new image reads through the first one's snap, the first cannot go (Glance's delete: 409).
+      await expect(store.delete(first.location)).rejects.toMatchObject({ code: 'IN_USE' });
+      expect(await exportMd5(dst(), `images/${first.imageId}@snap`)).not.toBe(md5);
+      const f = new Flattener({ source: rbdTarget(dst(), 'glance'), target: { pool: 'images' }, images: [second.imageId] });
+      try {
+        expect(await f.runOnce()).toEqual({ flattened: [second.imageId], skipped: [], failed: [] });
+      } finally {
+        await f.close();
+      }
+      expect((await imageInfo(dst(), `images/${second.imageId}`)).parent).toBeUndefined();
+      await store.delete(first.location);
+      expect(await exportMd5(dst(), `images/${second.imageId}@snap`)).toBe(md5);
+      // Flattened, it is a base like any other.
+      const third = await c.snapshot(source, { incremental: true, flatten: 'background' });
+      expect(third.incremental).toEqual({ from: second.imageId, bytesSent: 0 });
+      await store.delete(third.location);
+      await store.delete(second.location);
+    } finally {
+      await store.close();
+    }
+    await c.prepareSourceRemoval(source);
+  });
 });
 
 describe('broken pairings give a full copy with the reason', () => {
@@ -188,7 +243,12 @@ async function removeImageSnap(cluster: ClusterInfo, disk: string, snap: string)
 }
 
 describe('a failure at any step of the incremental path leaves nothing, and the pairing holds', () => {
-  it.each(INCREMENTAL_STEPS.filter((s) => !['glance-create', 'glance-add-location', 'unrecord', 'prune', 'copy'].includes(s)))('at %s', async (step) => {
+  // Background: the steps from the one that leaves the image unflattened on, with its flatten queued.
+  const cases = [
+    ...INCREMENTAL_STEPS.filter((s) => !['glance-create', 'glance-add-location', 'unrecord', 'prune', 'copy', 'queue-flatten'].includes(s)).map((step) => ({ step, flatten: 'sync' as const })),
+    ...(['finish', 'queue-flatten', 'pair', 'unmark-target'] as const).map((step) => ({ step, flatten: 'background' as const })),
+  ];
+  it.each(cases)('at $step (flatten: $flatten)', async ({ step, flatten }) => {
     const disk = uniqueName('inc-fault');
     const source = await makeDisk(env.clusters.a, disk, 32, 8);
     await onDisk(env.clusters.a, disk, (image) => image.write(0, Buffer.alloc(4 * MiB, 0x01)));
@@ -200,7 +260,7 @@ describe('a failure at any step of the incremental path leaves nothing, and the 
     const c = incCoordinator(env.clusters.a, env.clusters.b, events, (s, when) => {
       if (armed && s === step && when === 'before') throw Object.assign(new Error(`injected EIO at ${step}`), { code: 'RBD_ERROR', errno: 5 });
     });
-    await expect(c.snapshot(source, { incremental: true })).rejects.toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step }) });
+    await expect(c.snapshot(source, { incremental: true, flatten })).rejects.toMatchObject({ code: 'SNAPSHOT_FAILED', context: expect.objectContaining({ step }) });
     await leftovers.expectUnchanged(before);
     armed = false;
     const next = await c.snapshot(source, { incremental: true, mode: 'copy' });

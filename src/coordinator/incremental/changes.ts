@@ -33,8 +33,12 @@ interface Job {
   data: boolean;
 }
 
-/** The extents as jobs of at most `pieceBytes` (cut at its multiples, so a read stays in one object). */
-function* jobs(extents: readonly Extent[], pieceBytes: number): Generator<Job> {
+/**
+ * The extents as jobs: a whole object of the target in one job (librbd writes a full object of a clone
+ * without copying the parent's object up first: the parent's data is not read, nothing of it is written),
+ * anything less in pieces of at most `pieceBytes` (cut at its multiples, so a read stays in one object).
+ */
+function* jobs(extents: readonly Extent[], pieceBytes: number, objectBytes: number): Generator<Job> {
   for (const e of extents) {
     // A zeroed range is one call whatever its length: librbd splits it by object itself.
     if (!e.exists) {
@@ -42,7 +46,8 @@ function* jobs(extents: readonly Extent[], pieceBytes: number): Generator<Job> {
       continue;
     }
     for (let pos = e.offset, end = e.offset + e.length; pos < end; ) {
-      const length = Math.min(pieceBytes - (pos % pieceBytes), end - pos);
+      const whole = pos % objectBytes === 0 && end - pos >= objectBytes;
+      const length = whole ? objectBytes : Math.min(pieceBytes - (pos % pieceBytes), end - pos);
       yield { offset: pos, length, data: true };
       pos += length;
     }
@@ -51,6 +56,8 @@ function* jobs(extents: readonly Extent[], pieceBytes: number): Generator<Job> {
 
 export interface ApplyOptions {
   plan: ReadPlan;
+  /** The target image's object size. */
+  objectBytes: number;
   /** Called after each job with the bytes done of the total; false stops the copy (it then throws `stop()`). */
   progress: (done: number, total: number) => boolean;
   stop: () => unknown;
@@ -58,11 +65,12 @@ export interface ApplyOptions {
 
 /**
  * Applies `extents` (changes read from `reader`) to `target`, `plan.parallel` jobs at a time; every job
- * writes its own range, so their order does not matter. Waits for every job started before it returns or throws.
+ * writes its own range, so their order does not matter. Waits for every job started before it returns or
+ * throws. At most `plan.parallel` jobs are in flight, each at most one object: memory is bounded by that.
  */
 export async function applyChanges(reader: Image, target: Image, extents: readonly Extent[], opts: ApplyOptions): Promise<ChangeSummary> {
   const total = extents.reduce((n, e) => n + e.length, 0);
-  const queue = jobs(extents, opts.plan.pieceBytes);
+  const queue = jobs(extents, opts.plan.pieceBytes, opts.objectBytes);
   let done = 0;
   let failed: { err: unknown } | null = null;
   const worker = async () => {

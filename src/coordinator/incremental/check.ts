@@ -24,7 +24,8 @@ export async function incrementalCheck(store: Store, a: Assessment): Promise<Inc
       if (!verdict.ok) return no(`a full copy: ${verdict.reason}`);
       const { bytesSent } = summarize(await changedExtents(disk, verdict.pairing.snap));
       const from = verdict.pairing.imageId;
-      return { possible: true, from, bytesExpected: bytesSent, reason: `${prefix}made from ${from}, sending what changed since ${verdict.pairing.snap}` };
+      const later = `with --flatten background it is usable before its flatten, and ${from} cannot be deleted (Glance answers 409) until that ends`;
+      return { possible: true, from, bytesExpected: bytesSent, reason: `${prefix}made from ${from}, sending what changed since ${verdict.pairing.snap}; ${later}` };
     } finally {
       await disk.close().catch(() => {});
     }

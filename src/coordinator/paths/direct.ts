@@ -6,12 +6,12 @@
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { DirectAssessment, FlattenChoice, PathResult, RunContext } from '../context.js';
 import { queueFlattenRequest } from '../flatten-queue.js';
-import { FLATTEN_KEY, INSTANT_CLONE_FEATURES, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
+import { INSTANT_CLONE_FEATURES, type FlattenRequest } from '../instant.js';
 import { chainOf } from '../linked.js';
-import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 import { RUN_KEY_PREFIX, encodeMark, lockCookie, pendingMarker } from '../names.js';
 import { isExists, removeImageFully, whileBusy } from '../rbd-util.js';
 import { StallWatch, stallBoundMs } from '../stall.js';
+import { queueFlatten } from './background.js';
 import { createGlanceImage, registerLocation } from './glance.js';
 import { dropSourceSnapshot, recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
 
@@ -49,31 +49,9 @@ export async function direct(ctx: RunContext, a: DirectAssessment, flatten: Flat
   await ctx.r.step('unmark-clone', () => a.clones.clearPending(clone.image));
   await unrecordRun(ctx, s);
   // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
-  const queued = request ? await queueFlatten(ctx, a, clone.image, request) : undefined;
-  return { imageId, location, sizeBytes, glance, checksums: null, ...(queued ? { queued } : {}), ...(chain ? { chain } : {}) };
-}
-
-/**
- * Hands the flatten to ceph-mgr's task queue as the store's user (mgr-flatten.ts) and records the task id
- * in the queue entry; when the mgr refuses or is silent the entry stays as it is, for snapstore's flattener.
- */
-async function queueFlatten(ctx: RunContext, a: DirectAssessment, clone: Image, request: FlattenRequest): Promise<PathResult['queued']> {
-  const { r, imageId, svc } = ctx;
-  const session = await svc.storeUserSession().catch(() => null);
   const osdCaps = `profile rbd pool=${a.where.pool}, profile rbd-read-only pool=${a.src.pool}`;
-  const outcome: MgrQueueOutcome = session
-    ? await queueMgrFlatten(session, a.where.pool, imageId, osdCaps)
-    : { via: 'flattener', code: 'NO_STORE_USER', reason: "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with: snapstore's flattener must flatten it" };
-  if (outcome.via === 'flattener') {
-    const { via, code, reason, fix } = outcome;
-    svc.emit({ type: 'flatten-queued', runId: r.runId, imageId, via, code, reason, ...(fix ? { fix } : {}) });
-    return { via, reason };
-  }
-  const recorded: FlattenRequest = { ...request, mgrTask: { id: outcome.taskId, queuedAt: new Date().toISOString() } };
-  // Without the id the flatten still happens (the mgr has it); the flattener then finds the task by image.
-  await clone.metadataSet(FLATTEN_KEY, encodeFlattenRequest(recorded)).catch(() => {});
-  svc.emit({ type: 'flatten-queued', runId: r.runId, imageId, via: 'mgr', taskId: outcome.taskId });
-  return { via: 'mgr', taskId: outcome.taskId };
+  const queued = request ? await queueFlatten(ctx, clone.image, request, a.where.pool, osdCaps) : undefined;
+  return { imageId, location, sizeBytes, glance, checksums: null, ...(queued ? { queued } : {}), ...(chain ? { chain } : {}) };
 }
 
 /** Clones the source snapshot into the target pool and marks the clone pending, through one open handle. */

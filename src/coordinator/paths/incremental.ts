@@ -1,7 +1,8 @@
 // The copy path with incremental snapshots on (SnapshotOptions.incremental). The disk's own snapshot is
 // taken as the next common point (`snapstore-cp-<runId>`). When the disk's pairing with this store holds
 // (incremental/pairing.ts), the new image is made from the previous one inside the target (the store's
-// IncrementalTarget: a clone of its `snap`, flattened before it is finished) and only what changed between
+// IncrementalTarget: a clone of its `snap`, flattened before it is finished or, with `flatten: 'background'`,
+// queued for a background flatten like an instant snapshot: see background.ts) and only what changed between
 // the two snapshots is read and written; otherwise it is a full copy (copy.ts's copy step). Either way the
 // image records the snapshot it holds, the disk records the pairing, and once the image is registered the
 // disk keeps only the newest common points for this store.
@@ -16,6 +17,9 @@ import { encodeBaseRecord, pairKey, pruneCommonPoints, verifyPairing, type Pairi
 import { commonPointName, encodeMark, pendingMarker } from '../names.js';
 import { ignoreNotFound } from '../rbd-util.js';
 import type { SnapshotOptions } from '../types.js';
+import { INSTANT_CLONE_FEATURES, type FlattenRequest } from '../instant.js';
+import { dequeueFlatten, queueFlattenRequest } from '../flatten-queue.js';
+import { queueFlatten } from './background.js';
 import { copyData, register } from './copy.js';
 import { createGlanceImage } from './glance.js';
 import { recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
@@ -33,9 +37,15 @@ interface Made {
   sizeBytes: number;
   checksums: PathResult['checksums'];
   changes: (ChangeSummary & { from: string }) | null;
+  /** Background: the new image, still open, and its queued flatten request (to hand to ceph-mgr once registered). */
+  later?: { image: Image; request: FlattenRequest };
 }
 
-export async function incremental(ctx: RunContext, a: RbdAssessment, inc: IncrementalTarget, keep: number): Promise<PathResult> {
+/**
+ * `later`: a new image made from the previous one is left unflattened, queued for a background flatten (a
+ * full copy is complete anyway).
+ */
+export async function incremental(ctx: RunContext, a: RbdAssessment, inc: IncrementalTarget, keep: number, later = false): Promise<PathResult> {
   const { r, imageId, store } = ctx;
   const identity = await inc.identity();
   const s = await recordRun(ctx, a, 'copy', await targetText(store, imageId, 'store'), commonPointName(r.runId));
@@ -47,7 +57,9 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
 
   const marker = encodeMark(pendingMarker(r.runId, 'copy', a.canonical, s.snapName));
   const record = encodeBaseRecord(a.canonical, s.snapName, snapId);
-  const made = verdict?.ok ? await fromPrevious(ctx, a, s, inc, verdict.pairing, { marker, record }) : await fullCopy(ctx, a, s, inc, { marker, record });
+  const made = verdict?.ok
+    ? await fromPrevious(ctx, a, s, inc, verdict.pairing, { marker, record }, later ? identity : null)
+    : await fullCopy(ctx, a, s, inc, { marker, record });
   const pairing: Pairing = { v: 1, snap: s.snapName, snapId, target: identity, imageId, at: new Date().toISOString() };
   await pair(ctx, s, pairing);
   const { glance, location } = await register(ctx, a, 'store', { location: made.location, sizeBytes: made.sizeBytes, checksums: made.checksums }, marker);
@@ -57,8 +69,11 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
   s.snapUndo?.release();
   await unrecordRun(ctx, s);
   await prune(ctx, s, identity, keep);
+  // The snapshot is complete here: queueing its flatten with the mgr only chooses who flattens (as direct.ts).
+  const queued = made.later ? await queueFlatten(ctx, made.later.image, made.later.request, poolOf(identity), `profile rbd pool=${poolOf(identity)}`) : undefined;
   return {
     imageId: glance?.id ?? imageId,
+    ...(queued ? { queued } : {}),
     location,
     sizeBytes: made.sizeBytes,
     glance,
@@ -69,14 +84,30 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
   };
 }
 
+/** The pool of an identity `rbd://fsid/pool`. */
+function poolOf(identity: string): string {
+  return identity.split('/').pop() ?? '';
+}
+
 async function snapIdOf(disk: Image, snap: string): Promise<string> {
   const found = (await disk.snapList()).find((x) => x.namespace === 'user' && x.name === snap);
   if (!found) throw new InternalError(`snapshot ${snap} is not listed right after it was taken`);
   return String(found.id);
 }
 
-/** The new image made from the previous one, and what changed since its snapshot written into it. */
-async function fromPrevious(ctx: RunContext, a: RbdAssessment, s: SourceRun, inc: IncrementalTarget, prev: Pairing, texts: { marker: string; record: string }): Promise<Made> {
+/**
+ * The new image made from the previous one, and what changed since its snapshot written into it; flattened,
+ * or (`laterIn`: the store's identity) queued for a background flatten with a request naming the previous image.
+ */
+async function fromPrevious(
+  ctx: RunContext,
+  a: RbdAssessment,
+  s: SourceRun,
+  inc: IncrementalTarget,
+  prev: Pairing,
+  texts: { marker: string; record: string },
+  laterIn: string | null,
+): Promise<Made> {
   const { r, imageId, store, opts } = ctx;
   let reader: Image | null = null;
   r.always('close snapshot reader', async () => {
@@ -89,24 +120,37 @@ async function fromPrevious(ctx: RunContext, a: RbdAssessment, s: SourceRun, inc
     const opened = await s.io.openImage(a.src.image, { readOnly: true, snapshot: s.snapName });
     reader = opened;
     const sizeBytes = await opened.size();
-    return { opened, sizeBytes, image: await inc.derive(prev.imageId, imageId, sizeBytes, texts.marker) };
+    const features = laterIn ? { features: INSTANT_CLONE_FEATURES } : {};
+    return { opened, sizeBytes, image: await inc.derive(prev.imageId, imageId, sizeBytes, texts.marker, features) };
   });
   r.always('close the new image', () => image.close());
   const plan = readPlan((await opened.stat()).objectSize, Number(a.session.confGet('rbd_concurrent_management_ops')));
   const changes = await r.step('copy-changes', async () => {
     const extents = await changedExtents(opened, prev.snap);
     const progress = (done: number, total: number) => r.progress('copy-changes', 'copy', done, total);
-    return applyChanges(opened, image, extents, { plan, progress, stop: () => r.stopReason() });
+    const objectBytes = (await image.stat()).objectSize;
+    return applyChanges(opened, image, extents, { plan, objectBytes, progress, stop: () => r.stopReason() });
   });
   await r.step('record-base', () => inc.setRecord(imageId, texts.record, image));
   const location = await r.step('finish', () =>
     inc.finish(imageId, image, {
+      flatten: laterIn === null,
       ...(opts.signal ? { signal: opts.signal } : {}),
       onProgress: (done, total) => void r.progress('finish', 'flatten', done, total),
     }),
   );
-  await image.close();
-  return { location, sizeBytes, checksums: null, changes: { ...changes, from: prev.imageId } };
+  const made = { location, sizeBytes, checksums: null, changes: { ...changes, from: prev.imageId } };
+  if (laterIn === null) {
+    await image.close();
+    return made;
+  }
+  // Queued now, so that a kill from here on leaves a marked image gc removes; whoever flattens it first
+  // does what would happen anyway. The image stays open (closed when the run ends) for the mgr's task id.
+  const request: FlattenRequest = { v: 1, requestedAt: new Date().toISOString(), runId: r.runId, source: `${laterIn}/${prev.imageId}`, sourceSnap: null };
+  // Undone before the image is discarded, so that not even the queue's index entry outlives a failed run.
+  r.undo(`dequeue the flatten of ${imageId}`, () => dequeueFlatten(image));
+  await r.step('queue-flatten', () => queueFlattenRequest(image, request));
+  return { ...made, later: { image, request } };
 }
 
 /** A full copy (copy.ts's copy step), then the record of the snapshot it holds. */

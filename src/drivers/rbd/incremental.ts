@@ -1,5 +1,7 @@
 // RbdStore's IncrementalTarget: a new image made from an earlier one inside the cluster (a clone of its
-// `snap`, flattened before it is finished, so the two never depend on each other), and the record an
+// `snap`, flattened before it is finished, or later in the background: until then the earlier image's
+// protected `snap` has a child, and deleting it is refused, by this store and by glance_store alike, so the
+// two never break each other), and the record an
 // incremental snapshot keeps on each image (metadata BASE_KEY) naming the source snapshot it holds.
 import type { Image, Ioctx } from '../../ceph/index.js';
 import type { CloneTarget, IncrementalTarget } from '../../store.js';
@@ -41,11 +43,11 @@ export class RbdIncrementalTarget implements IncrementalTarget {
     }
   }
 
-  async derive(baseId: string, imageId: string, sizeBytes: number, marker: string): Promise<Image> {
+  async derive(baseId: string, imageId: string, sizeBytes: number, marker: string, opts: { features?: string[] } = {}): Promise<Image> {
     const io = await this.io();
     const what = `making ${io.pool}/${imageId} from ${io.pool}/${baseId}@${RBD_SNAPSHOT}`;
     const context = { pool: io.pool, image: imageId };
-    await ceph(what, context, () => io.clone(baseId, RBD_SNAPSHOT, io, imageId));
+    await ceph(what, context, () => io.clone(baseId, RBD_SNAPSHOT, io, imageId, opts.features ? { features: opts.features } : {}));
     let image: Image | null = null;
     try {
       const opened = await ceph(what, context, () => io.openImage(imageId));
@@ -77,9 +79,14 @@ export class RbdIncrementalTarget implements IncrementalTarget {
     }
   }
 
-  async finish(imageId: string, image: Image, opts: { signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {}): Promise<string> {
+  async finish(
+    imageId: string,
+    image: Image,
+    opts: { flatten?: boolean; signal?: AbortSignal; onProgress?: (done: number, total: number) => void } = {},
+  ): Promise<string> {
     const context = { pool: image.ioctx.pool, image: imageId };
-    await ceph(`flattening ${image.ioctx.pool}/${imageId}`, context, () => image.flatten(opts));
+    const { flatten = true, ...progress } = opts;
+    if (flatten) await ceph(`flattening ${image.ioctx.pool}/${imageId}`, context, () => image.flatten(progress));
     return this.clones.finalize(imageId, image);
   }
 }
