@@ -31,7 +31,7 @@ export function readPlan(objectSize: number, concurrentOps: number): ReadPlan {
 }
 
 /** RBD_FLAG_FAST_DIFF_INVALID (librbd.h): the object map cannot answer a diff. */
-const FAST_DIFF_INVALID = 2n;
+export const FAST_DIFF_INVALID = 2n;
 /**
  * Listing the data pool is cheaper than librbd's object-by-object walk while the pool holds at most this
  * many objects per object of the image: a listing op returns ~1000 names, while diff_iterate keeps
@@ -52,13 +52,18 @@ const LIST_MIN_IMAGE_OBJECTS = 4096;
  */
 export async function allocatedExtents(image: Pick<Image, 'stat' | 'flags' | 'diffIterate' | 'dataObjects'>): Promise<Extent[]> {
   const st = await image.stat();
-  const fastDiff = (st.features & FEATURES['fast-diff']) !== 0n && ((await image.flags()) & FAST_DIFF_INVALID) === 0n;
+  const fastDiff = await fastDiffValid(image, st);
   // A clone's data is partly its parent's, which the listing does not see.
   if (!fastDiff && st.parent === null && st.numObjects >= LIST_MIN_IMAGE_OBJECTS) {
     const objects = await image.dataObjects({ maxPoolObjects: st.numObjects * LIST_PER_IMAGE_OBJECT });
     if (objects !== null) return objectExtents(objects, st.size, st.objectSize);
   }
   return image.diffIterate({ wholeObject: true });
+}
+
+/** Whether the image (open at a snapshot, or its head) has an object map that can answer a diff. */
+export async function fastDiffValid(image: Pick<Image, 'flags'>, st: { features: bigint }): Promise<boolean> {
+  return (st.features & FEATURES['fast-diff']) !== 0n && ((await image.flags()) & FAST_DIFF_INVALID) === 0n;
 }
 
 /** Extents of the objects numbered `objects` (ascending) of an image of `size`, adjacent ones merged. */

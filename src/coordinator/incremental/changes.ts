@@ -2,7 +2,7 @@
 // diff (rbd_diff_iterate2 from the common point, exact extents) names what was written (read from the
 // source, written to the target) and what was discarded or zeroed (zeroed on the target, no data sent).
 import type { Extent, Image } from 'ceph-rbd-napi';
-import type { ReadPlan } from '../extents.js';
+import { fastDiffValid, type ReadPlan } from '../extents.js';
 
 export interface ChangeSummary {
   /** Bytes read from the source and written to the target. */
@@ -11,10 +11,46 @@ export interface ChangeSummary {
   bytesZeroed: number;
 }
 
-/** What changed in `reader`'s snapshot since `fromSnap`, as librbd reports it (written and discarded extents). */
+/**
+ * What changed in `reader`'s snapshot since `fromSnap`, as librbd reports it (written and discarded
+ * extents, exact). Where the object map can answer (fast-diff valid), it names the changed objects first
+ * (whole-object mode, no op per object of the disk), and only those are asked for their exact extents: the
+ * cost follows the changes, not the disk's size (librbd's exact walk sends one op per object: ~100 ms for
+ * 4 GiB, seconds for a TiB).
+ */
 export async function changedExtents(reader: Image, fromSnap: string): Promise<Extent[]> {
-  const extents = await reader.diffIterate({ fromSnapshot: fromSnap });
+  let extents: Extent[];
+  if (await fastDiffValid(reader, await reader.stat())) {
+    const objects = mergeAdjacent(await reader.diffIterate({ fromSnapshot: fromSnap, wholeObject: true }));
+    const parts: Extent[][] = [];
+    let next = 0;
+    const worker = async () => {
+      while (next < objects.length) {
+        const i = next++;
+        const { offset, length } = objects[i] as Extent;
+        parts[i] = await reader.diffIterate({ fromSnapshot: fromSnap, offset, length });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(EXACT_IN_FLIGHT, objects.length) }, worker));
+    extents = parts.flat();
+  } else {
+    extents = await reader.diffIterate({ fromSnapshot: fromSnap });
+  }
   return extents.filter((e) => e.length > 0).sort((x, y) => x.offset - y.offset);
+}
+
+/** Exact diffs of changed runs of objects asked at a time. */
+const EXACT_IN_FLIGHT = 4;
+
+/** Adjacent extents as one range each (whether data or discarded: the exact diff tells them apart). */
+function mergeAdjacent(extents: readonly Extent[]): Extent[] {
+  const out: Extent[] = [];
+  for (const e of [...extents].sort((x, y) => x.offset - y.offset)) {
+    const last = out[out.length - 1];
+    if (last && last.offset + last.length === e.offset) last.length += e.length;
+    else out.push({ offset: e.offset, length: e.length, exists: true });
+  }
+  return out;
 }
 
 export function summarize(extents: readonly Extent[]): ChangeSummary {
