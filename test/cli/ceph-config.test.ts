@@ -34,8 +34,8 @@ beforeEach(async () => {
   before = await pools.leftovers.snapshot();
   // The source disk alone, no snapshot, nothing in the trash: what every case must leave.
   expect(before.listing.rbd[a.fsid]).toEqual({
-    [pools.images]: { images: {}, trash: [] },
-    [pools.vms]: { images: { [disk]: { snapshots: [], meta: [] } }, trash: [] },
+    [pools.images]: { images: {}, trash: [], index: [] },
+    [pools.vms]: { images: { [disk]: { snapshots: [], meta: [] } }, trash: [], index: [] },
   });
 });
 

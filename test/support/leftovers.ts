@@ -1,6 +1,7 @@
 // The one leftovers probe every test leans on: a full listing of everything a run could leave behind —
 // every image of every pool of every cluster in scope with its snapshots (trash namespace included) and
-// its `snapstore.*` metadata keys, every pool's RBD trash, every entry of the file stores' directories,
+// its `snapstore.*` metadata keys, every pool's RBD trash, every key of snapstore's own omap objects in it
+// (the run journal, the RBD store's pending index), every entry of the file stores' directories,
 // every image Glance lists — taken before and after, compared exactly. No name patterns, no age
 // exemptions: a test that uses it lists only what is its own — clusters and a Glance of its own
 // (test/support/own-bed.ts), or pools of its own on the shared test bed's clusters (own-pools.ts), a
@@ -8,7 +9,9 @@
 // run's own events (`producedBy`), never from the test's guesses.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Cluster } from 'ceph-rbd-napi';
+import { Cluster, omapListAll, type Ioctx } from 'ceph-rbd-napi';
+import { JOURNAL_OBJECT, QUEUED_ENTRY_PREFIX } from '../../src/coordinator/journal/journal.js';
+import { PENDING_INDEX_OBJECT } from '../../src/drivers/rbd/layout.js';
 import { afterAll, expect } from 'vitest';
 import type { CoordinatorEvent, SnapshotResult } from '../../src/coordinator/index.js';
 import type { ClusterInfo, TestbedEnv } from './testbed.js';
@@ -18,6 +21,13 @@ export interface PoolListing {
   images: Record<string, { snapshots: string[]; meta: string[] }>;
   /** `name (source)` of every trash entry. */
   trash: string[];
+  /**
+   * `object: key` of every key of snapstore's omap objects in the pool (run journal, pending index) but the
+   * flatten queue's index entries (`queued.<image>`): by design (coordinator/flatten-queue.ts) those only
+   * say where to look — the request on the image is the truth, and an entry whose image is gone (deleted
+   * through Glance, which cannot know the journal) or holds no request is dropped by the next listing.
+   */
+  index: string[];
 }
 
 export interface Listing {
@@ -88,9 +98,26 @@ async function listPool(admin: Cluster, pool: string): Promise<PoolListing> {
       }
     }
     const trash = (await io.trashList()).map((t) => `${t.name} (${t.source})`).sort();
-    return { images, trash };
+    const index: string[] = [];
+    for (const object of [JOURNAL_OBJECT, PENDING_INDEX_OBJECT]) {
+      for (const key of await omapKeys(io, object)) {
+        if (object === JOURNAL_OBJECT && key.startsWith(QUEUED_ENTRY_PREFIX)) continue;
+        index.push(`${object}: ${key}`);
+      }
+    }
+    return { images, trash, index: index.sort() };
   } finally {
     await io.close();
+  }
+}
+
+/** The omap keys of `object` (none when it does not exist). */
+async function omapKeys(io: Ioctx, object: string): Promise<string[]> {
+  try {
+    return [...(await omapListAll(io, object)).keys()];
+  } catch (err) {
+    if ((err as { code?: string }).code === 'NOT_FOUND') return [];
+    throw err;
   }
 }
 

@@ -80,6 +80,8 @@ async function makeClone(ctx: RunContext, a: DirectAssessment, s: SourceRun, dst
     opened = image;
     const advisoryLock = !(await image.stat()).featureNames.includes('exclusive-lock');
     if (advisoryLock) await image.lockAcquireExclusive(lockCookie(r.runId));
+    // Undone before the clone is removed: the store's pending index must not name a clone that is gone.
+    r.undo(`clear the mark of ${a.where.pool}/${imageId}`, () => a.clones.clearPending(image));
     await a.clones.markPending(image, marker);
     // librbd copies the disk's image metadata into a clone: the disk's run records (this run's and those of
     // runs going on beside it) are not records of this image, and must not outlive the run on it.

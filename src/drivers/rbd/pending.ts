@@ -75,7 +75,7 @@ export async function clearMark(io: Ioctx, name: string): Promise<void> {
 }
 
 /** Drops `name`'s index entry, whatever it says (its image is gone). */
-async function dropEntry(io: Ioctx, name: string): Promise<void> {
+export async function dropEntry(io: Ioctx, name: string): Promise<void> {
   const entry = await indexGet(io, name);
   if (entry !== null) await indexDrop(io, name, entry);
 }

@@ -36,7 +36,7 @@ import { RbdCloneTarget } from './clones.js';
 import { RbdIncrementalTarget } from './incremental.js';
 import { ceph, mapRbdError, unlessMissing } from './errors.js';
 import { RBD_SNAPSHOT } from './layout.js';
-import { clearMark, discardImage, listMarks, markImage, readMark } from './pending.js';
+import { clearMark, discardImage, dropEntry, listMarks, markImage, readMark } from './pending.js';
 import { RbdReadStream } from './read-stream.js';
 import { writeImage, writesInFlightFor } from './write.js';
 
@@ -278,6 +278,9 @@ export class RbdStore implements Store {
       }
       throw err;
     });
+    // A marked image deleted (gc's way, or an operator's) leaves no entry in the pending index; one left by a
+    // failure here only costs the next listing a check, so it does not fail the delete.
+    await dropEntry(ioctx, loc.image).catch(() => {});
   }
 
   /** Removes the location's snapshot, refusing (changing nothing) when it has clones or others exist. */
