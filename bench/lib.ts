@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { lagMonitor, type LagReport } from '../scripts/lag-monitor.mjs';
+import { lagMonitor, startStallRecorder, type LagReport } from '../scripts/lag-monitor.mjs';
 import type { ClusterInfo } from '../scripts/testbed.mjs';
 
 const run = promisify(execFile);
@@ -67,9 +67,28 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+let stallLog: string | undefined;
+
+/**
+ * Starts this process's stall recorder (scripts/lag-monitor.mjs), whose log withLag reads to tell stops of
+ * the whole machine (its host throttling the VM) from this process's own lag. A process of its own, so its
+ * memory is not in this one's peak RSS; started ahead of the measured runs, so its start is not in them.
+ */
+export function recordStalls(dir: string): { stop: () => void } {
+  const file = join(dir, `stalls-${process.pid}.log`);
+  const recorder = startStallRecorder(file);
+  stallLog = file;
+  return {
+    stop() {
+      recorder.stop();
+      stallLog = undefined;
+    },
+  };
+}
+
 /** Event-loop lag (scripts/lag-monitor.mjs, shared with the native tests) while `fn` runs. */
 export async function withLag<T>(fn: () => Promise<T>): Promise<[LagReport, T]> {
-  const monitor = lagMonitor();
+  const monitor = lagMonitor(stallLog ? { stalls: stallLog } : {});
   try {
     const value = await fn();
     return [monitor.stop(), value];

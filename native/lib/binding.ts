@@ -9,9 +9,13 @@ import type { ChildInfo, Extent, ImageStat, LockerInfo, ParentInfo } from './typ
 /** librbd's progress, forwarded to the JS thread. */
 export type ProgressListener = (done: number, total: number) => void;
 
-/** Makes the progress callback of the operation it was passed to return -ECANCELED. */
+/**
+ * Makes the progress callback of the operation it was passed to return -ECANCELED; `progress` is that
+ * callback's latest sample ([0, 0] before the first), stored without waking the JS thread.
+ */
 export interface CancelToken {
   cancel(): void;
+  readonly progress: [done: number, total: number];
 }
 
 /** What NativeImage.stat / NativeIoctx.statImage resolve with: the public ImageStat less the feature names. */

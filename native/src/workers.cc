@@ -63,18 +63,28 @@ void TaskWorker::OnOK() {
 Napi::Function CancelToken::Define(Napi::Env env) {
   return DefineClass(env, "CancelToken",
                      {InstanceMethod<&CancelToken::Cancel>("cancel"),
-                      InstanceAccessor<&CancelToken::Canceled>("canceled")});
+                      InstanceAccessor<&CancelToken::Canceled>("canceled"),
+                      InstanceAccessor<&CancelToken::Progress>("progress")});
 }
 
 CancelToken::CancelToken(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CancelToken>(info) {}
 
 Napi::Value CancelToken::Cancel(const Napi::CallbackInfo& info) {
-  flag_->store(true);
+  state_->canceled.store(true);
   return info.Env().Undefined();
 }
 
 Napi::Value CancelToken::Canceled(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), flag_->load());
+  return Napi::Boolean::New(info.Env(), state_->canceled.load());
+}
+
+// progress -> [done, total]: librbd's latest sample ([0, 0] before the first).
+Napi::Value CancelToken::Progress(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array a = Napi::Array::New(env, 2);
+  a.Set(uint32_t{0}, Napi::Number::New(env, static_cast<double>(state_->done.load())));
+  a.Set(uint32_t{1}, Napi::Number::New(env, static_cast<double>(state_->total.load())));
+  return a;
 }
 
 // ---- progress ----
@@ -82,7 +92,14 @@ Napi::Value CancelToken::Canceled(const Napi::CallbackInfo& info) {
 int ProgressSink::Callback(uint64_t offset, uint64_t total, void* arg) {
   auto* sink = static_cast<ProgressSink*>(arg);
   ProgressCallWorker* w = sink->worker_;
-  if (w->cancel_ && w->cancel_->load()) return -ECANCELED;
+  if (w->cancel_) {
+    if (w->cancel_->canceled.load()) return -ECANCELED;
+    // Atomics only: JS reads these on its own timer. Handing each sample to the JS thread instead
+    // (the thread-safe function below) wakes it while holding the queue's mutex, and a librbd thread
+    // preempted right there kept the JS thread waiting on that mutex for 15-20 ms on a busy machine.
+    w->cancel_->done.store(offset);
+    w->cancel_->total.store(total);
+  }
   w->lastTotal_.store(total);
   auto now = std::chrono::steady_clock::now();
   if (!w->onProgress_.IsEmpty() && now - sink->lastSent_ >= std::chrono::milliseconds(50)) {
@@ -105,7 +122,7 @@ ProgressCallWorker::ProgressCallWorker(Napi::Env env, std::string object,
   if (cancel.IsObject()) {
     Napi::Object obj = cancel.As<Napi::Object>();
     if (obj.InstanceOf(Data(env)->cancelTokenCtor.Value()))
-      cancel_ = CancelToken::Unwrap(obj)->flag();
+      cancel_ = CancelToken::Unwrap(obj)->state();
   }
 }
 
@@ -123,7 +140,7 @@ void ProgressCallWorker::Execute(const ExecutionProgress& progress) {
   ProgressSink sink(this, &progress);
   exec_(outcome_, sink);
   // librbd may report the abort as its own error (e.g. -ERESTART); the cause is the cancel.
-  if (outcome_.Failed() && cancel_ && cancel_->load()) outcome_.err = ECANCELED;
+  if (outcome_.Failed() && cancel_ && cancel_->canceled.load()) outcome_.err = ECANCELED;
 }
 
 void ProgressCallWorker::Report(uint64_t done, uint64_t total) {

@@ -55,17 +55,28 @@ class TaskWorker : public Napi::AsyncWorker {
   int ret_ = 0;
 };
 
-// Set from JS (AbortSignal -> CancelToken.cancel()), read by librbd's progress callback thread.
+// What a progress call and JS share through its CancelToken: the cancel flag, and librbd's latest
+// progress, stored by librbd's callback thread and read by JS on its own timer (see CancelToken.progress).
+struct TokenState {
+  std::atomic<bool> canceled{false};
+  std::atomic<uint64_t> done{0};
+  std::atomic<uint64_t> total{0};
+};
+
+// Set from JS (AbortSignal -> CancelToken.cancel()), read by librbd's progress callback thread; the
+// callback also leaves its latest sample here (`progress`), for JS to read without the callback ever
+// waking the JS thread.
 class CancelToken : public Napi::ObjectWrap<CancelToken> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit CancelToken(const Napi::CallbackInfo& info);
-  std::shared_ptr<std::atomic<bool>> flag() const { return flag_; }
+  std::shared_ptr<TokenState> state() const { return state_; }
 
  private:
   Napi::Value Cancel(const Napi::CallbackInfo& info);
   Napi::Value Canceled(const Napi::CallbackInfo& info);
-  std::shared_ptr<std::atomic<bool>> flag_ = std::make_shared<std::atomic<bool>>(false);
+  Napi::Value Progress(const Napi::CallbackInfo& info);
+  std::shared_ptr<TokenState> state_ = std::make_shared<TokenState>();
 };
 
 struct ProgressSample {
@@ -95,8 +106,9 @@ class ProgressSink {
 using ProgressExecFn = std::function<void(Outcome&, ProgressSink&)>;  // pool thread
 
 // A long admin call with librbd progress (flatten, remove, resize, snap remove, trash remove).
-// Progress reaches JS throttled (the worker keeps only the latest sample, sent at most every
-// 50 ms); a canceled token makes the progress callback return -ECANCELED.
+// A CancelToken receives every sample (JS polls CancelToken.progress: what native/lib does); an
+// onProgress function gets them through a thread-safe function, throttled (the latest sample, at
+// most every 50 ms). A canceled token makes the progress callback return -ECANCELED.
 class ProgressCallWorker : public Napi::AsyncProgressWorker<ProgressSample> {
  public:
   // onProgress: a function or undefined; cancel: a CancelToken or undefined.
@@ -116,7 +128,7 @@ class ProgressCallWorker : public Napi::AsyncProgressWorker<ProgressSample> {
   std::string object_;
   Holds holds_;
   Napi::FunctionReference onProgress_;
-  std::shared_ptr<std::atomic<bool>> cancel_;
+  std::shared_ptr<TokenState> cancel_;
   ProgressExecFn exec_;
   Outcome outcome_;
   std::atomic<uint64_t> lastTotal_{0};
