@@ -68,6 +68,7 @@ describe('lag monitor with a stall recorder', () => {
     // Stopped, the thread was not waiting on the run queue: the correction for that leaves the stop in.
     expect(lag.worstOwnMs).toBeGreaterThan(120);
     expect(lag.worstStallMs).toBeGreaterThan(120);
-    expect(lag.worstUnsharedMs).toBeLessThan(40);
+    // Well below the 150 ms stop, with room for a loaded CI machine.
+    expect(lag.worstUnsharedMs).toBeLessThan(80);
   });
 });
