@@ -47,7 +47,9 @@ function runChild(block: boolean, onReady: (pid: number, recorder: number) => vo
   });
 }
 
-describe('lag monitor with a stall recorder', () => {
+// Two processes' timers compared under whatever else the machine runs: on a loaded CI machine one run in
+// a few misses the recorder's view of the stop (seen once: worstStallMs 1.8 ms), so each case gets retries.
+describe('lag monitor with a stall recorder', { retry: 2 }, () => {
   it('keeps a JS thread blocked by its own code in every figure', async () => {
     const lag = await runChild(true, () => {});
     expect(lag.worstOwnMs).toBeGreaterThan(60);
