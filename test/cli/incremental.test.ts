@@ -11,7 +11,8 @@ import type { IncrementalCheck, SnapshotResult } from '../../src/coordinator/ind
 import { deleteGlanceImage, exportMd5 } from '../coordinator/helpers.js';
 import { adminOf } from '../support/leftovers.js';
 import { ownTestbed } from '../support/own-bed.js';
-import { rbd, uniqueName } from '../support/testbed.js';
+import { type ClusterInfo, rbd, uniqueName } from '../support/testbed.js';
+import type { Image } from 'ceph-rbd-napi';
 
 const env = ownTestbed({ glance: true });
 const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
@@ -27,26 +28,41 @@ function snapstore(args: string[]): Promise<{ code: number; stdout: string; stde
   });
 }
 
+/** `snapstore ARGS` that must succeed quietly; its --json output. */
+async function run(args: string[]): Promise<unknown> {
+  const r = await snapstore(args);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as unknown;
+}
+
+/**
+ * A 32 MiB disk of nova's in `disks` with 8 MiB written, a nova.conf naming that cluster, and Glance's
+ * config; `body` gets the CLI's --config arguments, the disk's source URL and an open handle; the disk goes after.
+ */
+async function withCliDisk(disks: ClusterInfo, prefix: string, body: (cfg: string[], source: string, disk: Image) => Promise<void>): Promise<void> {
+  const nova = join(dir, `nova-${prefix}.conf`);
+  writeFileSync(nova, `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${disks.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
+  const name = uniqueName(prefix);
+  await rbd(disks, ['create', `vms/${name}`, '--size', '32M'], 'nova');
+  const io = await (await adminOf(disks)).openIoctx('vms');
+  const disk = await io.openImage(name);
+  try {
+    await disk.write(0, Buffer.alloc(8 * MiB, 0x01));
+    await disk.flush();
+    await body(['--config', nova, '--config', env.glance.conf], `rbd://${disks.fsid}/vms/${name}`, disk);
+  } finally {
+    await disk.close();
+    await io.close();
+    await rbd(disks, ['snap', 'purge', '--no-progress', `vms/${name}`], 'nova');
+    await rbd(disks, ['rm', '--no-progress', `vms/${name}`], 'nova');
+  }
+}
+
 describe('snapstore --incremental', () => {
   it('check says what the next snapshot sends; the second snapshot sends only that and outlives the first', async () => {
     const a = env.clusters.a;
-    const nova = join(dir, 'nova.conf');
-    writeFileSync(nova, `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${a.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
-    const cfg = ['--config', nova, '--config', env.glance.conf];
-    const name = uniqueName('cli-inc');
-    const source = `rbd://${a.fsid}/vms/${name}`;
-    await rbd(a, ['create', `vms/${name}`, '--size', '32M'], 'nova');
-    const io = await (await adminOf(a)).openIoctx('vms');
-    const disk = await io.openImage(name);
-    try {
-      await disk.write(0, Buffer.alloc(8 * MiB, 0x01));
-      await disk.flush();
-      const run = async (args: string[]) => {
-        const r = await snapstore(args);
-        expect(r.stderr).toBe('');
-        expect(r.code).toBe(0);
-        return JSON.parse(r.stdout) as unknown;
-      };
+    await withCliDisk(a, 'cli-inc', async (cfg, source, disk) => {
       const none = (await run(['check', source, ...cfg, '--json'])) as { incremental: IncrementalCheck };
       expect(none.incremental).toMatchObject({ possible: false, from: null });
       const first = (await run(['snapshot', source, '--mode', 'copy', '--incremental', ...cfg, '--json'])) as SnapshotResult;
@@ -62,38 +78,17 @@ describe('snapstore --incremental', () => {
       const second = (await run(['snapshot', source, '--mode', 'copy', '--incremental', ...cfg, '--json'])) as SnapshotResult;
       expect(second.incremental).toEqual({ from: first.imageId, bytesSent: MiB });
       expect(second.glance?.status).toBe('active');
-      const want = await exportMd5(a, `vms/${name}`);
+      const want = await exportMd5(a, source.slice(source.indexOf('/vms/') + 1));
       await deleteGlanceImage(env.glance.url, first.imageId);
       expect(await exportMd5(a, `images/${second.imageId}@snap`)).toBe(want);
       await deleteGlanceImage(env.glance.url, second.imageId);
-    } finally {
-      await disk.close();
-      await io.close();
-      await rbd(a, ['snap', 'purge', '--no-progress', `vms/${name}`], 'nova');
-      await rbd(a, ['rm', '--no-progress', `vms/${name}`], 'nova');
-    }
+    });
   });
 
   it('--flatten background across clusters: usable at once, Glance refuses to delete the first image until `flattener --once` flattens the second', async () => {
     const [a, b] = [env.clusters.a, env.clusters.b];
     // The disks in cluster b, the image store (Glance's) in cluster a.
-    const nova = join(dir, 'nova-b.conf');
-    writeFileSync(nova, `[libvirt]\nimages_type = rbd\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = ${b.conf}\nrbd_user = nova\n[glance]\napi_servers = ${env.glance.url}\n`);
-    const cfg = ['--config', nova, '--config', env.glance.conf];
-    const name = uniqueName('cli-inc-bg');
-    const source = `rbd://${b.fsid}/vms/${name}`;
-    await rbd(b, ['create', `vms/${name}`, '--size', '32M'], 'nova');
-    const io = await (await adminOf(b)).openIoctx('vms');
-    const disk = await io.openImage(name);
-    try {
-      await disk.write(0, Buffer.alloc(8 * MiB, 0x01));
-      await disk.flush();
-      const run = async (args: string[]) => {
-        const r = await snapstore(args);
-        expect(r.stderr).toBe('');
-        expect(r.code).toBe(0);
-        return JSON.parse(r.stdout) as unknown;
-      };
+    await withCliDisk(b, 'cli-inc-bg', async (cfg, source, disk) => {
       const snapshot = ['snapshot', source, '--incremental', '--flatten', 'background', ...cfg, '--json'];
       const first = (await run(snapshot)) as SnapshotResult;
       expect(first).toMatchObject({ method: 'copy', incremental: null, flatten: 'done' });
@@ -101,7 +96,7 @@ describe('snapstore --incremental', () => {
       await disk.flush();
       const second = (await run(snapshot)) as SnapshotResult;
       expect(second).toMatchObject({ incremental: { from: first.imageId, bytesSent: MiB }, flatten: 'pending', glance: { status: 'active' } });
-      const want = await exportMd5(b, `vms/${name}`);
+      const want = await exportMd5(b, source.slice(source.indexOf('/vms/') + 1));
       expect(await exportMd5(a, `images/${second.imageId}@snap`)).toBe(want);
 
       // glance_store cannot unprotect the first image's snap while the second reads through it: 409, nothing removed.
@@ -114,11 +109,6 @@ describe('snapstore --incremental', () => {
       await deleteGlanceImage(env.glance.url, first.imageId);
       expect(await exportMd5(a, `images/${second.imageId}@snap`)).toBe(want);
       await deleteGlanceImage(env.glance.url, second.imageId);
-    } finally {
-      await disk.close();
-      await io.close();
-      await rbd(b, ['snap', 'purge', '--no-progress', `vms/${name}`], 'nova');
-      await rbd(b, ['rm', '--no-progress', `vms/${name}`], 'nova');
-    }
+    });
   });
 });
