@@ -49,7 +49,8 @@ function progressArgs(opts: ProgressOptions | undefined, call: string, object: s
 }
 
 /**
- * Starts a call that takes a cancel token, and gives the listener the token's progress every PROGRESS_MS
+ * Starts a call that takes a cancel token (the addon's own progress-function argument stays unused: see
+ * the top of this file), and gives the listener the token's progress every PROGRESS_MS
  * while it runs (a new sample only), and (total, total) once it succeeded. An already aborted signal throws
  * CanceledError before anything reaches C.
  */
@@ -57,7 +58,7 @@ export async function withProgress<T>(
   opts: ProgressOptions | undefined,
   call: string,
   object: string,
-  start: (listener: ProgressListener | undefined, token: CancelToken | undefined) => Promise<T>,
+  start: (token: CancelToken | undefined) => Promise<T>,
 ): Promise<T> {
   const { listener, token, detach } = progressArgs(opts, call, object);
   let timer: NodeJS.Timeout | undefined;
@@ -75,7 +76,7 @@ export async function withProgress<T>(
     timer.unref();
   }
   try {
-    const value = await start(undefined, token);
+    const value = await start(token);
     const total = token?.progress[1] ?? 0;
     if (listener && total > 0) listener(total, total);
     return value;
