@@ -34,6 +34,7 @@ import { startCluster, stopCluster, type ClusterInfo } from '../scripts/testbed.
 import { CephCluster } from '../src/ceph/index.js';
 import { type CoordinatorEvent, Flattener, SnapshotCoordinator, type SnapshotResult } from '../src/coordinator/index.js';
 import { pairKey } from '../src/coordinator/incremental/pairing.js';
+import { limitLink, type Link } from './link.js';
 import { median, osdReadBytes, osdWrittenBytes, printTable, rbd, saveJson, shell, shellQuote as q, timed, writtenBytes } from './lib.js';
 
 const MiB = 2 ** 20;
@@ -44,6 +45,19 @@ const DISK_GIB = Number(process.env.BENCH_DISK_GIB ?? 4);
 const WRITTEN_MIB = Number(process.env.BENCH_WRITTEN_MIB ?? 1024);
 const CHANGED_MIB = Number(process.env.BENCH_CHANGED_MIB ?? 64);
 const VERIFY = process.env.BENCH_VERIFY !== '0';
+/** The store's chunk size (rbd_store_chunk_size: its images' object size), 8 MiB as Glance's default. */
+const CHUNK_MIB = Number(process.env.BENCH_CHUNK_MIB ?? 8);
+/** `store:N` or `disks:N`: that side's cluster behind a link of N MiB/s (bench/link.ts; root); unset: one host, no limit. */
+const LINK = parseLink(process.env.BENCH_LINK);
+/** 1: the store's cluster runs a ceph-mgr (rbd_support), which then flattens: before the changes go in (flattened before returning), or in the background. */
+const MGR = process.env.BENCH_MGR === '1';
+
+function parseLink(v: string | undefined): { side: 'store' | 'disks'; mibPerSecond: number } | null {
+  if (!v) return null;
+  const m = /^(store|disks):(\d+(?:\.\d+)?)$/.exec(v);
+  if (!m) throw new Error(`BENCH_LINK=${v}: expected store:MiB/s or disks:MiB/s`);
+  return { side: m[1] as 'store' | 'disks', mibPerSecond: Number(m[2]) };
+}
 const FEATURE_SETS = {
   defaults: { label: "Ceph's default features (object-map, fast-diff)", stockFeatures: true },
   layering: { label: 'layering + deep-flatten (no object map)', stockFeatures: false },
@@ -59,6 +73,8 @@ interface Measure {
   /** Client bytes a's OSD read out / b's OSD took in during the path. */
   readA: number;
   writtenB: number;
+  /** Bytes through the limited link (BENCH_LINK), both directions. */
+  linkBytes?: number;
   /** (b) only: the part of `seconds` spent in the export-diff | import-diff pipe. */
   pipeSeconds?: number;
   /** snapstore's paths: its steps' seconds; the incremental path also what snapstore says it read from the source. */
@@ -75,15 +91,18 @@ interface Bed {
   copier: SnapshotCoordinator;
   /** The coordinator's step events (`ms` of each step done), emptied before each run. */
   steps: CoordinatorEvent[];
+  link: Link | null;
 }
 
 /** Runs `path` once, measured; returns what it made (as an `rbd export` spec) and how to undo it. */
 async function once(bed: Bed, path: PathName, tag: string): Promise<Measure & { image: string; undo: () => Promise<void> }> {
   const { a, b } = bed;
-  const [readBefore, writtenBefore] = await Promise.all([osdReadBytes(a), osdWrittenBytes(b)]);
+  const linkBytes = async () => (bed.link ? bed.link.bytes() : 0);
+  const [readBefore, writtenBefore, linkBefore] = await Promise.all([osdReadBytes(a), osdWrittenBytes(b), linkBytes()]);
   const done = async (m: Omit<Measure, 'readA' | 'writtenB'>, image: string, undo: () => Promise<void>) => {
-    const [readAfter, writtenAfter] = await Promise.all([osdReadBytes(a), osdWrittenBytes(b)]);
-    return { ...m, readA: readAfter - readBefore, writtenB: writtenAfter - writtenBefore, image, undo };
+    const [readAfter, writtenAfter, linkAfter] = await Promise.all([osdReadBytes(a), osdWrittenBytes(b), linkBytes()]);
+    const link = bed.link ? { linkBytes: linkAfter - linkBefore } : {};
+    return { ...m, readA: readAfter - readBefore, writtenB: writtenAfter - writtenBefore, ...link, image, undo };
   };
   if (path === 'cli') {
     const image = `images/cli-${tag}`;
@@ -110,6 +129,11 @@ async function once(bed: Bed, path: PathName, tag: string): Promise<Measure & { 
     if (path !== 'full') await dropCommonPoint(a, result.commonPoint!);
   });
   if (path !== 'background') return made;
+  if (MGR) {
+    // Usable already; the mgr's task flattens it (queued by the snapshot): timed until the image stands alone.
+    const [tFlatten] = await timed(() => flattenedByMgr(b, imageId));
+    return { ...made, flattenSeconds: tFlatten };
+  }
   // Usable already; the flatten that follows (no mgr here: snapstore's flattener, as the store's user).
   const flattener = new Flattener({ source: { confPath: b.conf, user: 'glance', connectTimeoutMs: 10_000 }, target: { pool: 'images' }, images: [imageId] });
   try {
@@ -121,10 +145,20 @@ async function once(bed: Bed, path: PathName, tag: string): Promise<Measure & { 
   }
 }
 
+async function flattenedByMgr(b: ClusterInfo, imageId: string): Promise<void> {
+  for (const deadline = Date.now() + 600_000; Date.now() < deadline; ) {
+    const info = JSON.parse(await rbd(b, ['info', '--format', 'json', `images/${imageId}`])) as { parent?: unknown };
+    if (!info.parent) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the mgr did not flatten images/${imageId} within 10 min`);
+}
+
 function checkResult(path: PathName, result: SnapshotResult, first: string): void {
   if (result.method !== 'copy') throw new Error(`expected the copy path, got ${result.method}`);
   if (path !== 'full' && path !== 'cli' && result.incremental?.from !== first) throw new Error(`expected an incremental snapshot from ${first}: ${result.fallbackReason}`);
-  if (path === 'background' && result.flatten !== 'pending') throw new Error(`expected the flatten left to the flattener, got ${result.flatten}`);
+  const later = MGR ? 'queued' : 'pending';
+  if (path === 'background' && result.flatten !== later) throw new Error(`expected the flatten ${later}, got ${result.flatten}`);
   if (path === 'full' && result.incremental !== null) throw new Error('the full copy was incremental');
 }
 
@@ -211,19 +245,19 @@ async function changeDisk(a: ClusterInfo): Promise<{ changed: number; discarded:
 /** Clusters a and b with the feature set's defaults, the written disk, snapshot 1 and the CLI's matching snapshot. */
 async function setUp(set: FeatureSet, dir: string): Promise<Bed> {
   const stockFeatures = FEATURE_SETS[set].stockFeatures;
-  const [a, b] = await Promise.all([startCluster(join(dir, 'a'), { cloneV2: true, stockFeatures }), startCluster(join(dir, 'b'), { stockFeatures })]);
+  const [a, b] = await Promise.all([startCluster(join(dir, 'a'), { cloneV2: true, stockFeatures }), startCluster(join(dir, 'b'), { stockFeatures, mgr: MGR })]);
   await rbd(a, ['create', DISK, '--size', `${DISK_GIB}G`]);
   await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${WRITTEN_MIB}M`, '--io-pattern', 'rand', DISK]);
   const steps: CoordinatorEvent[] = [];
   const copier = new SnapshotCoordinator({
     logger: (e) => void (e.type === 'step' && steps.push(e)),
     source: { confPath: a.conf, user: 'nova', pool: 'vms', connectTimeoutMs: 10_000 },
-    target: { kind: 'rbd', confPath: b.conf, user: 'glance', pool: 'images', chunkSizeMiB: 8, thinProvisioning: true, connectTimeoutMs: 10_000 },
+    target: { kind: 'rbd', confPath: b.conf, user: 'glance', pool: 'images', chunkSizeMiB: CHUNK_MIB, thinProvisioning: true, connectTimeoutMs: 10_000 },
   });
   const first = await copier.snapshot(`rbd://${a.fsid}/${DISK}`, { imageId: 'first', checksums: 'off', incremental: true, keepCommonPoints: 2 });
   if (!first.commonPoint) throw new Error('snapshot 1 kept no common point');
   await rbd(a, ['snap', 'create', `${DISK}@${CLI_PREV}`]);
-  return { a, b, first: first.imageId, copier, steps };
+  return { a, b, first: first.imageId, copier, steps, link: null };
 }
 
 /** The warm-up round: one run of each path, its result checked against the disk, then undone (each starts from snapshot 1). */
@@ -248,6 +282,7 @@ async function benchSet(set: FeatureSet): Promise<unknown> {
     const allocated = await writtenBytes(bed.a, DISK);
     const change = await changeDisk(bed.a);
     const diff = await diffBytes(bed.a);
+    if (LINK) bed.link = await limitLink(LINK.side === 'store' ? bed.b : bed.a, LINK.mibPerSecond);
     await warmUp(bed);
     const runs: Record<PathName, Measure[]> = { background: [], incremental: [], full: [], cli: [] };
     const orders: PathName[][] = [
@@ -266,7 +301,8 @@ async function benchSet(set: FeatureSet): Promise<unknown> {
     const figures = { allocated, ...change, diff, runs };
     printTable(
       `${FEATURE_SETS[set].label}: the second snapshot across clusters of a ${DISK_GIB} GiB disk with ${mib(allocated).toFixed(0)} MiB allocated, ` +
-        `${mib(change.changed)} MiB changed since the first (${mib(change.discarded)} MiB of it discarded); median of ${RUNS} runs each after an untimed warm-up round; checksums off, no Glance`,
+        `${mib(change.changed)} MiB changed since the first (${mib(change.discarded)} MiB of it discarded); median of ${RUNS} runs each after an untimed warm-up round; checksums off, no Glance; ` +
+        `the store's objects ${CHUNK_MIB} MiB; ${MGR ? "a ceph-mgr in the store's cluster; " : ''}${LINK ? `the ${LINK.side}' cluster behind a ${LINK.mibPerSecond} MiB/s link` : 'both clusters on this host, no link limit'}`,
       tableRows(figures),
     );
     process.stdout.write(
@@ -275,6 +311,7 @@ async function benchSet(set: FeatureSet): Promise<unknown> {
     );
     return figures;
   } finally {
+    await bed?.link?.close();
     await bed?.copier.close();
     await Promise.all([join(dir, 'a'), join(dir, 'b')].map((d) => stopCluster(d).catch(() => {})));
     rmSync(dir, { recursive: true, force: true });
@@ -308,7 +345,7 @@ interface Figures {
 }
 
 function tableRows(f: Figures): Array<Record<string, string | number>> {
-  const m = (path: PathName, key: 'seconds' | 'readA' | 'writtenB') => median(f.runs[path].map((r) => r[key]));
+  const m = (path: PathName, key: 'seconds' | 'readA' | 'writtenB' | 'linkBytes') => median(f.runs[path].map((r) => r[key] ?? 0));
   const pipe = median(f.runs.cli.map((r) => r.pipeSeconds ?? 0));
   const sent = median(f.runs.background.map((r) => r.bytesSent ?? 0));
   const flatten = median(f.runs.background.map((r) => r.flattenSeconds ?? 0));
@@ -321,6 +358,7 @@ function tableRows(f: Figures): Array<Record<string, string | number>> {
     target,
     'MiB read from a (source) OSD': mib(m(path, 'readA')),
     'MiB written to b (target) OSD': mib(m(path, 'writtenB')),
+    ...(LINK ? { [`MiB over the link (${LINK.side} side)`]: mib(m(path, 'linkBytes')) } : {}),
   });
   return [
     row('background', `snapstore incremental, --flatten background: usable (bytesSent ${mib(sent).toFixed(1)} MiB; flattened ${flatten.toFixed(2)} s later)`, '-', '-'),
@@ -334,6 +372,7 @@ function tableRows(f: Figures): Array<Record<string, string | number>> {
       target: 'bytes crossing ≈ changed',
       'MiB read from a (source) OSD': mib(f.changed - f.discarded),
       'MiB written to b (target) OSD': `${mib(f.allocated).toFixed(0)} allocated on the disk at snapshot 1`,
+      ...(LINK ? { [`MiB over the link (${LINK.side} side)`]: '-' } : {}),
     },
   ];
 }
@@ -342,7 +381,7 @@ async function main(): Promise<void> {
   const sets = (process.env.BENCH_SETS ?? 'defaults').split(',').filter((x): x is FeatureSet => x in FEATURE_SETS);
   const all: Record<string, unknown> = {};
   for (const set of sets) all[set] = await benchSet(set);
-  saveJson('incremental', { runs: RUNS, diskGiB: DISK_GIB, writtenMiB: WRITTEN_MIB, changedMiB: CHANGED_MIB, sets: all });
+  saveJson('incremental', { runs: RUNS, diskGiB: DISK_GIB, writtenMiB: WRITTEN_MIB, changedMiB: CHANGED_MIB, chunkMiB: CHUNK_MIB, link: LINK, mgr: MGR, sets: all });
 }
 
 await main();

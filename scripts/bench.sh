@@ -12,7 +12,7 @@ if [[ $# -gt 0 ]]; then
   benches=("$@")
 else
   benches=()
-  for b in build/bench/*.js; do [[ $b == */lib.js ]] || benches+=("$b"); done
+  for b in build/bench/*.js; do [[ $b == */lib.js || $b == */link.js ]] || benches+=("$b"); done
 fi
 for b in "${benches[@]}"; do
   echo "== $(basename "$b" .js)"

@@ -16,6 +16,8 @@ export type CoordinatorEvent =
   | { type: 'glance-outcome'; runId: string; imageId: string; state: 'present' | 'absent' | 'unknown' }
   | { type: 'flatten-queued'; runId: string; imageId: string; via: 'mgr'; taskId: string }
   | { type: 'flatten-queued'; runId: string; imageId: string; via: 'flattener'; code: string; reason: string; fix?: string }
+  /** A new image flattened inside the target before the run went on (incremental, flattened before returning): by ceph-mgr, or by snapstore and why. */
+  | { type: 'flattened'; runId: string; imageId: string; via: 'mgr' | 'snapstore'; why?: string }
   | { type: 'gc'; action: 'found' | 'removed' | 'kept' | 'failed'; leftover: Leftover; why?: string }
   | { type: 'gc-skipped'; location: string; why: string }
   /** Incremental snapshots: an older common point removed from the disk (`snap`), or kept because removing it failed. */

@@ -39,8 +39,9 @@ export const COPY_STEPS = [
 
 /**
  * The copy path with incremental snapshots on (paths/incremental.ts): `pairing` checks the common point,
- * then either `derive` + `copy-changes` + `finish` (made from the previous image; + `queue-flatten` for a
- * background flatten) or `copy` + `record-base`
+ * then either `derive` + `flatten-first` + `copy-changes` + `finish` (made from the previous image and
+ * flattened inside the target before the changes go in) or, for a background flatten, `derive` +
+ * `copy-changes` + `finish` + `queue-flatten`; or `copy` + `record-base`
  * (a full copy); `pair` records the new common point, and `prune` (after registering) removes old ones.
  */
 export const INCREMENTAL_STEPS = [
@@ -49,6 +50,7 @@ export const INCREMENTAL_STEPS = [
   'pairing',
   'snap-create',
   'derive',
+  'flatten-first',
   'copy-changes',
   'finish',
   'queue-flatten',

@@ -19,7 +19,7 @@ import { errorText } from './events.js';
 import { newRunId } from './names.js';
 import { copy } from './paths/copy.js';
 import { direct } from './paths/direct.js';
-import { incremental, incrementalTarget } from './paths/incremental.js';
+import { incremental, incrementalAsked, incrementalTarget } from './paths/incremental.js';
 import { checkTargetFree } from './paths/target.js';
 import { checkChainLimits } from './linked.js';
 import { blockersText, type DetailedPlan } from './plan.js';
@@ -54,9 +54,10 @@ export async function runSnapshot(svc: Services, source: string, opts: SnapshotO
   const raw = a.plan.reasons.find((r) => r.code === 'RAW_FORMAT' && !r.ok);
   if (raw) throw new BadSourceError(`${a.canonical}: ${raw.message}`, { source: a.canonical });
 
+  const sink: Sink = svc.glance && svc.learned.glanceRefusesLocations ? 'glance' : 'store';
   const attempt: Attempt = {
-    ...chooseMethod(a, mode, flatten.mode, opts.incremental === true),
-    sink: svc.glance && svc.learned.glanceRefusesLocations ? 'glance' : 'store',
+    ...chooseMethod(a, mode, flatten.mode, incrementalAsked(a, sink, opts)),
+    sink,
     imageId: opts.imageId ?? randomUUID(),
   };
   for (;;) {
@@ -127,7 +128,7 @@ function chooseMethod(a: Assessment, mode: Mode, flatten: FlattenMode, increment
   }
   if (flatten === 'never') linkedPossible(a, choice.method);
   // An incremental copy made from the previous image can leave its flatten to the background as well.
-  const laterCopy = choice.method === 'copy' && incremental && a.disk && a.src.snap === null;
+  const laterCopy = choice.method === 'copy' && incremental;
   if (flatten === 'background' && !laterCopy && (choice.method !== 'direct' || !a.plan.instant.possible)) {
     throw new ModeNotPossibleError(`an instant snapshot (flatten: background) of ${a.canonical} is not possible: ${a.plan.instant.reason}`, {
       source: a.canonical,

@@ -1,8 +1,8 @@
 // Background flattens through ceph-mgr's rbd_support task queue, on a cluster of its own with a real
 // ceph-mgr: an instant snapshot flattened by the mgr with no snapstore process left, the mgr killed by PID
 // mid-flatten and started again, the fallback to snapstore's flattener for a user without the mgr cap
-// (and `check` saying why), a task that vanished from the queue taken over by the flattener, and 20
-// snapshots queued at once.
+// (and `check` saying why), a task that vanished from the queue taken over by the flattener, 20
+// snapshots queued at once, and an incremental snapshot's image flattened by the mgr before the changes go in.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FLATTEN_KEY, Flattener, type CoordinatorEvent, type FlattenRequest } from '../../src/coordinator/index.js';
 import { startMgrCluster, type MgrCluster } from '../support/mgr-cluster.js';
 import { rbd, uniqueName } from '../support/testbed.js';
-import { coordinator, exportMd5, makeDisk, rbdTarget, removeImage, sourceConfig } from './helpers.js';
+import { coordinator, exportMd5, makeDisk, onDisk, rbdTarget, removeImage, sourceConfig } from './helpers.js';
 
 let c: MgrCluster;
 const root = process.env.SNAPSTORE_TESTBED_ROOT ?? process.env.TMPDIR ?? '/tmp';
@@ -324,4 +324,83 @@ describe('background flattens through ceph-mgr', () => {
     for (const d of disks) expect(await diskSnaps(d)).toEqual([]);
     await Promise.all(ids.map((id) => removeImage(c, `images/${id}`)));
   }, 240_000);
+});
+
+describe('incremental snapshots: the image made from the previous one is flattened inside the cluster first', () => {
+  it('by ceph-mgr, waited for, before the changes go in; without the mgr cap by snapstore, which says why; content exact either way', async () => {
+    const MiB = 2 ** 20;
+    const disk = uniqueName('mgr-inc');
+    const source = await makeDisk(c, disk, 64, 16);
+    const events: CoordinatorEvent[] = [];
+    const nomgrEvents: CoordinatorEvent[] = [];
+    const co = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance') }, events);
+    const nomgr = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance-nomgr') }, nomgrEvents);
+    const ids: string[] = [];
+    try {
+      const first = await co.snapshot(source, { incremental: true, mode: 'copy' });
+      ids.push(first.imageId);
+      await onDisk(c, disk, (image) => image.write(4 * MiB + 4096, Buffer.alloc(MiB, 0xab)));
+      const second = await co.snapshot(source, { incremental: true, mode: 'copy' });
+      ids.push(second.imageId);
+      expect(second).toMatchObject({ method: 'copy', flatten: 'done', incremental: { from: first.imageId } });
+      const flattened = events.filter((e) => e.type === 'flattened');
+      expect(flattened).toEqual([expect.objectContaining({ imageId: second.imageId, via: 'mgr' })]);
+      expect(flattened[0]).not.toHaveProperty('why');
+      expect(await parentOf(second.imageId)).toBeNull();
+      expect(await exportMd5(c, `images/${second.imageId}@snap`)).toBe(await exportMd5(c, `vms/${disk}`));
+      // The mgr's task is done and gone: nothing of it is queued.
+      expect((await mgrTasks()).filter((t) => JSON.stringify(t).includes(second.imageId))).toEqual([]);
+
+      await onDisk(c, disk, (image) => image.write(8 * MiB, Buffer.alloc(2 * MiB, 0xcd)));
+      const third = await nomgr.snapshot(source, { incremental: true, mode: 'copy' });
+      ids.push(third.imageId);
+      expect(third.incremental).toMatchObject({ from: second.imageId });
+      expect(nomgrEvents.filter((e) => e.type === 'flattened')).toEqual([
+        expect.objectContaining({ imageId: third.imageId, via: 'snapstore', why: expect.stringContaining('client.glance-nomgr') }),
+      ]);
+      expect(await parentOf(third.imageId)).toBeNull();
+      expect(await exportMd5(c, `images/${third.imageId}@snap`)).toBe(await exportMd5(c, `vms/${disk}`));
+      await co.prepareSourceRemoval(source);
+    } finally {
+      await Promise.all([co.close(), nomgr.close()]);
+      for (const id of ids.reverse()) await removeImage(c, `images/${id}`);
+    }
+  }, 120_000);
+
+  it('cancelled while the mgr flattens: its task is cancelled, the new image removed, and the pairing still holds', async () => {
+    const MiB = 2 ** 20;
+    const disk = uniqueName('mgr-inc-cancel');
+    const source = await makeDisk(c, disk, 64, 32);
+    const events: CoordinatorEvent[] = [];
+    const abort = new AbortController();
+    const co = coordinator({
+      source: sourceConfig(c),
+      target: rbdTarget(c, 'glance'),
+      logger: (e) => {
+        events.push(e);
+        if (e.type === 'step' && e.step === 'flatten-first' && e.state === 'start') abort.abort(new Error('operator cancelled'));
+      },
+    });
+    const plain = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance') });
+    const ids: string[] = [];
+    try {
+      const first = await plain.snapshot(source, { incremental: true, mode: 'copy' });
+      ids.push(first.imageId);
+      await onDisk(c, disk, (image) => image.write(0, Buffer.alloc(MiB, 0x11)));
+      const imagesBefore = (await rbd(c, ['ls', 'images'])).split('\n').filter(Boolean).sort();
+      await expect(co.snapshot(source, { incremental: true, mode: 'copy', signal: abort.signal })).rejects.toMatchObject({ code: 'CANCELLED' });
+      const run = events.find((e): e is Extract<CoordinatorEvent, { type: 'run' }> => e.type === 'run');
+      expect(events).toContainEqual(expect.objectContaining({ type: 'step', step: 'flatten-first', state: 'failed' }));
+      expect((await rbd(c, ['ls', 'images'])).split('\n').filter(Boolean).sort()).toEqual(imagesBefore);
+      expect((await mgrTasks()).filter((t) => JSON.stringify(t).includes(run?.imageId ?? '?'))).toEqual([]);
+      const next = await plain.snapshot(source, { incremental: true, mode: 'copy' });
+      ids.push(next.imageId);
+      expect(next.incremental).toMatchObject({ from: first.imageId });
+      expect(await exportMd5(c, `images/${next.imageId}@snap`)).toBe(await exportMd5(c, `vms/${disk}`));
+      await plain.prepareSourceRemoval(source);
+    } finally {
+      await Promise.all([co.close(), plain.close()]);
+      for (const id of ids.reverse()) await removeImage(c, `images/${id}`);
+    }
+  }, 120_000);
 });

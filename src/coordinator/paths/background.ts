@@ -7,15 +7,15 @@ import { FLATTEN_KEY, encodeFlattenRequest, type FlattenRequest } from '../insta
 import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 
 /**
- * Hands the flatten of `clone` (image `ctx.imageId` in `pool`) to ceph-mgr's task queue as the store's user
+ * Hands the flatten of `clone` (image `ctx.imageId`, in the pool it was opened in) to ceph-mgr's task queue as the store's user
  * (mgr-flatten.ts) and records the task id in the queue entry; when the mgr refuses or is silent the entry
  * stays as it is, for snapstore's flattener. `osdCaps` is what the store's user needs, for the fix text.
  */
-export async function queueFlatten(ctx: RunContext, clone: Image, request: FlattenRequest, pool: string, osdCaps: string): Promise<PathResult['queued']> {
+export async function queueFlatten(ctx: RunContext, clone: Image, request: FlattenRequest, osdCaps: string): Promise<PathResult['queued']> {
   const { r, imageId, svc } = ctx;
   const session = await svc.storeUserSession().catch(() => null);
   const outcome: MgrQueueOutcome = session
-    ? await queueMgrFlatten(session, pool, imageId, osdCaps)
+    ? await queueMgrFlatten(session, clone.ioctx.pool, imageId, osdCaps)
     : { via: 'flattener', code: 'NO_STORE_USER', reason: "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with: snapstore's flattener must flatten it" };
   if (outcome.via === 'flattener') {
     const { via, code, reason, fix } = outcome;

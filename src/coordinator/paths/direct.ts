@@ -50,7 +50,7 @@ export async function direct(ctx: RunContext, a: DirectAssessment, flatten: Flat
   await unrecordRun(ctx, s);
   // The snapshot is complete here: queueing its flatten can no longer fail it, only choose who flattens.
   const osdCaps = `profile rbd pool=${a.where.pool}, profile rbd-read-only pool=${a.src.pool}`;
-  const queued = request ? await queueFlatten(ctx, clone.image, request, a.where.pool, osdCaps) : undefined;
+  const queued = request ? await queueFlatten(ctx, clone.image, request, osdCaps) : undefined;
   return { imageId, location, sizeBytes, glance, checksums: null, ...(queued ? { queued } : {}), ...(chain ? { chain } : {}) };
 }
 

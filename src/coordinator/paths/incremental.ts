@@ -1,8 +1,9 @@
 // The copy path with incremental snapshots on (SnapshotOptions.incremental). The disk's own snapshot is
 // taken as the next common point (`snapstore-cp-<runId>`). When the disk's pairing with this store holds
 // (incremental/pairing.ts), the new image is made from the previous one inside the target (the store's
-// IncrementalTarget: a clone of its `snap`, flattened before it is finished or, with `flatten: 'background'`,
-// queued for a background flatten like an instant snapshot: see background.ts) and only what changed between
+// IncrementalTarget: a clone of its `snap`, flattened inside the target before the changes go in — by
+// ceph-mgr where it takes the task, see target-flatten.ts — or, with `flatten: 'background'`, left a clone
+// with its flatten queued like an instant snapshot's: see background.ts) and only what changed between
 // the two snapshots is read and written; otherwise it is a full copy (copy.ts's copy step). Either way the
 // image records the snapshot it holds, the disk records the pairing, and once the image is registered the
 // disk keeps only the newest common points for this store.
@@ -20,15 +21,20 @@ import type { SnapshotOptions } from '../types.js';
 import { INSTANT_CLONE_FEATURES, type FlattenRequest } from '../instant.js';
 import { dequeueFlatten, queueFlattenRequest } from '../flatten-queue.js';
 import { queueFlatten } from './background.js';
+import { flattenInTarget } from './target-flatten.js';
 import { copyData, register } from './copy.js';
 import { createGlanceImage } from './glance.js';
 import { recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
 import { targetText } from './target.js';
 
-/** The store's IncrementalTarget when this copy is to be incremental: asked for, of a disk (not an existing snapshot), into the store. */
+/** Whether a copy is to be incremental: asked for, of a disk (not an existing snapshot), into the store. */
+export function incrementalAsked(a: Assessment, sink: Sink, opts: Pick<SnapshotOptions, 'incremental'>): boolean {
+  return opts.incremental === true && sink === 'store' && a.disk && a.src.snap === null;
+}
+
+/** The store's IncrementalTarget when this copy is to be incremental (incrementalAsked, and the store can). */
 export function incrementalTarget(store: Store, a: Assessment, sink: Sink, opts: SnapshotOptions): IncrementalTarget | null {
-  if (!opts.incremental || sink !== 'store' || !a.disk || a.src.snap !== null) return null;
-  return store.incremental ?? null;
+  return incrementalAsked(a, sink, opts) ? (store.incremental ?? null) : null;
 }
 
 /** What the data step made: where, how big, and (incremental) from what. */
@@ -70,7 +76,8 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
   await unrecordRun(ctx, s);
   await prune(ctx, s, identity, keep);
   // The snapshot is complete here: queueing its flatten with the mgr only chooses who flattens (as direct.ts).
-  const queued = made.later ? await queueFlatten(ctx, made.later.image, made.later.request, poolOf(identity), `profile rbd pool=${poolOf(identity)}`) : undefined;
+  const pool = made.later?.image.ioctx.pool;
+  const queued = made.later ? await queueFlatten(ctx, made.later.image, made.later.request, `profile rbd pool=${pool}`) : undefined;
   return {
     imageId: glance?.id ?? imageId,
     ...(queued ? { queued } : {}),
@@ -82,11 +89,6 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
     ...(verdict && !verdict.ok ? { fullReason: `full copy: ${verdict.reason}` } : {}),
     commonPoint: `${a.canonical}/${s.snapName}`,
   };
-}
-
-/** The pool of an identity `rbd://fsid/pool`. */
-function poolOf(identity: string): string {
-  return identity.split('/').pop() ?? '';
 }
 
 async function snapIdOf(disk: Image, snap: string): Promise<string> {
@@ -108,7 +110,7 @@ async function fromPrevious(
   texts: { marker: string; record: string },
   laterIn: string | null,
 ): Promise<Made> {
-  const { r, imageId, store, opts } = ctx;
+  const { r, imageId, store } = ctx;
   let reader: Image | null = null;
   r.always('close snapshot reader', async () => {
     await reader?.close();
@@ -124,6 +126,13 @@ async function fromPrevious(
     return { opened, sizeBytes, image: await inc.derive(prev.imageId, imageId, sizeBytes, texts.marker, features) };
   });
   r.always('close the new image', () => image.close());
+  if (laterIn === null) {
+    const pool = image.ioctx.pool;
+    const flattened = await r.step('flatten-first', () =>
+      flattenInTarget(ctx, image, `profile rbd pool=${pool}`, (done, total) => r.progress('flatten-first', 'flatten', done, total)),
+    );
+    ctx.svc.emit({ type: 'flattened', runId: r.runId, imageId, ...flattened });
+  }
   const plan = readPlan((await opened.stat()).objectSize, Number(a.session.confGet('rbd_concurrent_management_ops')));
   const changes = await r.step('copy-changes', async () => {
     const extents = await changedExtents(opened, prev.snap);
@@ -133,11 +142,7 @@ async function fromPrevious(
   });
   await r.step('record-base', () => inc.setRecord(imageId, texts.record, image));
   const location = await r.step('finish', () =>
-    inc.finish(imageId, image, {
-      flatten: laterIn === null,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-      onProgress: (done, total) => void r.progress('finish', 'flatten', done, total),
-    }),
+    inc.finish(imageId, image, { flatten: false }),
   );
   const made = { location, sizeBytes, checksums: null, changes: { ...changes, from: prev.imageId } };
   if (laterIn === null) {
