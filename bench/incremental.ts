@@ -8,7 +8,9 @@
 //  - snapstore incremental with `flatten: 'background'`: made from snapshot 1's image inside b (a clone of
 //    its `snap`), only the changed extents read from a, usable once they are written; its flatten (no mgr
 //    here: snapstore's flattener, started as soon as the snapshot returns) is timed apart;
-//  - snapstore incremental flattened before it returns (the default, `flatten: 'sync'`);
+//  - snapstore incremental flattened before it returns (the default, `flatten: 'sync'`: the image made from
+//    snapshot 1's is flattened inside b first — by b's ceph-mgr with BENCH_MGR=1, else by snapstore — then
+//    the changes go in);
 //  - (a) snapstore's full copy of the same state (`incremental` off);
 //  - (b) what cinder-backup's Ceph driver does, by the rbd CLI: a source snapshot, a copy of the previous
 //    image inside b (clone of its `snap` + flatten, and the from-snapshot import-diff requires), then
@@ -22,7 +24,11 @@
 // calls for every path and would not change the comparison).
 // BENCH_RUNS (3), BENCH_DISK_GIB (4), BENCH_WRITTEN_MIB (1024), BENCH_CHANGED_MIB (64, a multiple of 32),
 // BENCH_SETS (`defaults`; `layering` for layering + deep-flatten, no object map; both: `defaults,layering`),
-// BENCH_VERIFY (1; 0 skips the md5 check of the warm-up round). Memstore OSDs hold the data in RAM
+// BENCH_VERIFY (1; 0 skips the md5 check of the warm-up round), BENCH_CHUNK_MIB (8: the store's object
+// size, Glance's rbd_store_chunk_size default), BENCH_MGR (1: b runs a ceph-mgr; its rbd_support flattens),
+// BENCH_LINK (`disks:N` or `store:N`: that side's cluster behind a link of N MiB/s, bench/link.ts, root
+// only; `disks` is snapstore beside the image store, `store` is snapstore beside the disks, as nova-compute
+// is; the bytes through the link are printed too). Memstore OSDs hold the data in RAM
 // (SNAPSTORE_MEMSTORE_BYTES, set here to 8 GiB of capacity): at the defaults each cluster holds ~2 GiB at peak.
 //
 //   npm run bench:incremental       (or npm run bench -- build/bench/incremental.js)
@@ -97,6 +103,8 @@ interface Bed {
 /** Runs `path` once, measured; returns what it made (as an `rbd export` spec) and how to undo it. */
 async function once(bed: Bed, path: PathName, tag: string): Promise<Measure & { image: string; undo: () => Promise<void> }> {
   const { a, b } = bed;
+  // The store's mgr may have opened new connections to its OSDs: they stay off the link.
+  await bed.link?.exemptOwnTraffic();
   const linkBytes = async () => (bed.link ? bed.link.bytes() : 0);
   const [readBefore, writtenBefore, linkBefore] = await Promise.all([osdReadBytes(a), osdWrittenBytes(b), linkBytes()]);
   const done = async (m: Omit<Measure, 'readA' | 'writtenB'>, image: string, undo: () => Promise<void>) => {
@@ -123,6 +131,8 @@ async function once(bed: Bed, path: PathName, tag: string): Promise<Measure & { 
   checkResult(path, result, bed.first);
   const steps: Record<string, number> = {};
   for (const e of bed.steps) if (e.type === 'step' && e.state === 'done' && e.ms !== undefined) steps[e.step] = (steps[e.step] ?? 0) + e.ms / 1000;
+  const flattened = bed.steps.find((e) => e.type === 'flattened');
+  if (flattened?.type === 'flattened' && flattened.via === 'snapstore' && MGR) process.stdout.write(`(${path} ${tag}: flattened by snapstore: ${flattened.why})\n`);
   const m = { seconds: t, steps, ...(result.incremental ? { bytesSent: result.incremental.bytesSent } : {}) };
   const made = await done(m, `images/${imageId}@snap`, async () => {
     await dropStoreImage(b, imageId);
@@ -250,7 +260,7 @@ async function setUp(set: FeatureSet, dir: string): Promise<Bed> {
   await rbd(a, ['bench', '--io-type', 'write', '--io-size', '4M', '--io-total', `${WRITTEN_MIB}M`, '--io-pattern', 'rand', DISK]);
   const steps: CoordinatorEvent[] = [];
   const copier = new SnapshotCoordinator({
-    logger: (e) => void (e.type === 'step' && steps.push(e)),
+    logger: (e) => void ((e.type === 'step' || e.type === 'flattened') && steps.push(e)),
     source: { confPath: a.conf, user: 'nova', pool: 'vms', connectTimeoutMs: 10_000 },
     target: { kind: 'rbd', confPath: b.conf, user: 'glance', pool: 'images', chunkSizeMiB: CHUNK_MIB, thinProvisioning: true, connectTimeoutMs: 10_000 },
   });

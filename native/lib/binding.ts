@@ -66,14 +66,14 @@ export interface NativeCloneOptions {
 
 export interface NativeIoctx {
   createImage(name: string, size: UInt, opts: NativeCreateOptions): Promise<void>;
-  removeImage(name: string, listener?: ProgressListener, token?: CancelToken): Promise<void>;
+  removeImage(name: string, token?: CancelToken): Promise<void>;
   renameImage(src: string, dst: string): Promise<void>;
   listImages(): Promise<string[]>;
   statImage(name: string): Promise<NativeStat>;
   clone(parentImage: string, parentSnap: string, dest: NativeIoctx, childName: string, opts: NativeCloneOptions): Promise<void>;
   trashMove(name: string, delaySeconds: UInt): Promise<void>;
   trashList(): Promise<NativeTrashEntry[]>;
-  trashRemove(id: string, force: boolean, listener?: ProgressListener, token?: CancelToken): Promise<void>;
+  trashRemove(id: string, force: boolean, token?: CancelToken): Promise<void>;
   trashRestore(id: string, name: string): Promise<void>;
   openImage(name: string, readOnly: boolean, snapshot?: string, byId?: boolean): Promise<NativeImage>;
   close(): Promise<void>;
@@ -94,10 +94,10 @@ export interface NativeImage {
   discard(offset: UInt, length: UInt): Promise<void>;
   writeZeroes(offset: UInt, length: UInt): Promise<void>;
   flush(): Promise<void>;
-  resize(size: UInt, listener?: ProgressListener, token?: CancelToken): Promise<void>;
-  flatten(listener?: ProgressListener, token?: CancelToken): Promise<void>;
+  resize(size: UInt, token?: CancelToken): Promise<void>;
+  flatten(token?: CancelToken): Promise<void>;
   snapCreate(name: string): Promise<void>;
-  snapRemove(name: string, force: boolean, listener?: ProgressListener, token?: CancelToken): Promise<void>;
+  snapRemove(name: string, force: boolean, token?: CancelToken): Promise<void>;
   snapRemoveById(id: UInt): Promise<void>;
   snapList(): Promise<NativeSnap[]>;
   snapProtect(name: string): Promise<void>;

@@ -210,7 +210,7 @@ export class Image {
     const call = 'rbd_resize_with_progress';
     return this.#run(call, () => {
       checkUint(size, 'size', call, this.#spec());
-      return withProgress(opts, call, this.#spec(), (token) => this.#native.resize(size, undefined, token));
+      return withProgress(opts, call, this.#spec(), (token) => this.#native.resize(size, token));
     });
   }
 
@@ -221,7 +221,7 @@ export class Image {
    */
   flatten(opts?: ProgressOptions): Promise<void> {
     const call = 'rbd_flatten_with_progress';
-    return this.#run(call, () => withProgress(opts, call, this.#spec(), (token) => this.#native.flatten(undefined, token)));
+    return this.#run(call, () => withProgress(opts, call, this.#spec(), (token) => this.#native.flatten(token)));
   }
 
   /** Implements rbd_snap_create. */
@@ -237,7 +237,7 @@ export class Image {
   snapRemove(name: string, opts: ProgressOptions & { force?: boolean | undefined } = {}): Promise<void> {
     const call = 'rbd_snap_remove2';
     return this.#snapCall(call, name, () =>
-      withProgress(opts, call, this.#spec(name), (token) => this.#native.snapRemove(name, Boolean(opts.force), undefined, token)),
+      withProgress(opts, call, this.#spec(name), (token) => this.#native.snapRemove(name, Boolean(opts.force), token)),
     );
   }
 

@@ -90,7 +90,7 @@ export class Ioctx {
     const object = this.#spec(name);
     return this.#life.run(call, object, () => {
       checkName(name, 'name', call, object);
-      return withProgress(opts, call, object, (token) => this.#native.removeImage(name, undefined, token));
+      return withProgress(opts, call, object, (token) => this.#native.removeImage(name, token));
     });
   }
 
@@ -178,7 +178,7 @@ export class Ioctx {
     const object = this.#spec(`trash:${id}`);
     return this.#life.run(call, object, () => {
       checkName(id, 'id', call, object);
-      return withProgress(opts, call, object, (token) => this.#native.trashRemove(id, Boolean(opts.force), undefined, token));
+      return withProgress(opts, call, object, (token) => this.#native.trashRemove(id, Boolean(opts.force), token));
     });
   }
 

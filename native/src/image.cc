@@ -320,13 +320,13 @@ Napi::Value NativeImage::Flush(const Napi::CallbackInfo& info) {
       [](rbd_image_t img, rbd_completion_t c) { return rbd_aio_flush(img, c); }, Napi::Value());
 }
 
-// resize(size, onProgress, cancelToken) — rbd_resize_with_progress
+// resize(size, cancelToken) — rbd_resize_with_progress
 Napi::Value NativeImage::Resize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t size = ToU64(info[0], "size");
   if (!h_) return Rejected(env, EBADF, "rbd_resize_with_progress", spec_);
   ImageHandle* h = h_;
-  return ProgressCallWorker::Start(env, h->Spec(), {h}, info[1], info[2],
+  return ProgressCallWorker::Start(env, h->Spec(), {h}, info[1],
                                    [h, size](Outcome& o, ProgressSink& sink) {
                                      o.Ok(rbd_resize_with_progress(h->image, size,
                                                                    &ProgressSink::Callback, &sink),
@@ -334,12 +334,12 @@ Napi::Value NativeImage::Resize(const Napi::CallbackInfo& info) {
                                    });
 }
 
-// flatten(onProgress, cancelToken) — rbd_flatten_with_progress
+// flatten(cancelToken) — rbd_flatten_with_progress
 Napi::Value NativeImage::Flatten(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!h_) return Rejected(env, EBADF, "rbd_flatten_with_progress", spec_);
   ImageHandle* h = h_;
-  return ProgressCallWorker::Start(env, h->Spec(), {h}, info[0], info[1],
+  return ProgressCallWorker::Start(env, h->Spec(), {h}, info[0],
                                    [h](Outcome& o, ProgressSink& sink) {
                                      o.Ok(rbd_flatten_with_progress(h->image, &ProgressSink::Callback,
                                                                     &sink),
@@ -356,7 +356,7 @@ Napi::Value NativeImage::SnapCreate(const Napi::CallbackInfo& info) {
       nullptr, name);
 }
 
-// snapRemove(name, force, onProgress, cancelToken) — rbd_snap_remove2
+// snapRemove(name, force, cancelToken) — rbd_snap_remove2
 // (force = RBD_SNAP_REMOVE_FORCE: unprotect and flatten children as needed)
 Napi::Value NativeImage::SnapRemove(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -365,7 +365,7 @@ Napi::Value NativeImage::SnapRemove(const Napi::CallbackInfo& info) {
   if (!h_) return Rejected(env, EBADF, "rbd_snap_remove2", spec_);
   ImageHandle* h = h_;
   return ProgressCallWorker::Start(
-      env, ImageSpec(h->ioctx->pool, h->ioctx->ns, h->name, name), {h}, info[2], info[3],
+      env, ImageSpec(h->ioctx->pool, h->ioctx->ns, h->name, name), {h}, info[2],
       [h, name, flags](Outcome& o, ProgressSink& sink) {
         o.Ok(rbd_snap_remove2(h->image, name.c_str(), flags, &ProgressSink::Callback, &sink),
              "rbd_snap_remove2");

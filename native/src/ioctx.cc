@@ -119,13 +119,13 @@ Napi::Value NativeIoctx::CreateImage(const Napi::CallbackInfo& info) {
   });
 }
 
-// removeImage(name, onProgress, cancelToken) — rbd_remove_with_progress
+// removeImage(name, cancelToken) — rbd_remove_with_progress
 Napi::Value NativeIoctx::RemoveImage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string name = info[0].As<Napi::String>().Utf8Value();
   if (!h_) return Rejected(env, EBADF, "rbd_remove_with_progress", Spec(name));
   IoctxHandle* h = h_;
-  return ProgressCallWorker::Start(env, Spec(name), {h}, info[1], info[2],
+  return ProgressCallWorker::Start(env, Spec(name), {h}, info[1],
                                    [h, name](Outcome& o, ProgressSink& sink) {
                                      o.Ok(rbd_remove_with_progress(h->io, name.c_str(),
                                                                    &ProgressSink::Callback, &sink),
@@ -269,7 +269,7 @@ Napi::Value NativeIoctx::TrashList(const Napi::CallbackInfo& info) {
       });
 }
 
-// trashRemove(id, force, onProgress, cancelToken) — rbd_trash_remove_with_progress
+// trashRemove(id, force, cancelToken) — rbd_trash_remove_with_progress
 Napi::Value NativeIoctx::TrashRemove(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string id = info[0].As<Napi::String>().Utf8Value();
@@ -277,7 +277,7 @@ Napi::Value NativeIoctx::TrashRemove(const Napi::CallbackInfo& info) {
   std::string object = Spec("trash:" + id);
   if (!h_) return Rejected(env, EBADF, "rbd_trash_remove_with_progress", object);
   IoctxHandle* h = h_;
-  return ProgressCallWorker::Start(env, object, {h}, info[2], info[3],
+  return ProgressCallWorker::Start(env, object, {h}, info[2],
                                    [h, id, force](Outcome& o, ProgressSink& sink) {
                                      o.Ok(rbd_trash_remove_with_progress(h->io, id.c_str(), force,
                                                                          &ProgressSink::Callback,

@@ -95,30 +95,23 @@ int ProgressSink::Callback(uint64_t offset, uint64_t total, void* arg) {
   if (w->cancel_) {
     if (w->cancel_->canceled.load()) return -ECANCELED;
     // Atomics only: JS reads these on its own timer. Handing each sample to the JS thread instead
-    // (the thread-safe function below) wakes it while holding the queue's mutex, and a librbd thread
-    // preempted right there kept the JS thread waiting on that mutex for 15-20 ms on a busy machine.
+    // (a thread-safe function, as this addon once did) wakes it while holding the queue's mutex, and
+    // a librbd thread preempted right there kept the JS thread waiting on that mutex for 15-20 ms on
+    // a busy machine.
     w->cancel_->done.store(offset);
     w->cancel_->total.store(total);
-  }
-  w->lastTotal_.store(total);
-  auto now = std::chrono::steady_clock::now();
-  if (!w->onProgress_.IsEmpty() && now - sink->lastSent_ >= std::chrono::milliseconds(50)) {
-    sink->lastSent_ = now;
-    ProgressSample sample{offset, total};
-    sink->progress_->Send(&sample, 1);
   }
   return 0;
 }
 
 ProgressCallWorker::ProgressCallWorker(Napi::Env env, std::string object,
-                                       std::vector<Handle*> holds, Napi::Value onProgress,
-                                       Napi::Value cancel, ProgressExecFn exec)
-    : Napi::AsyncProgressWorker<ProgressSample>(env, "ceph-rbd-progress-call"),
+                                       std::vector<Handle*> holds, Napi::Value cancel,
+                                       ProgressExecFn exec)
+    : Napi::AsyncWorker(env, "ceph-rbd-progress-call"),
       deferred_(Napi::Promise::Deferred::New(env)),
       object_(std::move(object)),
       holds_(env, std::move(holds)),
       exec_(std::move(exec)) {
-  if (onProgress.IsFunction()) onProgress_ = Napi::Persistent(onProgress.As<Napi::Function>());
   if (cancel.IsObject()) {
     Napi::Object obj = cancel.As<Napi::Object>();
     if (obj.InstanceOf(Data(env)->cancelTokenCtor.Value()))
@@ -127,35 +120,19 @@ ProgressCallWorker::ProgressCallWorker(Napi::Env env, std::string object,
 }
 
 Napi::Promise ProgressCallWorker::Start(Napi::Env env, std::string object,
-                                        std::vector<Handle*> holds, Napi::Value onProgress,
-                                        Napi::Value cancel, ProgressExecFn exec) {
-  auto* w = new ProgressCallWorker(env, std::move(object), std::move(holds), onProgress, cancel,
-                                   std::move(exec));
+                                        std::vector<Handle*> holds, Napi::Value cancel,
+                                        ProgressExecFn exec) {
+  auto* w = new ProgressCallWorker(env, std::move(object), std::move(holds), cancel, std::move(exec));
   Napi::Promise promise = w->deferred_.Promise();
   w->Queue();
   return promise;
 }
 
-void ProgressCallWorker::Execute(const ExecutionProgress& progress) {
-  ProgressSink sink(this, &progress);
+void ProgressCallWorker::Execute() {
+  ProgressSink sink(this);
   exec_(outcome_, sink);
   // librbd may report the abort as its own error (e.g. -ERESTART); the cause is the cancel.
   if (outcome_.Failed() && cancel_ && cancel_->canceled.load()) outcome_.err = ECANCELED;
-}
-
-void ProgressCallWorker::Report(uint64_t done, uint64_t total) {
-  Napi::Env env = Env();
-  try {
-    onProgress_.Call({Napi::Number::New(env, static_cast<double>(done)),
-                      Napi::Number::New(env, static_cast<double>(total))});
-  } catch (const Napi::Error&) {
-    // A throwing progress listener must not break the operation; index.js already guards it.
-  }
-}
-
-void ProgressCallWorker::OnProgress(const ProgressSample* data, size_t count) {
-  if (onProgress_.IsEmpty() || data == nullptr || count == 0) return;
-  Report(data[count - 1].done, data[count - 1].total);
 }
 
 void ProgressCallWorker::OnOK() {
@@ -164,8 +141,6 @@ void ProgressCallWorker::OnOK() {
     deferred_.Reject(CephError(env, outcome_.err, outcome_.call, object_).Value());
     return;
   }
-  uint64_t total = lastTotal_.load();
-  if (!onProgress_.IsEmpty() && total > 0) Report(total, total);
   deferred_.Resolve(env.Undefined());
 }
 

@@ -79,11 +79,6 @@ class CancelToken : public Napi::ObjectWrap<CancelToken> {
   std::shared_ptr<TokenState> state_ = std::make_shared<TokenState>();
 };
 
-struct ProgressSample {
-  uint64_t done;
-  uint64_t total;
-};
-
 class ProgressCallWorker;
 
 // The cbdata handed to librbd's librbd_progress_fn_t: our own C++ object, nothing managed. It
@@ -95,43 +90,35 @@ class ProgressSink {
 
  private:
   friend class ProgressCallWorker;
-  ProgressSink(ProgressCallWorker* worker,
-               const Napi::AsyncProgressWorker<ProgressSample>::ExecutionProgress* progress)
-      : worker_(worker), progress_(progress) {}
+  explicit ProgressSink(ProgressCallWorker* worker) : worker_(worker) {}
   ProgressCallWorker* worker_;
-  const Napi::AsyncProgressWorker<ProgressSample>::ExecutionProgress* progress_;
-  std::chrono::steady_clock::time_point lastSent_{};
 };
 
 using ProgressExecFn = std::function<void(Outcome&, ProgressSink&)>;  // pool thread
 
 // A long admin call with librbd progress (flatten, remove, resize, snap remove, trash remove).
-// A CancelToken receives every sample (JS polls CancelToken.progress: what native/lib does); an
-// onProgress function gets them through a thread-safe function, throttled (the latest sample, at
-// most every 50 ms). A canceled token makes the progress callback return -ECANCELED.
-class ProgressCallWorker : public Napi::AsyncProgressWorker<ProgressSample> {
+// The CancelToken receives every sample in its atomics (JS polls CancelToken.progress: what
+// native/lib does); nothing wakes the JS thread until the call ends. A canceled token makes the
+// progress callback return -ECANCELED.
+class ProgressCallWorker : public Napi::AsyncWorker {
  public:
-  // onProgress: a function or undefined; cancel: a CancelToken or undefined.
+  // cancel: a CancelToken or undefined.
   static Napi::Promise Start(Napi::Env env, std::string object, std::vector<Handle*> holds,
-                             Napi::Value onProgress, Napi::Value cancel, ProgressExecFn exec);
+                             Napi::Value cancel, ProgressExecFn exec);
 
  private:
   friend class ProgressSink;
   ProgressCallWorker(Napi::Env env, std::string object, std::vector<Handle*> holds,
-                     Napi::Value onProgress, Napi::Value cancel, ProgressExecFn exec);
-  void Execute(const ExecutionProgress& progress) override;
-  void OnProgress(const ProgressSample* data, size_t count) override;
+                     Napi::Value cancel, ProgressExecFn exec);
+  void Execute() override;
   void OnOK() override;
-  void Report(uint64_t done, uint64_t total);
 
   Napi::Promise::Deferred deferred_;
   std::string object_;
   Holds holds_;
-  Napi::FunctionReference onProgress_;
   std::shared_ptr<TokenState> cancel_;
   ProgressExecFn exec_;
   Outcome outcome_;
-  std::atomic<uint64_t> lastTotal_{0};
 };
 
 // An already rejected promise (a call on a closed handle: the C function is never reached).

@@ -69,6 +69,8 @@ async function coordinate<T>(
   const logger = (e: CoordinatorEvent) => {
     if (e.type === 'fallback') out.info(`falling back to copy: ${e.reason}`);
     else if (e.type === 'undo' && e.state === 'failed') out.info(`cleanup of ${e.what} failed: ${e.error ?? ''}`);
+    // Flattened through snapstore's connection: the previous image's data crossed to this host and back.
+    else if (e.type === 'flattened' && e.via === 'snapstore') out.info(`flattened ${e.imageId} through snapstore, not ceph-mgr: ${e.why ?? ''}`);
   };
   const coordinator = new SnapshotCoordinator({
     ...(cfg.source ? { source: cfg.source } : {}),
@@ -105,6 +107,7 @@ function renderPlan(plan: Plan): string {
   if (inc) {
     const what = inc.possible ? `yes, from image ${inc.from} (about ${inc.bytesExpected} bytes to send)` : 'no';
     lines.push(`incremental (--incremental): ${what}: ${inc.reason}`);
+    if (inc.flattenFirstBy?.fix) lines.push(`        fix: ${inc.flattenFirstBy.fix}`);
   }
   if (plan.linked) {
     lines.push(`linked (--flatten never): ${plan.linked.possible ? 'possible' : 'NOT possible'}`);

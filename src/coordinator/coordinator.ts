@@ -101,7 +101,7 @@ export class SnapshotCoordinator {
       if (broken) return broken;
       const a = await assess(this.svc, src, 'auto', { versions: true });
       // A store that does not open leaves the incremental question unanswered, not the plan.
-      const incremental = await this.store.get().then((store) => incrementalCheck(store, a), () => null);
+      const incremental = await this.store.get().then((store) => incrementalCheck(store, a, () => this.svc.storeUserSession()), () => null);
       const plan: Plan = { ...publicPlan(a.plan), ...(incremental ? { incremental } : {}) };
       this.svc.emit({ type: 'plan', source: a.canonical, plan });
       return plan;

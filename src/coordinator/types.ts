@@ -32,6 +32,8 @@ export interface IncrementalCheck {
   /** The bytes it would read from the source: what changed since the common point, as of now. */
   bytesExpected: number | null;
   reason: string;
+  /** Who flattens the new image inside the target before the changes go in (flattened before returning): ceph-mgr, or snapstore through its own host and why, with the fix when there is one. */
+  flattenFirstBy?: { via: 'mgr' | 'snapstore'; reason: string; fix?: string };
 }
 
 export interface InstantCheck {

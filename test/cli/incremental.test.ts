@@ -81,7 +81,17 @@ describe('snapstore --incremental', () => {
       const want = await exportMd5(a, source.slice(source.indexOf('/vms/') + 1));
       await deleteGlanceImage(env.glance.url, first.imageId);
       expect(await exportMd5(a, `images/${second.imageId}@snap`)).toBe(want);
+
+      // Without --json the operator is told why the image was flattened through snapstore (no ceph-mgr here).
+      await disk.write(8 * MiB, Buffer.alloc(MiB, 0x03));
+      await disk.flush();
+      const third = await snapstore(['snapshot', source, '--mode', 'copy', '--incremental', ...cfg]);
+      expect(third.code).toBe(0);
+      const thirdId = /^image (\S+) stored by copy/m.exec(third.stdout)?.[1] ?? '?';
+      expect(third.stdout).toContain(`incremental from image ${second.imageId}: ${MiB} bytes sent`);
+      expect(third.stderr).toMatch(new RegExp(`^flattened ${thirdId} through snapstore, not ceph-mgr: no ceph-mgr is active\\b.*\\n$`));
       await deleteGlanceImage(env.glance.url, second.imageId);
+      await deleteGlanceImage(env.glance.url, thirdId);
     });
   });
 

@@ -4,7 +4,7 @@
 // (and `check` saying why), a task that vanished from the queue taken over by the flattener, 20
 // snapshots queued at once, and an incremental snapshot's image flattened by the mgr before the changes go in.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -331,15 +331,26 @@ describe('incremental snapshots: the image made from the previous one is flatten
     const MiB = 2 ** 20;
     const disk = uniqueName('mgr-inc');
     const source = await makeDisk(c, disk, 64, 16);
+    // The store's images get Ceph's stock features, exclusive-lock included: librbd would hand the mgr's
+    // flatten to a snapstore handle holding the lock, so snapstore must not hold it meanwhile.
+    const stockConf = `${c.conf}.stock-features`;
+    writeFileSync(stockConf, `${readFileSync(c.conf, 'utf8')}\n[client.glance]\nrbd default features = 61\n`);
     const events: CoordinatorEvent[] = [];
     const nomgrEvents: CoordinatorEvent[] = [];
-    const co = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance') }, events);
+    const co = coordinator({ source: sourceConfig(c), target: { ...rbdTarget(c, 'glance'), confPath: stockConf } }, events);
     const nomgr = coordinator({ source: sourceConfig(c), target: rbdTarget(c, 'glance-nomgr') }, nomgrEvents);
     const ids: string[] = [];
     try {
       const first = await co.snapshot(source, { incremental: true, mode: 'copy' });
       ids.push(first.imageId);
       await onDisk(c, disk, (image) => image.write(4 * MiB + 4096, Buffer.alloc(MiB, 0xab)));
+      // check says who will flatten first, asked without queueing anything.
+      expect((await co.check(source)).incremental).toMatchObject({ possible: true, flattenFirstBy: { via: 'mgr' } });
+      expect((await nomgr.check(source)).incremental).toMatchObject({
+        possible: true,
+        reason: expect.stringContaining('flattened through snapstore before the changes go in (ceph-mgr refused client.glance-nomgr'),
+        flattenFirstBy: { via: 'snapstore', fix: expect.stringContaining("mgr 'profile rbd pool=images'") },
+      });
       const second = await co.snapshot(source, { incremental: true, mode: 'copy' });
       ids.push(second.imageId);
       expect(second).toMatchObject({ method: 'copy', flatten: 'done', incremental: { from: first.imageId } });
@@ -360,6 +371,7 @@ describe('incremental snapshots: the image made from the previous one is flatten
       ]);
       expect(await parentOf(third.imageId)).toBeNull();
       expect(await exportMd5(c, `images/${third.imageId}@snap`)).toBe(await exportMd5(c, `vms/${disk}`));
+      expect(await rbd(c, ['info', `images/${second.imageId}`])).toContain('exclusive-lock');
       await co.prepareSourceRemoval(source);
     } finally {
       await Promise.all([co.close(), nomgr.close()]);

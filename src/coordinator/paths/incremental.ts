@@ -21,7 +21,7 @@ import type { SnapshotOptions } from '../types.js';
 import { INSTANT_CLONE_FEATURES, type FlattenRequest } from '../instant.js';
 import { dequeueFlatten, queueFlattenRequest } from '../flatten-queue.js';
 import { queueFlatten } from './background.js';
-import { flattenInTarget } from './target-flatten.js';
+import { flattenInTarget, type HeldImage } from './target-flatten.js';
 import { copyData, register } from './copy.js';
 import { createGlanceImage } from './glance.js';
 import { recordRun, takeSourceSnapshot, unrecordRun, type SourceRun } from './source-run.js';
@@ -118,19 +118,24 @@ async function fromPrevious(
   r.undo(`discard ${imageId}`, async () => {
     await store.discard(imageId);
   });
-  const { opened, image, sizeBytes } = await r.step('derive', async () => {
+  const { opened, image: derived, sizeBytes } = await r.step('derive', async () => {
     const opened = await s.io.openImage(a.src.image, { readOnly: true, snapshot: s.snapName });
     reader = opened;
     const sizeBytes = await opened.size();
     const features = laterIn ? { features: INSTANT_CLONE_FEATURES } : {};
     return { opened, sizeBytes, image: await inc.derive(prev.imageId, imageId, sizeBytes, texts.marker, features) };
   });
-  r.always('close the new image', () => image.close());
+  const held: HeldImage = { image: derived };
+  r.always('close the new image', async () => {
+    await held.image?.close();
+  });
+  let image = derived;
   if (laterIn === null) {
     const pool = image.ioctx.pool;
-    const flattened = await r.step('flatten-first', () =>
-      flattenInTarget(ctx, image, `profile rbd pool=${pool}`, (done, total) => r.progress('flatten-first', 'flatten', done, total)),
+    const { image: current, ...flattened } = await r.step('flatten-first', () =>
+      flattenInTarget(ctx, held, `profile rbd pool=${pool}`, (done, total) => r.progress('flatten-first', 'flatten', done, total)),
     );
+    image = current;
     ctx.svc.emit({ type: 'flattened', runId: r.runId, imageId, ...flattened });
   }
   const plan = readPlan((await opened.stat()).objectSize, Number(a.session.confGet('rbd_concurrent_management_ops')));
@@ -141,11 +146,10 @@ async function fromPrevious(
     return applyChanges(opened, image, extents, { plan, objectBytes, progress, stop: () => r.stopReason() });
   });
   await r.step('record-base', () => inc.setRecord(imageId, texts.record, image));
-  const location = await r.step('finish', () =>
-    inc.finish(imageId, image, { flatten: false }),
-  );
+  const location = await r.step('finish', () => inc.finish(imageId, image, { flatten: false }));
   const made = { location, sizeBytes, checksums: null, changes: { ...changes, from: prev.imageId } };
   if (laterIn === null) {
+    held.image = null;
     await image.close();
     return made;
   }

@@ -21,46 +21,80 @@ export interface TargetFlatten {
   why?: string;
 }
 
+/** The new image's handle, which the flatten may close and open again (the caller closes what is here at the end). */
+export interface HeldImage {
+  image: Image | null;
+}
+
 /**
- * Flattens `image` (`ctx.imageId`, open read-write) inside its cluster and waits for it: ceph-mgr first, as
- * the store's user, else here. `onProgress(done, total)` in bytes of the image; false stops it (the mgr's
- * task cancelled). A failure of the mgr's
- * flatten is not the snapshot's: it is flattened here instead. Cancelling cancels the mgr's task.
+ * Flattens the image held in `held` (`ctx.imageId`, open read-write) inside its cluster and waits for it:
+ * ceph-mgr first, as the store's user, else here. `onProgress(done, total)` in bytes of the image; false
+ * stops it (the mgr's task cancelled). A failure of the mgr's flatten is not the snapshot's: it is
+ * flattened here instead. Cancelling cancels the mgr's task. Returns the handle to go on with (also in
+ * `held`).
+ *
+ * While the mgr flattens, snapstore's handle is closed: librbd hands a maintenance operation to the
+ * client that holds the image's exclusive lock, and this handle took it when it wrote the image's
+ * metadata — the mgr's flatten would otherwise run here, through this host (seen between sites: the
+ * whole image over the link, twice).
  */
-export async function flattenInTarget(ctx: RunContext, image: Image, osdCaps: string, onProgress: (done: number, total: number) => boolean): Promise<TargetFlatten> {
+export async function flattenInTarget(ctx: RunContext, held: HeldImage, osdCaps: string, onProgress: (done: number, total: number) => boolean): Promise<TargetFlatten & { image: Image }> {
   const { svc, imageId, opts } = ctx;
   const signal = opts.signal;
+  const image = held.image;
+  if (image === null) throw new Error(`${imageId} is not open`);
+  const io = image.ioctx;
+  const size = await image.size();
   let why: string;
   const session = await svc.storeUserSession().catch(() => null);
   if (session === null) {
     why = "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with";
   } else {
-    const queued = await queueMgrFlatten(session, image.ioctx.pool, imageId, osdCaps);
+    held.image = null;
+    await image.close();
+    const queued = await queueMgrFlatten(session, io.pool, imageId, osdCaps);
     if (queued.via === 'mgr') {
       // Whatever goes wrong while waiting, the task is cancelled first: the run's undo must be able to remove the image.
-      const waited = await waitForMgr(session, queued.taskId, image, signal, onProgress).catch(async (err: unknown) => {
+      const waited = await waitForMgr(session, queued.taskId, size, () => isClone(io, imageId), signal, onProgress).catch(async (err: unknown) => {
         await cancelMgrTask(session, queued.taskId).catch(() => {});
         throw err;
       });
-      if (waited === null) return { via: 'mgr' };
+      if (waited === null) return { via: 'mgr', image: await reopen(held, io, imageId) };
       why = waited;
     } else {
-      why = queued.reason;
+      // The reason as a background flatten would give it, less its last words (here snapstore flattens now, not its flattener).
+      why = queued.reason.replace(/: snapstore's flattener must flatten it$/, '');
     }
   }
-  await image.flatten({ ...(signal ? { signal } : {}), onProgress });
-  return { via: 'snapstore', why };
+  const current = held.image ?? (await reopen(held, io, imageId));
+  await current.flatten({ ...(signal ? { signal } : {}), onProgress });
+  return { via: 'snapstore', why, image: current };
+}
+
+async function reopen(held: HeldImage, io: Image['ioctx'], name: string): Promise<Image> {
+  const image = await io.openImage(name);
+  held.image = image;
+  return image;
+}
+
+async function isClone(io: Image['ioctx'], name: string): Promise<boolean> {
+  const probe = await io.openImage(name, { readOnly: true });
+  try {
+    return (await probe.stat()).parent !== null;
+  } finally {
+    await probe.close();
+  }
 }
 
 /** Null once the mgr flattened the image; otherwise why it was taken back (its task cancelled first). */
 async function waitForMgr(
   session: Parameters<typeof cancelMgrTask>[0],
   taskId: string,
-  image: Image,
+  size: number,
+  stillClone: () => Promise<boolean>,
   signal: AbortSignal | undefined,
   onProgress: (done: number, total: number) => boolean,
 ): Promise<string | null> {
-  const size = await image.size();
   const queuedSince = Date.now();
   let silent = 0;
   const takeBack = async (why: string) => {
@@ -77,12 +111,9 @@ async function waitForMgr(
       const state = taskState(list.tasks, taskId);
       if (state.state === 'gone') {
         // The task ends when the flatten does (or when someone cancelled it): the image says which.
-        const st = await image.stat();
-        if (st.parent === null) {
-          onProgress(size, size);
-          return null;
-        }
-        return `ceph-mgr's flatten task ended with the image still a clone`;
+        if (await stillClone()) return `ceph-mgr's flatten task ended with the image still a clone`;
+        onProgress(size, size);
+        return null;
       }
       if (state.state === 'failed') return takeBack(`ceph-mgr's flatten ${describeTaskState(state)}`);
       if (state.state === 'running' && !onProgress(Math.round(state.progress * size), size)) throw new Error('the flatten was stopped');
