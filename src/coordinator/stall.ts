@@ -7,7 +7,7 @@
 // cannot be cancelled: it is left running (its result ignored) and the run is rolled back without it.
 import type { CephCluster } from '../ceph/index.js';
 import { OP_TIMEOUT_MS } from '../ceph/cluster.js';
-import { SnapstoreError } from '../errors.js';
+import { hasCode, SnapstoreError } from '../errors.js';
 
 /**
  * The stall bound of these connections: the longest rados_osd_op_timeout among them (what each was
@@ -28,12 +28,12 @@ export function stallBoundMs(...sessions: Array<CephCluster | null | undefined>)
   return bound > 0 ? bound : OP_TIMEOUT_MS;
 }
 
-/** The error a stalled operation fails with. */
-export function stalled(what: string, boundMs: number): SnapstoreError {
+/** The error a stalled operation fails with (`cause`: librados' own timeout, when it said so first). */
+export function stalled(what: string, boundMs: number, cause?: unknown): SnapstoreError {
   return new SnapstoreError(
     'CEPH_UNREACHABLE',
     `${what} made no progress for ${Math.round(boundMs / 1000)} s (the connection's rados_osd_op_timeout): the cluster is judged unreachable`,
-    { context: { what, boundMs } },
+    { context: { what, boundMs }, ...(cause === undefined ? {} : { cause }) },
   );
 }
 
@@ -67,8 +67,14 @@ export class StallWatch {
       };
       timer = setTimeout(check, this.boundMs);
     });
+    // An OSD op that got no answer within rados_osd_op_timeout fails librbd's call with ETIMEDOUT: the same
+    // judgement as the watchdog's, by the same bound, and whichever says it first (a matter of
+    // milliseconds) must give the same error.
+    const judged = op.catch((err: unknown) => {
+      throw hasCode(err, 'TIMEOUT') ? stalled(this.what, this.boundMs, err) : err;
+    });
     try {
-      return await Promise.race([op, watchdog]);
+      return await Promise.race([judged, watchdog]);
     } finally {
       clearTimeout(timer);
     }

@@ -105,6 +105,20 @@ describe('RbdStore pending index', () => {
     await pools.leftovers.expectUnchanged(before);
   });
 
+  it('an add killed before librbd created the image leaves only its entry: reading the mark (what gc asks of a dead run) drops it', async () => {
+    const s = store();
+    const never = uniqueName('never');
+    try {
+      await rados(['setomapval', INDEX, never, JSON.stringify({ v: 1, token: 't', creating: `run ${never}` })]);
+      expect(await indexKeys()).toContain(never);
+      expect(await s.readPending(never)).toBeNull();
+      expect(await indexKeys()).not.toContain(never);
+    } finally {
+      await s.close();
+    }
+    await pools.leftovers.expectUnchanged(before);
+  });
+
   it('an add whose cleanup fails says so, and leaves a marked image that listPending finds', async () => {
     const id = uniqueName('cut');
     const session = await CephCluster.connect({ confPath: a.conf, ...pools.glance(a) });

@@ -80,8 +80,18 @@ export async function dropEntry(io: Ioctx, name: string): Promise<void> {
   if (entry !== null) await indexDrop(io, name, entry);
 }
 
+/**
+ * The mark of `name`; null when unmarked or gone. The entry of an image that is gone is dropped on the way,
+ * as listMarks does: it names nothing (an `add` killed between writing it and librbd's create), and no
+ * other reader would ever drop it (gc asks this for a dead run's target, finds no image and no mark).
+ */
 export async function readMark(io: Ioctx, name: string): Promise<string | null> {
-  return withOpenImage(io, name, true, null, async (image) => markOf(image, await indexGet(io, name)));
+  const entry = await indexGet(io, name);
+  const gone = Symbol('gone');
+  const mark = await withOpenImage(io, name, true, gone, (image) => markOf(image, entry));
+  if (mark !== gone) return mark;
+  if (entry !== null) await indexDrop(io, name, entry);
+  return null;
 }
 
 /**
