@@ -312,7 +312,7 @@ async function benchSet(set: FeatureSet): Promise<unknown> {
     printTable(
       `${FEATURE_SETS[set].label}: the second snapshot across clusters of a ${DISK_GIB} GiB disk with ${mib(allocated).toFixed(0)} MiB allocated, ` +
         `${mib(change.changed)} MiB changed since the first (${mib(change.discarded)} MiB of it discarded); median of ${RUNS} runs each after an untimed warm-up round; checksums off, no Glance; ` +
-        `the store's objects ${CHUNK_MIB} MiB; ${MGR ? "a ceph-mgr in the store's cluster; " : ''}${LINK ? `the ${LINK.side}' cluster behind a ${LINK.mibPerSecond} MiB/s link` : 'both clusters on this host, no link limit'}`,
+        `the store's objects ${CHUNK_MIB} MiB; ${MGR ? "a ceph-mgr in the store's cluster; " : ''}${LINK ? `the ${LINK.side} side's cluster behind a ${LINK.mibPerSecond} MiB/s link` : 'both clusters on this host, no link limit'}`,
       tableRows(figures),
     );
     process.stdout.write(

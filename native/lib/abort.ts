@@ -49,8 +49,8 @@ function progressArgs(opts: ProgressOptions | undefined, call: string, object: s
 }
 
 /**
- * Starts a call that takes a cancel token (the addon's own progress-function argument stays unused: see
- * the top of this file), and gives the listener the token's progress every PROGRESS_MS
+ * Starts a call that takes a cancel token (the addon's only progress channel: see the top of this file),
+ * and gives the listener the token's progress every PROGRESS_MS
  * while it runs (a new sample only), and (total, total) once it succeeded. An already aborted signal throws
  * CanceledError before anything reaches C.
  */

@@ -44,6 +44,16 @@ export type FlattenerReason = { code: 'MGR_CAPS' | 'MGR_UNAVAILABLE' | 'MGR_REFU
 
 export type MgrQueueOutcome = { via: 'mgr'; taskId: string } | ({ via: 'flattener' } & FlattenerReason);
 
+/** How every FlattenerReason's text ends: who flattens instead of the mgr, in the background. */
+export const FLATTENER_TAIL = ": snapstore's flattener must flatten it";
+/** Why the mgr is not asked at all: no Ceph user of the store's to ask it with. */
+export const NO_STORE_USER_REASON = "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with";
+
+/** A FlattenerReason's text without its tail: why the mgr does not flatten, for a flatten snapstore does at once. */
+export function whyNotMgr(reason: string): string {
+  return reason.endsWith(FLATTENER_TAIL) ? reason.slice(0, -FLATTENER_TAIL.length) : reason;
+}
+
 /** The cap that lets `user` queue flattens of images in `pool` (Ceph's OpenStack guide gives it to Glance). */
 export function mgrCapFix(user: string, osdCaps: string, pool: string): string {
   return `ceph auth caps client.${user} mon 'profile rbd' osd '${osdCaps}' mgr 'profile rbd pool=${pool}'`;
@@ -106,16 +116,16 @@ export class MgrSilent {
 
 /** Turns a refused or unanswered mgr command into the reason the flattener is used. */
 function flattenerReason(err: unknown, session: CephCluster, pool: string, osdCaps: string): FlattenerReason {
-  if (err instanceof MgrSilent) return { code: 'MGR_UNAVAILABLE', reason: `${err.reason}: snapstore's flattener must flatten it` };
+  if (err instanceof MgrSilent) return { code: 'MGR_UNAVAILABLE', reason: `${err.reason}${FLATTENER_TAIL}` };
   const code = codeOf(err);
   if (code === 'PERMISSION') {
     return {
       code: 'MGR_CAPS',
-      reason: `ceph-mgr refused client.${session.user} (no mgr cap for pool ${pool}): snapstore's flattener must flatten it`,
+      reason: `ceph-mgr refused client.${session.user} (no mgr cap for pool ${pool})${FLATTENER_TAIL}`,
       fix: mgrCapFix(session.user, osdCaps, pool),
     };
   }
-  return { code: 'MGR_REFUSED', reason: `ceph-mgr's rbd_support did not take the flatten (${errorText(err)}): snapstore's flattener must flatten it` };
+  return { code: 'MGR_REFUSED', reason: `ceph-mgr's rbd_support did not take the flatten (${errorText(err)})${FLATTENER_TAIL}` };
 }
 
 /**
@@ -126,7 +136,7 @@ export async function queueMgrFlatten(session: CephCluster, pool: string, image:
   try {
     const task = (await mgrJson(session, { prefix: 'rbd task add flatten', image_spec: `${pool}/${image}` }, MGR_ANSWER_MS)) as Partial<MgrTask> | null;
     if (!task || typeof task.id !== 'string') {
-      return { via: 'flattener', code: 'MGR_REFUSED', reason: "ceph-mgr's rbd_support answered without a task id: snapstore's flattener must flatten it" };
+      return { via: 'flattener', code: 'MGR_REFUSED', reason: `ceph-mgr's rbd_support answered without a task id${FLATTENER_TAIL}` };
     }
     return { via: 'mgr', taskId: task.id };
   } catch (err) {

@@ -2,7 +2,7 @@
 // made from a previous image, which, and how many bytes it would read from the disk as of now.
 import type { CephCluster } from '../../ceph/index.js';
 import type { Store } from '../../store.js';
-import { mgrFlattenCheck } from '../mgr-flatten.js';
+import { mgrFlattenCheck, whyNotMgr } from '../mgr-flatten.js';
 import type { Assessment } from '../context.js';
 import { errorText } from '../events.js';
 import type { IncrementalCheck } from '../types.js';
@@ -41,8 +41,8 @@ export async function incrementalCheck(store: Store, a: Assessment, storeUser: (
 /** Who flattens the new image first, asked without queueing anything (as `check` asks for instant snapshots). */
 async function flattenFirstBy(store: Store, storeUser: () => Promise<CephCluster | null>): Promise<NonNullable<IncrementalCheck['flattenFirstBy']>> {
   const [session, where] = await Promise.all([storeUser().catch(() => null), store.clones?.where().catch(() => null) ?? null]);
-  if (!session || !where) return { via: 'snapstore', reason: "no Ceph user of the store to ask ceph-mgr with" };
+  if (!session || !where) return { via: 'snapstore', reason: 'no Ceph user of the store to ask ceph-mgr with' };
   const way = await mgrFlattenCheck(session, where.pool, `profile rbd pool=${where.pool}`);
   if (way.via === 'mgr') return { via: 'mgr', reason: `ceph-mgr (rbd_support) accepts flattens of pool ${where.pool} from client.${session.user}` };
-  return { via: 'snapstore', reason: way.reason.replace(/: snapstore's flattener must flatten it$/, ''), ...(way.fix ? { fix: way.fix } : {}) };
+  return { via: 'snapstore', reason: whyNotMgr(way.reason), ...(way.fix ? { fix: way.fix } : {}) };
 }

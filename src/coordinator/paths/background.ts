@@ -4,7 +4,7 @@
 import type { Image } from '../../ceph/index.js';
 import type { PathResult, RunContext } from '../context.js';
 import { FLATTEN_KEY, encodeFlattenRequest, type FlattenRequest } from '../instant.js';
-import { queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
+import { FLATTENER_TAIL, NO_STORE_USER_REASON, queueMgrFlatten, type MgrQueueOutcome } from '../mgr-flatten.js';
 
 /**
  * Hands the flatten of `clone` (image `ctx.imageId`, in the pool it was opened in) to ceph-mgr's task queue as the store's user
@@ -16,7 +16,7 @@ export async function queueFlatten(ctx: RunContext, clone: Image, request: Flatt
   const session = await svc.storeUserSession().catch(() => null);
   const outcome: MgrQueueOutcome = session
     ? await queueMgrFlatten(session, clone.ioctx.pool, imageId, osdCaps)
-    : { via: 'flattener', code: 'NO_STORE_USER', reason: "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with: snapstore's flattener must flatten it" };
+    : { via: 'flattener', code: 'NO_STORE_USER', reason: `${NO_STORE_USER_REASON}${FLATTENER_TAIL}` };
   if (outcome.via === 'flattener') {
     const { via, code, reason, fix } = outcome;
     svc.emit({ type: 'flatten-queued', runId: r.runId, imageId, via, code, reason, ...(fix ? { fix } : {}) });

@@ -76,8 +76,8 @@ export async function incremental(ctx: RunContext, a: RbdAssessment, inc: Increm
   await unrecordRun(ctx, s);
   await prune(ctx, s, identity, keep);
   // The snapshot is complete here: queueing its flatten with the mgr only chooses who flattens (as direct.ts).
-  const pool = made.later?.image.ioctx.pool;
-  const queued = made.later ? await queueFlatten(ctx, made.later.image, made.later.request, `profile rbd pool=${pool}`) : undefined;
+  const bg = made.later;
+  const queued = bg ? await queueFlatten(ctx, bg.image, bg.request, `profile rbd pool=${bg.image.ioctx.pool}`) : undefined;
   return {
     imageId: glance?.id ?? imageId,
     ...(queued ? { queued } : {}),

@@ -6,7 +6,7 @@
 // up on their way.
 import type { Image } from '../../ceph/index.js';
 import type { RunContext } from '../context.js';
-import { cancelMgrTask, describeTaskState, listMgrTasks, queueMgrFlatten, taskState } from '../mgr-flatten.js';
+import { NO_STORE_USER_REASON, cancelMgrTask, describeTaskState, listMgrTasks, queueMgrFlatten, taskState, whyNotMgr } from '../mgr-flatten.js';
 
 /** How often the mgr's task list is read while waiting. */
 const POLL_MS = 200;
@@ -48,7 +48,7 @@ export async function flattenInTarget(ctx: RunContext, held: HeldImage, osdCaps:
   let why: string;
   const session = await svc.storeUserSession().catch(() => null);
   if (session === null) {
-    why = "the coordinator was given a Store object, not the store's Ceph user to ask ceph-mgr with";
+    why = NO_STORE_USER_REASON;
   } else {
     held.image = null;
     await image.close();
@@ -62,8 +62,7 @@ export async function flattenInTarget(ctx: RunContext, held: HeldImage, osdCaps:
       if (waited === null) return { via: 'mgr', image: await reopen(held, io, imageId) };
       why = waited;
     } else {
-      // The reason as a background flatten would give it, less its last words (here snapstore flattens now, not its flattener).
-      why = queued.reason.replace(/: snapstore's flattener must flatten it$/, '');
+      why = whyNotMgr(queued.reason);
     }
   }
   const current = held.image ?? (await reopen(held, io, imageId));
