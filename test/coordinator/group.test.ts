@@ -222,8 +222,12 @@ describe('kill -9, then gc', () => {
   // The global setup has checked that dist/ is built from the current src/.
   const modulePath = join(root, 'dist', 'coordinator', 'index.js');
 
-  function start(sources: string[], when: (e: CoordinatorEvent, seen: CoordinatorEvent[]) => boolean): { child: ChildProcess; reached: Promise<CoordinatorEvent[]> } {
-    const child = spawn(process.execPath, [join(here, 'fixtures', 'group-child.mjs'), modulePath, JSON.stringify({ options: options(), sources, snapshot: {} })], {
+  function start(
+    sources: string[],
+    freezeAt: { step: string; state: 'start' | 'done'; nth: number },
+    when: (e: CoordinatorEvent, seen: CoordinatorEvent[]) => boolean,
+  ): { child: ChildProcess; reached: Promise<CoordinatorEvent[]> } {
+    const child = spawn(process.execPath, [join(here, 'fixtures', 'group-child.mjs'), modulePath, JSON.stringify({ options: options(), sources, snapshot: {}, freezeAt })], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env },
     });
@@ -252,7 +256,9 @@ describe('kill -9, then gc', () => {
     const sources = await makeDisks('grp-kill', 2);
     const snap = await own.leftovers.snapshot();
     const copies = (seen: CoordinatorEvent[]) => seen.filter((x) => x.type === 'step' && x.step === 'copy' && x.state === 'start').length;
-    const { child, reached } = start(sources, (e, seen) =>
+    // The child freezes at the kill point itself: a loaded machine delivering the kill late must not let it run on.
+    const freezeAt = committed ? { step: 'group-commit', state: 'done' as const, nth: 1 } : { step: 'copy', state: 'start' as const, nth: 2 };
+    const { child, reached } = start(sources, freezeAt, (e, seen) =>
       committed ? e.type === 'step' && e.step === 'group-commit' && e.state === 'done' : copies(seen) === 2,
     );
     const seen = await reached;

@@ -120,15 +120,21 @@ describe('lifetime', () => {
   it('an Image dropped without close() is closed by its finalizer: its header watch goes away', async () => {
     const img = `${MARK}-dropped`;
     await io.createImage(img, 4 * MiB);
+    // Held until the watchers are counted (a collection could otherwise close them all first), then dropped.
+    let held: unknown[] = [];
     const open = async () => {
-      for (let i = 0; i < 5; i++) await (await io.openImage(img)).read(0, 16);
+      for (let i = 0; i < 5; i++) {
+        const image = await io.openImage(img);
+        await image.read(0, 16);
+        held.push(image);
+      }
     };
     const watchers = async () =>
       (await rbdJson<{ watchers: unknown[] }>(A, ['status', `${pools.vms}/${img}`])).watchers.length;
     try {
       await open();
-      // A collection may already have closed some of them.
       expect(await watchers()).toBeGreaterThan(0);
+      held = [];
       for (let i = 0; i < 50 && (await watchers()) > 0; i++) {
         forceGc();
         await new Promise((r) => setTimeout(r, 100));
